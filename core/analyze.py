@@ -1,0 +1,98 @@
+"""What the deployable INT8 flatbuffer really holds: size, gzip size, per-layer sparsity and
+distinct values, and INT8 accuracy with the TFLite interpreter."""
+import gzip
+
+import numpy as np
+
+from collabopt.core.tfenv import tf
+
+# Ops whose input #1 is the weight kernel, and the axis of the output channel in that tensor.
+KERNEL_OPS = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 0}
+
+
+def gzip_size(data: bytes) -> int:
+    return len(gzip.compress(data, compresslevel=9))
+
+
+def _interpreter(tflite_bytes, **kw):
+    return tf.lite.Interpreter(model_content=bytes(tflite_bytes), **kw)
+
+
+def layer_stats(tflite_bytes):
+    """Per kernel: op, tensor name, shape, dtype, sparsity, distinct values per tensor and per
+    output channel (max over channels), and the number of quantization scales."""
+    it = _interpreter(tflite_bytes, experimental_preserve_all_tensors=True)
+    tensors = {t["index"]: t for t in it.get_tensor_details()}
+    out = []
+    for op in it._get_ops_details():  # noqa: SLF001 - the public API has no op list
+        axis = KERNEL_OPS.get(op["op_name"])
+        if axis is None or len(op["inputs"]) < 2:
+            continue
+        t = tensors[op["inputs"][1]]
+        w = it.get_tensor(t["index"])
+        per_ch = np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)
+        out.append({
+            "op": op["op_name"],
+            "tensor": t["name"],
+            "layer": _layer_name(tensors[op["outputs"][0]]["name"]),
+            "shape": list(w.shape),
+            "dtype": np.dtype(w.dtype).name,
+            "sparsity": float(np.mean(w == 0)),
+            "unique_per_tensor": int(len(np.unique(w))),
+            "max_unique_per_channel": int(max(len(np.unique(r)) for r in per_ch)),
+            "num_scales": int(len(t["quantization_parameters"]["scales"])),
+        })
+    return out
+
+
+def _layer_name(tensor_name):
+    """'model/pw_1_relu/Relu;model/pw_1/Conv2D;...' -> 'pw_1' (the conv, not the fused activation)."""
+    for part in tensor_name.split(";"):
+        segs = part.split("/")
+        if len(segs) >= 2 and segs[-1] in ("Conv2D", "depthwise", "MatMul", "BiasAdd", "Conv2D1"):
+            return segs[-2]
+    return tensor_name.split(";")[0].split("/")[-2] if "/" in tensor_name else tensor_name
+
+
+def is_int8(tflite_bytes):
+    it = _interpreter(tflite_bytes)
+    io = it.get_input_details() + it.get_output_details()
+    return all(d["dtype"] == np.int8 for d in io) and all(
+        s["dtype"] == "int8" for s in layer_stats(tflite_bytes))
+
+
+def int8_accuracy(tflite_bytes, x, y, batch_size=256):
+    """Top-1 accuracy of the quantized model: inputs quantized with the model's own input scale."""
+    it = _interpreter(tflite_bytes)
+    inp, outp = it.get_input_details()[0], it.get_output_details()[0]
+    preds = []
+    for start in range(0, len(x), batch_size):
+        xb = x[start:start + batch_size]
+        it.resize_tensor_input(inp["index"], [len(xb), *inp["shape"][1:]])
+        it.allocate_tensors()
+        scale, zero = inp["quantization"]
+        if inp["dtype"] in (np.int8, np.uint8):
+            info = np.iinfo(inp["dtype"])
+            xb = np.clip(np.round(xb / scale + zero), info.min, info.max).astype(inp["dtype"])
+        it.set_tensor(inp["index"], xb.astype(inp["dtype"]))
+        it.invoke()
+        # argmax is unchanged by the output's affine dequantization (positive scale)
+        preds.append(np.argmax(it.get_tensor(outp["index"]), axis=-1))
+    return float(np.mean(np.concatenate(preds) == np.asarray(y)))
+
+
+def summarize(tflite_bytes):
+    """Size figures and per-layer stats of one flatbuffer, in the seed's terms."""
+    size, gz = len(tflite_bytes), gzip_size(tflite_bytes)
+    layers = layer_stats(tflite_bytes)
+    weighted = [l for l in layers if l["op"] != "DEPTHWISE_CONV_2D"] or layers
+    return {
+        "tflite_bytes": size,
+        "gzip_bytes": gz,
+        "saving_pct": 100.0 * (size - gz) / size,
+        "sparsity": float(np.average([l["sparsity"] for l in layers],
+                                     weights=[np.prod(l["shape"]) for l in layers])) if layers else 0.0,
+        "max_unique_per_channel": max((l["max_unique_per_channel"] for l in weighted), default=0),
+        "max_unique_per_tensor": max((l["unique_per_tensor"] for l in weighted), default=0),
+        "layers": layers,
+    }

@@ -1,0 +1,224 @@
+"""Fashion-MNIST loading and TFX `Examples` artifact I/O (numpy + TensorFlow only, no tfx import).
+
+An `Examples` artifact as written by TFX ExampleGen is a folder with one `Split-<name>` subfolder
+per split, each holding GZIP-compressed TFRecord files of serialized `tf.train.Example`.
+File access goes through `tf.io.gfile`, so artifact URIs may also be remote (e.g. gs://).
+"""
+import gzip
+import os
+
+import numpy as np
+from collabopt.core.tfenv import tf
+
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+_SPLIT_PREFIX = "Split-"
+# IDX type codes -> numpy dtypes (multi-byte values are big-endian).
+_IDX_DTYPES = {0x08: "u1", 0x09: "i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+class ExamplesError(ValueError):
+    """An Examples artifact is missing, empty or does not match what the caller asked for."""
+
+
+# ---------------------------------------------------------------- Fashion-MNIST (IDX files)
+
+def read_idx(path) -> np.ndarray:
+    """Read an IDX file (gzip-compressed or not) into an array with the shape from its header."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[:2] == b"\x1f\x8b":  # detect gzip by magic, not by file name
+        data = gzip.decompress(data)
+    if len(data) < 4 or data[:2] != b"\x00\x00" or data[2] not in _IDX_DTYPES:
+        raise ValueError(f"{path}: not an IDX file (magic {data[:4].hex() or 'empty'}, "
+                         "expected 0000 + type code + number of dimensions)")
+    ndim = data[3]
+    shape = tuple(int(d) for d in np.frombuffer(data, ">u4", count=ndim, offset=4))
+    dtype = np.dtype(_IDX_DTYPES[data[2]])
+    body = data[4 + 4 * ndim:]
+    if len(body) != int(np.prod(shape)) * dtype.itemsize:
+        raise ValueError(f"{path}: header says shape {shape} ({dtype}) but the file holds "
+                         f"{len(body)} data bytes")
+    return np.frombuffer(body, dtype).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def _subset(labels, limit, rng):
+    """Indices of a seeded random subset of size `limit` with classes as balanced as possible."""
+    perm = rng.permutation(len(labels))
+    lab = labels[perm]
+    # Rank of each example within its class (in permuted order); taking the lowest ranks first
+    # gives round-robin over classes, so every class gets ~limit/num_classes examples.
+    by_class = np.argsort(lab, kind="stable")
+    starts = np.searchsorted(lab[by_class], lab[by_class])
+    rank = np.empty(len(lab), np.int64)
+    rank[by_class] = np.arange(len(lab)) - starts
+    return perm[np.argsort(rank, kind="stable")[:limit]]
+
+
+def load_fashion_mnist(data_dir=FASHION_MNIST_DIR, train_limit=None, eval_limit=None, seed=0):
+    """Load Fashion-MNIST as {"train": (images, labels), "eval": (images, labels)}.
+
+    Images are uint8 [N, 28, 28], labels int64 [N]; the t10k set is the eval split. A limit takes
+    a class-balanced random subset, deterministic for a given seed.
+    """
+    out = {}
+    for split, prefix, limit in (("train", "train", train_limit), ("eval", "t10k", eval_limit)):
+        paths = [os.path.join(data_dir, f"{prefix}-{kind}-ubyte.gz")
+                 for kind in ("images-idx3", "labels-idx1")]
+        missing = [p for p in paths if not os.path.isfile(p)]
+        if missing:
+            raise FileNotFoundError(
+                f"Fashion-MNIST file(s) not found: {', '.join(missing)}. Install them with "
+                "`apt-get install dataset-fashion-mnist` (or pass data_dir=...).")
+        images, labels = read_idx(paths[0]), read_idx(paths[1]).astype(np.int64)
+        if len(images) != len(labels):
+            raise ValueError(f"{data_dir}: {len(images)} {prefix} images but {len(labels)} labels")
+        if limit is not None and limit < len(labels):
+            # Separate streams per split so changing one limit does not change the other subset.
+            idx = _subset(labels, limit, np.random.default_rng([seed, len(out)]))
+            images, labels = images[idx], labels[idx]
+        out[split] = (images, labels)
+    return out
+
+
+# ---------------------------------------------------------------- Examples artifact I/O
+
+def _feature(values) -> tf.train.Feature:
+    values = np.asarray(values).ravel()
+    if np.issubdtype(values.dtype, np.integer) or values.dtype == bool:
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=values.astype(np.int64)))
+    return tf.train.Feature(float_list=tf.train.FloatList(value=values.astype(np.float32)))
+
+
+def write_examples(uri, splits, image_key="image", label_key="label", num_shards=1) -> list:
+    """Write {split: (images, labels)} as an ExampleGen-style Examples artifact under `uri`.
+
+    Integer pixels are stored flattened as an int64_list (float images as a float_list), the
+    label as an int64_list of one value. Shards are contiguous chunks, so reading the sorted
+    files back preserves the order. Returns the split names.
+    """
+    if num_shards < 1:
+        raise ValueError(f"num_shards must be >= 1, got {num_shards}")
+    for name, (images, labels) in splits.items():
+        if len(images) != len(labels):
+            raise ValueError(f"split {name!r}: {len(images)} images but {len(labels)} labels")
+        split_dir = os.path.join(uri, _SPLIT_PREFIX + name)
+        if tf.io.gfile.exists(split_dir) and tf.io.gfile.listdir(split_dir):
+            # Stale shards from an earlier write would silently be read back as well.
+            raise FileExistsError(f"{split_dir} already contains files")
+        tf.io.gfile.makedirs(split_dir)
+        labels = np.asarray(labels)
+        for i, chunk in enumerate(np.array_split(np.arange(len(labels)), num_shards)):
+            path = os.path.join(split_dir, f"data_tfrecord-{i:05d}-of-{num_shards:05d}.gz")
+            with tf.io.TFRecordWriter(path, options="GZIP") as writer:
+                for j in chunk:
+                    example = tf.train.Example(features=tf.train.Features(feature={
+                        image_key: _feature(images[j]),
+                        label_key: tf.train.Feature(
+                            int64_list=tf.train.Int64List(value=[int(labels[j])]))}))
+                    writer.write(example.SerializeToString())
+    return list(splits)
+
+
+def _available_splits(uri):
+    if not tf.io.gfile.isdir(uri):
+        return []
+    return sorted(d.rstrip("/")[len(_SPLIT_PREFIX):] for d in tf.io.gfile.listdir(uri)
+                  if d.startswith(_SPLIT_PREFIX))
+
+
+def split_files(uri, split) -> list:
+    """Sorted data files of `Split-<split>` (any file name: ExampleGen output is read as is)."""
+    split_dir = os.path.join(uri, _SPLIT_PREFIX + split)
+    files = []
+    if tf.io.gfile.isdir(split_dir):
+        files = sorted(os.path.join(split_dir, f) for f in tf.io.gfile.listdir(split_dir)
+                       if not tf.io.gfile.isdir(os.path.join(split_dir, f)))
+    if not files:
+        state = "is empty" if tf.io.gfile.isdir(split_dir) else "does not exist"
+        available = ", ".join(_available_splits(uri)) or "none"
+        raise ExamplesError(f"Examples split {split!r} {state} ({split_dir}); "
+                            f"available splits: {available}")
+    return files
+
+
+def _kind(example, key, split):
+    """Which value list ('int64_list', 'float_list', 'bytes_list') `key` uses, and its length."""
+    features = example.features.feature
+    if key not in features:
+        raise ExamplesError(f"Examples split {split!r} has no feature {key!r}; "
+                            f"available features: {', '.join(sorted(features))}")
+    kind = features[key].WhichOneof("kind")
+    if kind is None:
+        raise ExamplesError(f"Examples split {split!r}: feature {key!r} holds no values")
+    values = getattr(features[key], kind).value
+    return kind, (len(np.frombuffer(values[0], np.uint8)) if kind == "bytes_list" and values
+                  else len(values))
+
+
+def read_examples(uri, split, feature_key="image", label_key="label", feature_shape=(28, 28, 1),
+                  limit=None, scale=1 / 255.0):
+    """Read a split into (x float32 [N, *feature_shape], y int64 [N]).
+
+    The feature may be an int64_list, float_list or bytes_list (raw uint8 bytes); `scale`
+    multiplies integer-valued (int64/bytes) features only. Feature types come from the first
+    record; every record is then parsed in batches by `tf.io.parse_example`.
+    """
+    files = split_files(uri, split)
+    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP")
+    if limit is not None:
+        dataset = dataset.take(limit)
+    first = next(iter(dataset.take(1)), None)
+    if first is None:
+        raise ExamplesError(f"Examples split {split!r} has no records ({len(files)} file(s))")
+    example = tf.train.Example.FromString(first.numpy())
+    kind, size = _kind(example, feature_key, split)
+    label_kind, label_size = _kind(example, label_key, split)
+    feature_shape = tuple(feature_shape) if feature_shape is not None else (size,)
+    if size != int(np.prod(feature_shape)):
+        hint = " (bytes_list is read as raw uint8 pixels)" if kind == "bytes_list" else ""
+        raise ExamplesError(
+            f"Examples split {split!r}: feature {feature_key!r} has {size} values per example{hint}"
+            f" but feature_shape {feature_shape} needs {int(np.prod(feature_shape))}")
+    if label_kind == "bytes_list" or label_size != 1:
+        raise ExamplesError(f"Examples split {split!r}: label {label_key!r} must be one int64 or "
+                            f"float value per example, found {label_size} in a {label_kind}")
+
+    spec = {feature_key: tf.io.FixedLenFeature([] if kind == "bytes_list" else [size],
+                                               {"int64_list": tf.int64, "float_list": tf.float32,
+                                                "bytes_list": tf.string}[kind]),
+            label_key: tf.io.FixedLenFeature([], tf.int64 if label_kind == "int64_list"
+                                             else tf.float32)}
+
+    def parse(serialized):
+        parsed = tf.io.parse_example(serialized, spec)
+        x = parsed[feature_key]
+        if kind == "bytes_list":
+            x = tf.io.decode_raw(x, tf.uint8)  # fails on ragged sizes -> reported below
+        x = tf.cast(x, tf.float32)
+        if kind != "float_list":
+            x = x * scale
+        return x, tf.cast(parsed[label_key], tf.int64)
+
+    xs, ys = [], []
+    try:
+        for x, y in dataset.batch(4096).map(parse).prefetch(1):
+            xs.append(x.numpy())
+            ys.append(y.numpy())
+    except tf.errors.InvalidArgumentError as e:  # e.g. a later record lacks a key or differs in size
+        raise ExamplesError(f"Examples split {split!r}: records do not all match the first one "
+                            f"({kind} of {size} values for {feature_key!r}): {e.message}") from e
+    return np.concatenate(xs).reshape((-1,) + feature_shape), np.concatenate(ys)
+
+
+def representative_dataset(uri, split="train", num_samples=100, **read_kwargs):
+    """A TFLite post-training-quantization representative dataset: yields [x[i:i+1]] (float32).
+
+    The samples are read eagerly so that a bad artifact fails here, not inside the converter.
+    """
+    x, _ = read_examples(uri, split, limit=num_samples, **read_kwargs)
+
+    def generator():
+        for i in range(len(x)):
+            yield [x[i:i + 1]]
+
+    return generator

@@ -1,0 +1,186 @@
+"""The three TFMOT techniques, each a pure function Keras model -> Keras model.
+
+prune() and cluster() return stripped models (plain layers, weights with zeros / shared values);
+preserving_qat() returns the QAT model (fake-quant wrappers) that TFLite conversion reads.
+"""
+import contextlib
+import logging
+import math
+
+import numpy as np
+
+from collabopt.core import train
+from collabopt.core.tfenv import keras, tf
+
+import tensorflow_model_optimization as tfmot  # noqa: E402  (after tfenv: needs tf_keras)
+from tensorflow_model_optimization.python.core.clustering.keras.experimental import (  # noqa: E402
+    cluster as exp_cluster)
+from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.cluster_preserve import (  # noqa: E402,E501
+    cluster_preserve_quantize_registry as cp_registry)
+
+log = logging.getLogger("collabopt")
+
+SCHEMES = ("qat", "pqat", "cqat", "pcqat")
+CENTROID_INITS = {
+    "kmeans++": "KMEANS_PLUS_PLUS", "linear": "LINEAR", "density": "DENSITY_BASED", "random": "RANDOM"}
+# Layer types whose kernels the techniques act on (TFLite: CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED).
+KERNEL_LAYERS = (keras.layers.Conv2D, keras.layers.Dense)
+
+
+def _kernels(model):
+    for layer in model.layers:
+        inner = getattr(layer, "layer", layer)
+        if isinstance(inner, KERNEL_LAYERS):
+            w = getattr(inner, "depthwise_kernel", None)
+            yield inner, (w if w is not None else inner.kernel).numpy()
+
+
+def check_fraction(name, value):
+    if not (isinstance(value, (int, float)) and 0.0 < float(value) < 1.0):
+        raise ValueError(f"{name} must be in (0, 1), got {value!r}")
+
+
+def prune(model, x, y, *, target_sparsity=0.5, schedule="polynomial", frequency=100, epochs=2,
+          batch_size=64, learning_rate=1e-4, m_by_n=None, log_dir=None, seed=0):
+    """Magnitude pruning to `target_sparsity` (or M:N structured sparsity, e.g. (2, 4))."""
+    if m_by_n is None:
+        check_fraction("target_sparsity", target_sparsity)
+    else:
+        m, n = (int(v) for v in m_by_n)
+        if not 0 < m < n:
+            raise ValueError(f"m_by_n must be (M, N) with 0 < M < N, got {m_by_n!r}")
+        target_sparsity = 1 - m / n
+    if frequency < 1:
+        raise ValueError(f"frequency must be >= 1 step, got {frequency!r}")
+    steps = max(1, math.ceil(len(x) / batch_size)) * epochs
+    if schedule == "constant":
+        sched = tfmot.sparsity.keras.ConstantSparsity(target_sparsity, begin_step=0, frequency=frequency)
+    elif schedule == "polynomial":
+        # Reach the target after ~2/3 of the steps, so the last steps fine-tune at full sparsity.
+        end = max(1, int(steps * 2 / 3))
+        sched = tfmot.sparsity.keras.PolynomialDecay(
+            initial_sparsity=0.0, final_sparsity=target_sparsity, begin_step=0, end_step=end,
+            frequency=min(frequency, end))
+    else:
+        raise ValueError(f"schedule must be 'constant' or 'polynomial', got {schedule!r}")
+    kwargs = {"sparsity_m_by_n": tuple(int(v) for v in m_by_n)} if m_by_n else {"pruning_schedule": sched}
+    pruned = tfmot.sparsity.keras.prune_low_magnitude(model, **kwargs)
+    train.fit(pruned, x, y, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+              stage="prune", log_dir=log_dir, seed=seed,
+              callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
+    return tfmot.sparsity.keras.strip_pruning(pruned)
+
+
+def cluster(model, x, y, *, number_of_clusters=8, centroid_init="kmeans++", preserve_sparsity=True,
+            per_channel=False, epochs=1, batch_size=64, learning_rate=1e-4, log_dir=None, seed=0):
+    """Weight clustering; with preserve_sparsity the zeros of a pruned model stay zero."""
+    if not isinstance(number_of_clusters, int) or number_of_clusters < 2:
+        raise ValueError(f"number_of_clusters must be an integer >= 2, got {number_of_clusters!r}")
+    if centroid_init not in CENTROID_INITS:
+        raise ValueError(f"centroid_init must be one of {sorted(CENTROID_INITS)}, got {centroid_init!r}")
+    keras.utils.set_random_seed(seed)
+    init = getattr(tfmot.clustering.keras.CentroidInitialization, CENTROID_INITS[centroid_init])
+    clustered = exp_cluster.cluster_weights(
+        model, number_of_clusters=number_of_clusters, cluster_centroids_init=init,
+        preserve_sparsity=preserve_sparsity, cluster_per_channel=per_channel)
+    train.fit(clustered, x, y, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+              stage="cluster", log_dir=log_dir, seed=seed)
+    return tfmot.clustering.keras.strip_clustering(clustered)
+
+
+def describe(model, sparse_at=0.2, max_clusters=64):
+    """What a stripped model is: {'sparse': bool, 'clustered': bool, 'per_channel': bool}.
+
+    Sparse: some kernel has >= `sparse_at` exact zeros (trained dense weights have ~none).
+    Clustered: every Conv2D/Dense kernel large enough to tell has <= `max_clusters` distinct values
+    per tensor (per-tensor clustering) or per output channel (per-channel clustering).
+    """
+    sparse, tensor_votes, channel_votes = False, [], []
+    for layer, w in _kernels(model):
+        sparse |= float(np.mean(w == 0)) >= sparse_at
+        if isinstance(layer, keras.layers.DepthwiseConv2D):
+            continue  # TFMOT does not cluster depthwise kernels
+        # Only kernels with enough weights can tell clustered from not (a 64-weight channel of a
+        # dense model has <= 64 distinct values too).
+        per_ch = w.reshape(-1, w.shape[-1])
+        if w.size > 2 * max_clusters:
+            tensor_votes.append(len(np.unique(w)) <= max_clusters)
+        if per_ch.shape[0] > 2 * max_clusters:
+            channel_votes.append(max(len(np.unique(c)) for c in per_ch.T) <= max_clusters)
+    tensor_wise = bool(tensor_votes) and all(tensor_votes)
+    channel_wise = bool(channel_votes) and all(channel_votes)
+    clustered = tensor_wise or channel_wise
+    return {"sparse": sparse, "clustered": clustered, "per_channel": clustered and not tensor_wise}
+
+
+def pick_scheme(model):
+    d = describe(model)
+    return {(False, False): "qat", (True, False): "pqat", (False, True): "cqat",
+            (True, True): "pcqat"}[(d["sparse"], d["clustered"])]
+
+
+def _quantize_scheme(scheme):
+    combine = tfmot.experimental.combine
+    if scheme == "qat":
+        return None
+    if scheme == "pqat":
+        return combine.Default8BitPrunePreserveQuantizeScheme()
+    return combine.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=scheme == "pcqat")
+
+
+@contextlib.contextmanager
+def _shared_centroids(per_channel):
+    """Keep per-tensor clusters shared across channels during CQAT/PCQAT.
+
+    TFMOT's cluster-preserving quantizer switches a Conv2D kernel to per-channel centroids whenever
+    every channel holds about the same number of distinct values - which is the normal case after
+    per-tensor clustering. Each channel then trains its own copy of the centroids, the copies drift
+    apart, and the INT8 tensor goes from ~K distinct values to ~K x channels: gzip and Vela's weight
+    encoder pay for that. A model clustered per tensor keeps one set of centroids per tensor here.
+    """
+    original = cp_registry.get_centroids
+    if per_channel:
+        yield
+        return
+
+    def per_tensor(layer, weight, data_format):
+        centroids, index = cp_registry.get_unique(weight)
+        return centroids, tf.size(centroids), index, False
+
+    cp_registry.get_centroids = per_tensor
+    try:
+        yield
+    finally:
+        cp_registry.get_centroids = original
+
+
+def quantize_model(model, scheme="auto", per_channel_clusters=None):
+    """Wrap `model` for QAT with the (preserving) scheme; returns (qat_model, scheme)."""
+    if scheme == "auto":
+        scheme = pick_scheme(model)
+    if scheme not in SCHEMES:
+        raise ValueError(f"scheme must be 'auto' or one of {SCHEMES}, got {scheme!r}")
+    if per_channel_clusters is None:
+        per_channel_clusters = describe(model)["per_channel"]
+    q = tfmot.quantization.keras
+    annotated = q.quantize_annotate_model(model)
+    with _shared_centroids(per_channel_clusters):
+        qat_model = q.quantize_apply(annotated, _quantize_scheme(scheme)) if scheme != "qat" \
+            else q.quantize_apply(annotated)
+    return qat_model, scheme
+
+
+def preserving_qat(model, x, y, *, scheme="auto", epochs=1, batch_size=64, learning_rate=1e-5,
+                   log_dir=None, seed=0, per_channel_clusters=None):
+    """Quantization-aware training, preserving the sparsity and/or clusters `model` has."""
+    keras.utils.set_random_seed(seed)
+    qat_model, scheme = quantize_model(model, scheme, per_channel_clusters)
+    log.info("[qat] scheme=%s", scheme)
+    train.fit(qat_model, x, y, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+              stage=scheme, log_dir=log_dir, seed=seed)
+    return qat_model, scheme
+
+
+def quantize_scope():
+    """Custom objects needed to load a saved QAT model with Keras."""
+    return tfmot.quantization.keras.quantize_scope()

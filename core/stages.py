@@ -1,0 +1,202 @@
+"""One function per deployment-tree stage: paths and plain parameters in, files and metrics out.
+
+The TFX executors only decode artifacts and call these; benchmarks call them directly, so a
+pipeline run and a plain script do exactly the same work.
+"""
+import dataclasses
+import json
+import logging
+import os
+
+import numpy as np
+
+from collabopt.core import analyze, convert, data, keras_io, optimize, train, vela
+
+log = logging.getLogger("collabopt")
+
+MODEL_DIR = keras_io.SERVING_DIR  # SavedModel folder inside a Model artifact (as TFX Trainer writes)
+LOG_DIR = "logs"                  # TensorBoard logs inside a Model artifact
+TFLITE_FILE = "model.tflite"
+STATS_FILE = "stats.json"
+
+
+@dataclasses.dataclass
+class DataSpec:
+    """Where the tf.Examples are and how to read features/labels from them."""
+    examples_uri: str
+    feature_key: str = "image"
+    label_key: str = "label"
+    feature_shape: tuple = (28, 28, 1)
+    train_split: str = "train"
+    eval_split: str = "eval"
+    train_limit: int = 0  # 0: the whole split
+    eval_limit: int = 0
+
+    def _read(self, split, limit):
+        return data.read_examples(self.examples_uri, split, feature_key=self.feature_key,
+                                  label_key=self.label_key, feature_shape=tuple(self.feature_shape),
+                                  limit=limit or None)
+
+    def train(self):
+        return self._read(self.train_split, self.train_limit)
+
+    def eval(self):
+        return self._read(self.eval_split, self.eval_limit)
+
+
+@dataclasses.dataclass
+class FitSpec:
+    epochs: int = 1
+    batch_size: int = 64
+    learning_rate: float = 1e-4
+    seed: int = 0
+
+
+def _write_json(path, obj):
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=1, sort_keys=True)
+
+
+def keras_metrics(model, x, y):
+    """Accuracy plus what the Keras kernels hold (sparsity, distinct values)."""
+    kernels = [w for layer, w in optimize._kernels(model)]  # noqa: SLF001
+    sizes = [w.size for w in kernels]
+    d = optimize.describe(model)
+    return {
+        "accuracy": train.accuracy(model, x, y),
+        "sparsity": float(np.average([np.mean(w == 0) for w in kernels], weights=sizes)),
+        "num_params": int(model.count_params()),
+        "is_sparse": d["sparse"], "is_clustered": d["clustered"],
+    }
+
+
+def promises(model_path):
+    """What upstream stages promised about this model (target sparsity, clusters), from the
+    stats.json our stages write next to the SavedModel; {} for a user's own model."""
+    path = os.path.join(str(model_path), STATS_FILE)
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as f:
+        return dict(json.load(f).get("promises", {}))
+
+
+def _save(model, out_dir, metrics):
+    keras_io.save_model(model, os.path.join(out_dir, MODEL_DIR))
+    _write_json(os.path.join(out_dir, STATS_FILE), metrics)
+    return metrics
+
+
+def train_baseline(data_spec, out_dir, *, width=64, blocks=4, num_classes=10, fit=FitSpec(epochs=3, learning_rate=1e-3)):
+    """Train the DS-CNN-style baseline on the Examples; SavedModel under out_dir/Format-Serving."""
+    x, y = data_spec.train()
+    xe, ye = data_spec.eval()
+    model = train.ds_cnn(tuple(data_spec.feature_shape), num_classes, width=width, blocks=blocks)
+    train.fit(model, x, y, epochs=fit.epochs, batch_size=fit.batch_size, learning_rate=fit.learning_rate,
+              stage="baseline", log_dir=os.path.join(out_dir, LOG_DIR), seed=fit.seed)
+    return _save(model, out_dir, keras_metrics(model, xe, ye))
+
+
+def prune(model_path, data_spec, out_dir, *, target_sparsity=0.5, schedule="polynomial", frequency=100,
+          m_by_n=None, fit=FitSpec(epochs=2)):
+    model = keras_io.load_model(model_path)
+    x, y = data_spec.train()
+    xe, ye = data_spec.eval()
+    pruned = optimize.prune(model, x, y, target_sparsity=target_sparsity, schedule=schedule,
+                            frequency=frequency, m_by_n=m_by_n, epochs=fit.epochs,
+                            batch_size=fit.batch_size, learning_rate=fit.learning_rate,
+                            log_dir=os.path.join(out_dir, LOG_DIR), seed=fit.seed)
+    target = 1 - m_by_n[0] / m_by_n[1] if m_by_n else target_sparsity
+    return _save(pruned, out_dir, {**keras_metrics(pruned, xe, ye), "technique": "prune",
+                                   "promises": {**promises(model_path), "target_sparsity": target}})
+
+
+def cluster(model_path, data_spec, out_dir, *, number_of_clusters=8, centroid_init="kmeans++",
+            preserve_sparsity=True, per_channel=False, fit=FitSpec(epochs=1)):
+    model = keras_io.load_model(model_path)
+    x, y = data_spec.train()
+    xe, ye = data_spec.eval()
+    clustered = optimize.cluster(model, x, y, number_of_clusters=number_of_clusters,
+                                 centroid_init=centroid_init, preserve_sparsity=preserve_sparsity,
+                                 per_channel=per_channel, epochs=fit.epochs, batch_size=fit.batch_size,
+                                 learning_rate=fit.learning_rate,
+                                 log_dir=os.path.join(out_dir, LOG_DIR), seed=fit.seed)
+    m = keras_metrics(clustered, xe, ye)
+    kept = promises(model_path) if preserve_sparsity else {}
+    return _save(clustered, out_dir, {**m, "technique": "cluster", "promises": {
+        **kept, "number_of_clusters": number_of_clusters, "per_channel": per_channel}})
+
+
+def preserving_qat(model_path, data_spec, out_dir, *, scheme="auto", shared_centroids=True,
+                   fit=FitSpec(epochs=1, learning_rate=1e-5)):
+    """QAT with the scheme that preserves what the model has; saves the QAT SavedModel."""
+    model = keras_io.load_model(model_path)
+    x, y = data_spec.train()
+    xe, ye = data_spec.eval()
+    per_channel = None if shared_centroids else True
+    qat_model, scheme = optimize.preserving_qat(
+        model, x, y, scheme=scheme, epochs=fit.epochs, batch_size=fit.batch_size,
+        learning_rate=fit.learning_rate, log_dir=os.path.join(out_dir, LOG_DIR), seed=fit.seed,
+        per_channel_clusters=per_channel)
+    m = {"accuracy": train.accuracy(qat_model, xe, ye), "scheme": scheme, "technique": scheme,
+         "num_params": int(model.count_params()), "promises": promises(model_path)}
+    return _save(qat_model, out_dir, m)
+
+
+def is_qat_saved_model(saved_model_dir):
+    with open(os.path.join(saved_model_dir, "saved_model.pb"), "rb") as f:
+        return b"FakeQuantWithMinMaxVars" in f.read()
+
+
+def preservation(layers, promised, tolerance=0.02):
+    """Per Conv2D/Dense kernel of the flatbuffer: did the promised sparsity and clusters survive?
+
+    Returns one line per broken layer. DEPTHWISE_CONV_2D kernels are reported but not judged:
+    TFMOT clusters no depthwise kernels and its CQAT does not preserve them.
+    """
+    failures = []
+    target, k = promised.get("target_sparsity"), promised.get("number_of_clusters")
+    for l in layers:
+        if l["op"] == "DEPTHWISE_CONV_2D":
+            continue
+        if target and l["sparsity"] < target - tolerance:
+            failures.append(f"{l['layer']}: sparsity {l['sparsity']:.3f} < {target - tolerance:.3f}")
+        # Sparsity-preserving clustering keeps the zero as a centroid among the k.
+        if k and l["max_unique_per_channel"] > k:
+            failures.append(f"{l['layer']}: {l['max_unique_per_channel']} distinct values in an "
+                            f"output channel > {k} clusters")
+    return failures
+
+
+def to_tflite(model_path, data_spec, out_dir, *, representative_samples=200, evaluate=True):
+    """Full-INT8 .tflite (QAT ranges if the model is a QAT model, else PTQ) and its analysis."""
+    src = keras_io.saved_model_dir(model_path)
+    x, _ = data_spec.train()
+    # The converter asks for representative data even for QAT SavedModels (TF 2.21 checks before it
+    # has read the graph); with fake-quant nodes present it uses their ranges and ignores the data.
+    rep = convert.representative(x, representative_samples)
+    qat = is_qat_saved_model(src)
+    tflite = convert.saved_model_to_int8(src, rep)
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, TFLITE_FILE), "wb") as f:
+        f.write(tflite)
+    stats = analyze.summarize(tflite)
+    stats["mode"] = "qat" if qat else "ptq"
+    stats["promises"] = promises(model_path)
+    stats["preservation_failures"] = preservation(stats["layers"], stats["promises"])
+    if evaluate:
+        xe, ye = data_spec.eval()
+        stats["int8_accuracy"] = analyze.int8_accuracy(tflite, xe, ye)
+    _write_json(os.path.join(out_dir, STATS_FILE), stats)
+    return stats
+
+
+def compile_npu(tflite_path, out_dir, *, accelerator_configs=("ethos-u55-128",), system_config=None,
+                memory_mode=None):
+    """Vela for each target; per-target numbers under out_dir/<target>/."""
+    vela.check_int8(tflite_path)
+    results = {}
+    for acc in accelerator_configs:
+        results[acc] = vela.compile_for_npu(tflite_path, os.path.join(out_dir, acc), acc,
+                                            system_config=system_config, memory_mode=memory_mode)
+    _write_json(os.path.join(out_dir, STATS_FILE), results)
+    return results
