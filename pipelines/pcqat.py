@@ -52,8 +52,12 @@ def baseline_inputs(cfg, baseline_model_uri=None, examples=None):
 
 
 def create_pipeline(pipeline_name, pipeline_root, metadata_path=None, config=None, baseline_model_uri=None,
-                    examples=None, beam_pipeline_args=None):
-    """The PCQAT path as a TFX pipeline. With `metadata_path`, MLMD is SQLite there (local runs)."""
+                    examples=None, references=True, beam_pipeline_args=None):
+    """The PCQAT path as a TFX pipeline. With `metadata_path`, MLMD is SQLite there (local runs).
+
+    references: also convert the baseline and the pruned+clustered model with PTQ (INT8 without
+    QAT), the two leaves the PCQAT leaf is judged against.
+    """
     cfg = merge(config)
     comps, examples, model = baseline_inputs(cfg, baseline_model_uri, examples)
     data = cfg["data"]
@@ -62,9 +66,13 @@ def create_pipeline(pipeline_name, pipeline_root, metadata_path=None, config=Non
     qat = PreservingQAT(model=clusterer.outputs["clustered_model"], examples=examples, **data, **cfg["qat"])
     converter = TFLiteConverter(model=qat.outputs["qat_model"], examples=examples, **data, **cfg["convert"])
     npu = NPUCompiler(tflite_model=converter.outputs["tflite_model"], **cfg["npu"])
+    refs = []
+    if references:
+        refs = [TFLiteConverter(model=m, examples=examples, **data, **cfg["convert"]).with_id(name)
+                for name, m in (("BaselinePTQ", model), ("PrunedClusteredPTQ", clusterer.outputs["clustered_model"]))]
     return pipeline.Pipeline(
         pipeline_name=pipeline_name, pipeline_root=str(pipeline_root),
-        components=[*comps, pruner, clusterer, qat, converter, npu],
+        components=[*comps, pruner, clusterer, qat, converter, npu, *refs],
         metadata_connection_config=(metadata.sqlite_metadata_connection_config(str(metadata_path))
                                     if metadata_path else None),
         beam_pipeline_args=beam_pipeline_args or ["--direct_running_mode=in_memory"])

@@ -1,0 +1,95 @@
+"""Read a run's numbers back from ML Metadata (nothing is recomputed) and print them as a table."""
+import json
+
+from ml_metadata.metadata_store import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+
+STATE = {v: k for k, v in metadata_store_pb2.Execution.State.items()}
+
+
+def connect(metadata_path):
+    cfg = metadata_store_pb2.ConnectionConfig()
+    cfg.sqlite.filename_uri = str(metadata_path)
+    cfg.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    return metadata_store.MetadataStore(cfg)
+
+
+def _value(v):
+    kind = v.WhichOneof("value")
+    if kind == "struct_value":
+        return json.loads(json.dumps(dict(v.struct_value)))
+    return getattr(v, kind) if kind else None
+
+
+def props(artifact):
+    return {k: _value(v) for k, v in artifact.custom_properties.items()}
+
+
+def latest_run(store, pipeline_name=None):
+    runs = store.get_contexts_by_type("pipeline_run")
+    if pipeline_name:
+        pipes = {c.id for c in store.get_contexts_by_type("pipeline") if c.name == pipeline_name}
+        runs = [r for r in runs if any(p.id in pipes for p in store.get_parent_contexts_by_context(r.id))]
+    if not runs:
+        raise LookupError("no pipeline run in this MLMD store" + (f" for {pipeline_name!r}" if pipeline_name else ""))
+    return max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
+
+
+def executions(store, run=None):
+    """[{node, state, outputs: {key: [artifact]}}] of one run (the latest by default), in run order."""
+    run = run or latest_run(store)
+    out = []
+    for ex in sorted(store.get_executions_by_context(run.id), key=lambda e: e.id):
+        node = next((c.name.split(".", 1)[-1] for c in store.get_contexts_by_execution(ex.id)
+                     if store.get_context_types_by_id([c.type_id])[0].name == "node"), ex.name)
+        events = store.get_events_by_execution_ids([ex.id])
+        outs = {}
+        for e in events:
+            if e.type in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT):
+                key = e.path.steps[0].key if e.path.steps else "?"
+                outs.setdefault(key, []).append(e.artifact_id)
+        arts = {a.id: a for a in store.get_artifacts_by_id([i for ids in outs.values() for i in ids])}
+        out.append({"id": ex.id, "node": node, "state": STATE.get(ex.last_known_state, "?"),
+                    "outputs": {k: [arts[i] for i in ids if i in arts] for k, ids in outs.items()}})
+    return out
+
+
+COLUMNS = ("stage", "state", "accuracy", "int8_acc", "bytes -> gzip", "saving", "sparsity", "uniq/ch",
+           "uniq/tensor", "npu_cycles", "npu_ops")
+
+
+def stage_rows(execs):
+    rows = []
+    for ex in execs:
+        for key, arts in ex["outputs"].items():
+            for a in arts:
+                p = props(a)
+                rows.append({
+                    "stage": ex["node"], "state": ex["state"], "uri": a.uri, "output": key,
+                    "accuracy": p.get("accuracy"), "int8_accuracy": p.get("int8_accuracy"),
+                    "tflite_bytes": p.get("tflite_bytes"), "gzip_bytes": p.get("gzip_bytes"),
+                    "saving_pct": p.get("saving_pct"), "sparsity": p.get("sparsity"),
+                    "max_unique_per_channel": p.get("max_unique_per_channel"),
+                    "max_unique_per_tensor": p.get("max_unique_per_tensor"),
+                    "npu_cycles": p.get("npu_cycles"), "npu_op_pct": p.get("npu_op_pct"),
+                    "properties": p})
+        if not ex["outputs"]:
+            rows.append({"stage": ex["node"], "state": ex["state"], "properties": {}})
+    return rows
+
+
+def _fmt(v, spec):
+    return "-" if v is None else format(v, spec)
+
+
+def table(rows):
+    lines = [COLUMNS]
+    for r in rows:
+        size = (f"{r['tflite_bytes']:,} -> {r['gzip_bytes']:,}" if r.get("tflite_bytes") else "-")
+        lines.append((r["stage"], r["state"], _fmt(r.get("accuracy"), ".2%"), _fmt(r.get("int8_accuracy"), ".2%"),
+                      size, _fmt(r.get("saving_pct"), ".2f") + ("%" if r.get("saving_pct") is not None else ""),
+                      _fmt(r.get("sparsity"), ".1%"), _fmt(r.get("max_unique_per_channel"), "d"),
+                      _fmt(r.get("max_unique_per_tensor"), "d"), _fmt(r.get("npu_cycles"), ",d"),
+                      _fmt(r.get("npu_op_pct"), ".0f") + ("%" if r.get("npu_op_pct") is not None else "")))
+    widths = [max(len(str(row[i])) for row in lines) for i in range(len(COLUMNS))]
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths)) for row in lines)
