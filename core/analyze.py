@@ -34,7 +34,7 @@ def layer_stats(tflite_bytes):
         out.append({
             "op": op["op_name"],
             "tensor": t["name"],
-            "layer": _layer_name(tensors[op["outputs"][0]]["name"]),
+            "layer": _layer_name(t["name"]),
             "shape": list(w.shape),
             "dtype": np.dtype(w.dtype).name,
             "sparsity": float(np.mean(w == 0)),
@@ -45,13 +45,18 @@ def layer_stats(tflite_bytes):
     return out
 
 
-def _layer_name(tensor_name):
-    """'model/pw_1_relu/Relu;model/pw_1/Conv2D;...' -> 'pw_1' (the conv, not the fused activation)."""
-    for part in tensor_name.split(";"):
+def _layer_name(weight_tensor_name):
+    """Keras layer name from a kernel's tensor name: 'm/quant_pw_1/Conv2D;m/quant_pw_1/...' -> 'pw_1'.
+
+    The part ending in the op's own node (Conv2D, depthwise, MatMul) names the layer; QAT wrappers
+    prefix it with 'quant_'.
+    """
+    for part in weight_tensor_name.split(";"):
         segs = part.split("/")
-        if len(segs) >= 2 and segs[-1] in ("Conv2D", "depthwise", "MatMul", "BiasAdd", "Conv2D1"):
-            return segs[-2]
-    return tensor_name.split(";")[0].split("/")[-2] if "/" in tensor_name else tensor_name
+        if len(segs) >= 2 and segs[-1] in ("Conv2D", "depthwise", "MatMul"):
+            name = segs[-2]
+            return name[len("quant_"):] if name.startswith("quant_") else name
+    return weight_tensor_name
 
 
 def is_int8(tflite_bytes):

@@ -24,7 +24,7 @@ SCHEMES = ("qat", "pqat", "cqat", "pcqat")
 CENTROID_INITS = {
     "kmeans++": "KMEANS_PLUS_PLUS", "linear": "LINEAR", "density": "DENSITY_BASED", "random": "RANDOM"}
 # Layer types whose kernels the techniques act on (TFLite: CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED).
-KERNEL_LAYERS = (keras.layers.Conv2D, keras.layers.Dense)
+KERNEL_LAYERS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
 
 
 def _kernels(model):
@@ -49,7 +49,7 @@ def prune(model, x, y, *, target_sparsity=0.5, schedule="polynomial", frequency=
         m, n = (int(v) for v in m_by_n)
         if not 0 < m < n:
             raise ValueError(f"m_by_n must be (M, N) with 0 < M < N, got {m_by_n!r}")
-        target_sparsity = 1 - m / n
+        target_sparsity = m / n  # TFMOT's (M, N): M zeros in every N consecutive weights
     if frequency < 1:
         raise ValueError(f"frequency must be >= 1 step, got {frequency!r}")
     steps = max(1, math.ceil(len(x) / batch_size)) * epochs

@@ -105,7 +105,7 @@ def prune(model_path, data_spec, out_dir, *, target_sparsity=0.5, schedule="poly
                             frequency=frequency, m_by_n=m_by_n, epochs=fit.epochs,
                             batch_size=fit.batch_size, learning_rate=fit.learning_rate,
                             log_dir=os.path.join(out_dir, LOG_DIR), seed=fit.seed)
-    target = 1 - m_by_n[0] / m_by_n[1] if m_by_n else target_sparsity
+    target = m_by_n[0] / m_by_n[1] if m_by_n else target_sparsity  # (M, N): M zeros per N
     return _save(pruned, out_dir, {**keras_metrics(pruned, xe, ye), "technique": "prune",
                                    "promises": {**promises(model_path), "target_sparsity": target}})
 

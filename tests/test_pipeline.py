@@ -1,0 +1,108 @@
+"""The PCQAT path end to end (issue 2, done-when 1-4), measured in MLMD and in the INT8 flatbuffer."""
+import json
+import os
+
+import pytest
+from ml_metadata.proto import metadata_store_pb2
+
+from collabopt import report
+from collabopt.core import analyze, stages
+
+from conftest import PIPELINE_CONFIG
+
+NODES = ["FashionMnistExampleGen", "BaselineTrainer", "Pruner", "SparseClusterer", "PreservingQAT",
+         "TFLiteConverter", "NPUCompiler", "BaselinePTQ", "PrunedClusteredPTQ"]
+TARGET = PIPELINE_CONFIG["prune"]["target_sparsity"]
+CLUSTERS = PIPELINE_CONFIG["cluster"]["number_of_clusters"]
+
+
+def _by_node(mlmd):
+    store = report.connect(mlmd)
+    return store, {e["node"]: e for e in report.executions(store)}
+
+
+def _lineage(store, artifact_id):
+    """Node names from the artifact back to the first producer, following INPUT events."""
+    chain = []
+    while True:
+        producers = [e for e in store.get_events_by_artifact_ids([artifact_id])
+                     if e.type == metadata_store_pb2.Event.OUTPUT]
+        if not producers:
+            return chain
+        ex_id = producers[0].execution_id
+        node = next(c.name.split(".", 1)[-1] for c in store.get_contexts_by_execution(ex_id)
+                    if store.get_context_types_by_id([c.type_id])[0].name == "node")
+        chain.append(node)
+        inputs = [e for e in store.get_events_by_execution_ids([ex_id])
+                  if e.type == metadata_store_pb2.Event.INPUT and e.path.steps[0].key in ("model", "tflite_model")]
+        if not inputs:
+            return chain
+        artifact_id = inputs[0].artifact_id
+
+
+@pytest.mark.parametrize("run", ["local_run", "beam_run"])
+def test_every_component_completes_once_with_lineage(run, request):
+    store, by_node = _by_node(request.getfixturevalue(run))
+    execs = report.executions(store)
+    assert sorted(e["node"] for e in execs) == sorted(NODES)  # one execution per component
+    assert {e["node"]: e["state"] for e in execs} == {n: "COMPLETE" for n in NODES}
+    npu = by_node["NPUCompiler"]["outputs"]["npu_model"][0]
+    assert _lineage(store, npu.id) == ["NPUCompiler", "TFLiteConverter", "PreservingQAT", "SparseClusterer",
+                                       "Pruner", "BaselineTrainer"]
+
+
+def _tflite(by_node, node):
+    art = by_node[node]["outputs"]["tflite_model"][0]
+    with open(os.path.join(art.uri, stages.TFLITE_FILE), "rb") as f:
+        return art, f.read()
+
+
+def test_flatbuffer_keeps_sparsity_and_clusters(local_run):
+    _, by_node = _by_node(local_run)
+    art, tflite = _tflite(by_node, "TFLiteConverter")
+    layers = analyze.layer_stats(tflite)  # measured again here, from the flatbuffer itself
+    judged = [l for l in layers if l["op"] in ("CONV_2D", "FULLY_CONNECTED")]
+    assert len(judged) == 6 and all(l["dtype"] == "int8" for l in layers)
+    broken = [f"{l['layer']} sparsity={l['sparsity']:.3f} uniq/ch={l['max_unique_per_channel']}"
+              for l in judged if l["sparsity"] < TARGET - 0.02 or l["max_unique_per_channel"] > CLUSTERS]
+    assert not broken, f"PCQAT lost sparsity/clusters in: {broken}"
+    # The component reports the same, per layer, and its MLMD properties agree.
+    assert report.props(art)["preservation_ok"] == 1
+    assert report.props(art)["mode"] == "qat"
+    assert report.props(art)["max_unique_per_channel"] <= CLUSTERS
+    with open(os.path.join(art.uri, stages.STATS_FILE)) as f:
+        stats = json.load(f)
+    assert stats["promises"] == {"target_sparsity": TARGET, "number_of_clusters": CLUSTERS, "per_channel": False}
+    assert [l["max_unique_per_channel"] for l in stats["layers"]] == [l["max_unique_per_channel"] for l in layers]
+
+
+def test_depthwise_kernels_are_reported_not_clustered(local_run):
+    """TFMOT clusters no DepthwiseConv2D kernel: the component lists them with their real counts."""
+    _, by_node = _by_node(local_run)
+    _, tflite = _tflite(by_node, "TFLiteConverter")
+    dw = [l for l in analyze.layer_stats(tflite) if l["op"] == "DEPTHWISE_CONV_2D"]
+    assert [l["layer"] for l in dw] == [f"dw_{i}" for i in range(1, 5)]
+    assert all(l["unique_per_tensor"] > CLUSTERS for l in dw)
+
+
+def test_pcqat_keeps_the_compression_of_prune_cluster_ptq(local_run):
+    _, by_node = _by_node(local_run)
+    pcqat = report.props(by_node["TFLiteConverter"]["outputs"]["tflite_model"][0])
+    ptq = report.props(by_node["PrunedClusteredPTQ"]["outputs"]["tflite_model"][0])
+    base = report.props(by_node["BaselinePTQ"]["outputs"]["tflite_model"][0])
+    assert pcqat["saving_pct"] >= ptq["saving_pct"] - 1.0, (pcqat["saving_pct"], ptq["saving_pct"])
+    assert ptq["saving_pct"] > base["saving_pct"] + 10  # the collaborative techniques do compress
+    # Shared centroids: distinct int8 values per tensor stay near the PTQ leaf's, not clusters x channels.
+    assert pcqat["max_unique_per_tensor"] <= 2 * ptq["max_unique_per_tensor"]
+    assert pcqat["int8_accuracy"] > 0.5 and base["int8_accuracy"] > 0.5
+
+
+def test_vela_compiles_everything_to_the_npu(local_run):
+    _, by_node = _by_node(local_run)
+    art = by_node["NPUCompiler"]["outputs"]["npu_model"][0]
+    p = report.props(art)
+    assert p["accelerator_config"] == "ethos-u55-128"
+    assert p["npu_op_pct"] == 100.0 and p["cpu_ops"] == 0 and p["npu_ops"] >= 10
+    assert p["npu_cycles"] > 0 and p["inference_time_s"] > 0 and p["encoded_weights_bytes"] > 0
+    assert p["ethos-u55-128.npu_cycles"] == p["npu_cycles"]
+    assert os.path.isfile(os.path.join(art.uri, "ethos-u55-128", "model_vela.tflite"))
