@@ -1,0 +1,169 @@
+"""Bad input: a specific error, a FAILED execution in MLMD, and no published output artifact."""
+import os
+
+import numpy as np
+import pytest
+from ml_metadata.proto import metadata_store_pb2
+
+from collabopt import report, runners
+from collabopt.components import NPUCompiler, Pruner, SparseClusterer, TFLiteModel
+from collabopt.core.tfenv import keras, tf
+
+from tfx.dsl.components.common import importer
+from tfx.orchestration import metadata, pipeline
+from tfx.types import standard_artifacts
+
+SMALL = {"train_limit": 200, "eval_limit": 100, "epochs": 1}
+
+
+def _model_dir(tmp_path, model, name="model"):
+    path = str(tmp_path / name)
+    model.save(path, save_format="tf")
+    return path
+
+
+def _dense_model():
+    inp = keras.Input((28, 28, 1))
+    return keras.Model(inp, keras.layers.Dense(10)(keras.layers.Flatten()(inp)))
+
+
+def _run_failing(tmp_path, make_component, model_uri=None, examples_uri=None, tflite_uri=None):
+    """Run importers + one component; returns (error text, {node: state}, output artifacts' states)."""
+    comps, kwargs = [], {}
+    if examples_uri:
+        comps.append(importer.Importer(source_uri=examples_uri, artifact_type=standard_artifacts.Examples,
+                                       properties={"split_names": '["train", "eval"]'}).with_id("ImportExamples"))
+        kwargs["examples"] = comps[-1].outputs["result"]
+    if model_uri:
+        comps.append(importer.Importer(source_uri=model_uri, artifact_type=standard_artifacts.Model)
+                     .with_id("ImportModel"))
+        kwargs["model"] = comps[-1].outputs["result"]
+    if tflite_uri:
+        comps.append(importer.Importer(source_uri=tflite_uri, artifact_type=TFLiteModel).with_id("ImportTFLite"))
+        kwargs["tflite_model"] = comps[-1].outputs["result"]
+    comp = make_component(**kwargs)
+    root, mlmd = runners.paths(tmp_path / "run")
+    p = pipeline.Pipeline(pipeline_name="bad-input", pipeline_root=root, components=[*comps, comp],
+                          metadata_connection_config=metadata.sqlite_metadata_connection_config(mlmd))
+    with pytest.raises(Exception) as err:
+        runners.run(p, "local")
+    store = report.connect(mlmd)
+    execs = {e["node"]: e for e in report.executions(store)}
+    failed = execs[comp.id]
+    live = [a for arts in failed["outputs"].values() for a in arts
+            if a.state == metadata_store_pb2.Artifact.LIVE]
+    return str(err.value), {n: e["state"] for n, e in execs.items()}, live, comp.id
+
+
+def _assert_failed(result, *messages):
+    text, states, live, node = result
+    for m in messages:
+        assert m in text, f"{m!r} not in error: {text[:2000]}"
+    assert states[node] == "FAILED"
+    assert live == [], "a failed execution published an output artifact"
+
+
+def _pruner(**kw):
+    return Pruner(**kw, **SMALL)
+
+
+def test_model_path_missing(tmp_path, examples_uri):
+    missing = str(tmp_path / "no_such_model")
+    _assert_failed(_run_failing(tmp_path, _pruner, missing, examples_uri),
+                   f"model path {missing!r} does not exist")
+
+
+def test_model_path_not_a_saved_model(tmp_path, examples_uri):
+    d = tmp_path / "not_a_model"
+    d.mkdir()
+    (d / "weights.txt").write_text("nothing here")
+    _assert_failed(_run_failing(tmp_path, _pruner, str(d), examples_uri),
+                   "is not a SavedModel: no saved_model.pb in it or in its Format-Serving/ folder")
+
+
+class Subclassed(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.flat, self.dense = keras.layers.Flatten(), keras.layers.Dense(10)
+
+    def call(self, x):
+        return self.dense(self.flat(x))
+
+
+def test_subclassed_model(tmp_path, examples_uri):
+    m = Subclassed()
+    m(np.zeros((1, 28, 28, 1), np.float32))
+    _assert_failed(_run_failing(tmp_path, _pruner, _model_dir(tmp_path, m), examples_uri),
+                   "only Sequential/Functional tf_keras models are supported; got a subclassed model")
+
+
+class TimesTwo(keras.layers.Layer):
+    def call(self, x):
+        return x * 2.0
+
+
+def test_custom_layer_is_named(tmp_path, examples_uri):
+    inp = keras.Input((28, 28, 1))
+    x = TimesTwo(name="times_two")(inp)
+    m = keras.Model(inp, keras.layers.Dense(10)(keras.layers.Flatten()(x)))
+    _assert_failed(_run_failing(tmp_path, _pruner, _model_dir(tmp_path, m), examples_uri),
+                   "layer 'times_two' is a custom layer")
+
+
+def test_examples_without_label_key(tmp_path, examples_uri):
+    make = lambda **kw: Pruner(**kw, label_key="target", **SMALL)  # noqa: E731
+    _assert_failed(_run_failing(tmp_path, make, _model_dir(tmp_path, _dense_model()), examples_uri),
+                   "Examples split 'train' has no feature 'target'; available features: image, label")
+
+
+def test_examples_without_feature_key(tmp_path, examples_uri):
+    make = lambda **kw: SparseClusterer(**kw, feature_key="pixels", **SMALL)  # noqa: E731
+    _assert_failed(_run_failing(tmp_path, make, _model_dir(tmp_path, _dense_model()), examples_uri),
+                   "Examples split 'train' has no feature 'pixels'; available features: image, label")
+
+
+def test_float_tflite_rejected_by_npu_compiler(tmp_path):
+    d = tmp_path / "float_tflite"
+    d.mkdir()
+    (d / "model.tflite").write_bytes(tf.lite.TFLiteConverter.from_keras_model(_dense_model()).convert())
+    _assert_failed(_run_failing(tmp_path, NPUCompiler, tflite_uri=str(d)),
+                   "NPUCompiler needs a fully INT8 TFLite model", "float32 tensors")
+
+
+@pytest.mark.parametrize("value", [0.0, 1.0, 1.5, -0.1])
+def test_target_sparsity_outside_0_1(value, examples_uri, tmp_path):
+    ch = importer.Importer(source_uri=examples_uri, artifact_type=standard_artifacts.Examples).outputs["result"]
+    with pytest.raises(ValueError, match=rf"target_sparsity must be in \(0, 1\), got {value}"):
+        Pruner(model=ch, examples=ch, target_sparsity=value)
+
+
+def test_target_sparsity_checked_again_at_run_time(tmp_path, examples_uri):
+    """A value that reaches the executor anyway (edited spec, runtime parameter) fails the execution."""
+    def make(**kw):
+        p = _pruner(**kw)
+        p.exec_properties["target_sparsity"] = 1.5
+        return p
+    _assert_failed(_run_failing(tmp_path, make, _model_dir(tmp_path, _dense_model()), examples_uri),
+                   "target_sparsity must be in (0, 1), got 1.5")
+
+
+@pytest.mark.parametrize("value", [1, 0, -3, 2.5])
+def test_clusters_below_2(value, examples_uri):
+    ch = importer.Importer(source_uri=examples_uri, artifact_type=standard_artifacts.Examples).outputs["result"]
+    with pytest.raises(ValueError, match=rf"number_of_clusters must be an integer >= 2, got {value}"):
+        SparseClusterer(model=ch, examples=ch, number_of_clusters=value)
+
+
+def test_clusters_checked_again_at_run_time(tmp_path, examples_uri):
+    def make(**kw):
+        c = SparseClusterer(**kw, **SMALL)
+        c.exec_properties["number_of_clusters"] = 1
+        return c
+    _assert_failed(_run_failing(tmp_path, make, _model_dir(tmp_path, _dense_model()), examples_uri),
+                   "number_of_clusters must be an integer >= 2, got 1")
+
+
+def test_unknown_accelerator_config(examples_uri):
+    ch = importer.Importer(source_uri=examples_uri, artifact_type=TFLiteModel).outputs["result"]
+    with pytest.raises(ValueError, match="unknown accelerator_config.*ethos-u55-64"):
+        NPUCompiler(tflite_model=ch, accelerator_config="ethos-u99-1")
