@@ -1,0 +1,33 @@
+# Two commands on a fresh machine (as root): `make demo` and `make test`. Both set up first;
+# set-up is a no-op when already done.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+UV := .tools/bin/uv
+FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+export TF_USE_LEGACY_KERAS := 1
+
+.PHONY: setup demo test image
+setup: $(FMNIST) .venv/.synced
+
+# Real data: Debian's Fashion-MNIST package (IDX files under /usr/share/datasets/fashion-mnist).
+$(FMNIST):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist
+
+# uv, bootstrapped with the machine's Python 3.11 (kept out of the project venv).
+$(UV):
+	$(PYTHON) -m venv .tools && .tools/bin/pip install -q uv==0.13.9
+
+# The pinned stack from uv.lock (ml-metadata 1.17.1 override: see pyproject.toml).
+.venv/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --locked
+	touch $@
+
+demo: setup
+	.venv/bin/collabopt demo
+
+test: setup
+	.venv/bin/pytest
+
+image:
+	docker build --build-arg VERSION=$$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml) \
+	  -t collabopt:$$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml) .

@@ -1,0 +1,85 @@
+"""Core unit tests: model description, scheme choice, shared centroids, preservation check."""
+import numpy as np
+import pytest
+
+from collabopt.core import analyze, convert, optimize, stages, train
+from collabopt.core.data import load_fashion_mnist
+from collabopt.core.tfenv import keras
+
+
+@pytest.fixture(scope="module")
+def xy():
+    x, y = load_fashion_mnist(train_limit=300, eval_limit=10)["train"]
+    return x[..., None].astype("float32") / 255.0, y
+
+
+@pytest.fixture(scope="module")
+def clustered(xy):
+    """A pruned (50%) + per-tensor clustered (8) DS-CNN, trained only briefly."""
+    x, y = xy
+    m = train.ds_cnn(width=32, blocks=2)
+    p = optimize.prune(m, x, y, target_sparsity=0.5, schedule="constant", frequency=1, epochs=1)
+    return optimize.cluster(p, x, y, number_of_clusters=8, epochs=1)
+
+
+def test_describe_and_scheme(xy, clustered):
+    dense = train.ds_cnn(width=32, blocks=2)
+    assert optimize.describe(dense) == {"sparse": False, "clustered": False, "per_channel": False}
+    assert optimize.pick_scheme(dense) == "qat"
+    assert optimize.describe(clustered) == {"sparse": True, "clustered": True, "per_channel": False}
+    assert optimize.pick_scheme(clustered) == "pcqat"
+
+
+def _centroid_shapes(qat_model):
+    return {w.name.split("/")[0]: tuple(w.shape) for w in qat_model.weights if "cluster_centroids_tf" in w.name}
+
+
+def test_shared_centroids_keep_one_set_per_tensor():
+    """TFMOT's default gives each channel of a per-tensor-clustered Conv2D its own centroids as soon
+    as every channel holds the same number of distinct values; collabopt keeps one set per tensor."""
+    inp = keras.Input((4, 4, 16))
+    m = keras.Model(inp, keras.layers.Conv2D(16, 1, use_bias=False, name="pw")(inp))
+    centroids = np.array([-0.3, -0.2, -0.1, 0.0, 0.05, 0.1, 0.2, 0.3], np.float32)
+    # every output channel holds all 8 centroids (twice each): per-tensor clustering, 8 clusters
+    kernel = np.stack([np.random.default_rng(c).permutation(np.repeat(centroids, 2)) for c in range(16)], -1)
+    m.get_layer("pw").set_weights([kernel.reshape(1, 1, 16, 16)])
+    assert optimize.describe(m)["per_channel"] is False
+    shared, scheme = optimize.quantize_model(m, "cqat")
+    own, _ = optimize.quantize_model(m, "cqat", per_channel_clusters=True)
+    assert scheme == "cqat"
+    assert list(_centroid_shapes(shared).values()) == [(8,)]       # one set for the tensor
+    assert list(_centroid_shapes(own).values()) == [(16, 8)]       # TFMOT default: per channel
+
+
+@pytest.mark.parametrize("m_by_n,expected", [((2, 4), 0.5), ((1, 4), 0.25)])
+def test_m_by_n_sparsity_in_the_flatbuffer(xy, m_by_n, expected):
+    x, y = xy
+    p = optimize.prune(train.ds_cnn(width=32, blocks=1), x, y, m_by_n=m_by_n, epochs=1)
+    layers = analyze.layer_stats(convert.to_int8(p, convert.representative(x, 20)))
+    pw = next(l for l in layers if l["layer"] == "pw_1")
+    assert pw["sparsity"] == pytest.approx(expected, abs=0.01)
+
+
+def test_bad_parameters():
+    m = train.ds_cnn(width=8, blocks=1)
+    x, y = np.zeros((4, 28, 28, 1), np.float32), np.zeros(4, np.int64)
+    with pytest.raises(ValueError, match=r"target_sparsity must be in \(0, 1\), got 1"):
+        optimize.prune(m, x, y, target_sparsity=1)
+    with pytest.raises(ValueError, match="m_by_n must be"):
+        optimize.prune(m, x, y, m_by_n=(4, 4))
+    with pytest.raises(ValueError, match="centroid_init must be one of"):
+        optimize.cluster(m, x, y, centroid_init="median")
+    with pytest.raises(ValueError, match="scheme must be 'auto' or one of"):
+        optimize.quantize_model(m, "int4")
+
+
+def test_preservation_names_broken_layers():
+    layers = [
+        {"op": "CONV_2D", "layer": "pw_1", "sparsity": 0.50, "max_unique_per_channel": 8},
+        {"op": "CONV_2D", "layer": "pw_2", "sparsity": 0.31, "max_unique_per_channel": 8},
+        {"op": "FULLY_CONNECTED", "layer": "logits", "sparsity": 0.5, "max_unique_per_channel": 40},
+        {"op": "DEPTHWISE_CONV_2D", "layer": "dw_1", "sparsity": 0.0, "max_unique_per_channel": 9},
+    ]
+    f = stages.preservation(layers, {"target_sparsity": 0.5, "number_of_clusters": 8})
+    assert f == ["pw_2: sparsity 0.310 < 0.480", "logits: 40 distinct values in an output channel > 8 clusters"]
+    assert stages.preservation(layers, {}) == []
