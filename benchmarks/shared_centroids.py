@@ -48,7 +48,7 @@ def main():
     for name, per_channel in (("pcqat_tfmot_default", True), ("pcqat_shared_centroids", False)):
         q, _ = optimize.preserving_qat(c, x, y, scheme="pcqat", epochs=a.qat_epochs, learning_rate=a.qat_lr,
                                        per_channel_clusters=per_channel)
-        rows.append(leaf(name, convert.to_int8(q), xe, ye, work))
+        rows.append(leaf(name, convert.to_int8(q, rep), xe, ye, work))  # rep: TF 2.21 asks; QAT ranges win
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     with open(a.out, "w") as f:
         json.dump({"args": vars(a), "leaves": rows}, f, indent=1)

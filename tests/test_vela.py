@@ -19,7 +19,7 @@ def models(tmp_path_factory):
 
     keras.utils.set_random_seed(0)
     m = keras.Sequential([
-        keras.layers.Input((28, 28, 1)),
+        keras.layers.Input((28, 28, 1), name="image"),
         keras.layers.Conv2D(8, 3, activation="relu"),
         keras.layers.DepthwiseConv2D(3, activation="relu"),
         keras.layers.GlobalAveragePooling2D(),
@@ -85,7 +85,7 @@ def test_float_model_rejected(models, tmp_path):
         compile_for_npu(models["f32"], tmp_path / "out")
     msg = str(e.value)
     assert msg.startswith("NPUCompiler needs a fully INT8 TFLite model; tiny_f32.tflite has float32 tensors: ")
-    assert "input 'serving_default_input_1:0'" in msg
+    assert "input 'serving_default_image:0'" in msg
     assert re.search(r"CONV_2D weights '[^']*conv2d", msg)
     assert not (tmp_path / "out").exists()  # rejected before vela ran
 
