@@ -5,6 +5,7 @@ from tfx.dsl.components.common import importer
 from tfx.orchestration import metadata, pipeline
 from tfx.types import standard_artifacts
 
+from collabopt import schemas
 from collabopt.components import (BaselineTrainer, FashionMnistExampleGen, NPUCompiler, PreservingQAT,
                                   Pruner, SparseClusterer, TFLiteConverter)
 
@@ -22,7 +23,9 @@ DEFAULTS = {
 
 
 def merge(config=None):
-    """DEFAULTS with the given sections' keys overridden."""
+    """DEFAULTS with the given sections' keys overridden; the config is checked against
+    schemas/pcqat_config.schema.json first, so a typo fails before anything runs."""
+    schemas.validate(config or {}, "pcqat_config")
     out = copy.deepcopy(DEFAULTS)
     for section, values in (config or {}).items():
         out.setdefault(section, {}).update(values or {})

@@ -1,0 +1,24 @@
+"""JSON Schemas for collabopt configs; `validate` names the bad field and why."""
+import json
+import os
+
+import jsonschema
+
+
+class ConfigError(ValueError):
+    """A config does not match its schema."""
+
+
+def load(name):
+    with open(os.path.join(os.path.dirname(__file__), f"{name}.schema.json")) as f:
+        return json.load(f)
+
+
+def validate(config, name):
+    """Raise ConfigError listing every bad field as `section.key: reason`."""
+    v = jsonschema.Draft202012Validator(load(name))
+    errors = sorted(v.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = [f"{'.'.join(str(p) for p in e.absolute_path) or '<top>'}: {e.message}" for e in errors]
+        raise ConfigError(f"invalid {name} config:\n  " + "\n  ".join(lines))
+    return config
