@@ -8,7 +8,7 @@ DEMO_NAME = "collabopt-demo"
 
 
 def _demo(args):
-    from collabopt import report, runners
+    from collabopt import runners
     from collabopt.pipelines import pcqat
 
     root, mlmd = runners.paths(args.root)

@@ -5,11 +5,14 @@ import logging
 import os
 
 from tfx.dsl.components.base import base_executor
-from tfx.types import artifact_utils
-from tfx.types.component_spec import ExecutionParameter
+from tfx.types import artifact_utils, standard_artifacts
+from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from collabopt.core import stages
 
+# Every model stage reads a standard Model and the Examples it fine-tunes/evaluates on.
+MODEL_STAGE_INPUTS = {"model": ChannelParameter(type=standard_artifacts.Model),
+                      "examples": ChannelParameter(type=standard_artifacts.Examples)}
 DATA_PARAMETERS = {
     "feature_key": ExecutionParameter(type=str),
     "label_key": ExecutionParameter(type=str),

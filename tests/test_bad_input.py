@@ -1,5 +1,4 @@
 """Bad input: a specific error, a FAILED execution in MLMD, and no published output artifact."""
-import os
 
 import numpy as np
 import pytest

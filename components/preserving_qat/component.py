@@ -15,8 +15,7 @@ class PreservingQATSpec(component_spec.ComponentSpec):
         "shared_centroids": ExecutionParameter(type=int),
         **common.DATA_PARAMETERS, **common.FIT_PARAMETERS,
     }
-    INPUTS = {"model": ChannelParameter(type=standard_artifacts.Model),
-              "examples": ChannelParameter(type=standard_artifacts.Examples)}
+    INPUTS = common.MODEL_STAGE_INPUTS
     OUTPUTS = {"qat_model": ChannelParameter(type=standard_artifacts.Model)}
 
 

@@ -18,8 +18,7 @@ class PrunerSpec(component_spec.ComponentSpec):
         "m_by_n": ExecutionParameter(type=str),  # JSON [M, N] or ""
         **common.DATA_PARAMETERS, **common.FIT_PARAMETERS,
     }
-    INPUTS = {"model": ChannelParameter(type=standard_artifacts.Model),
-              "examples": ChannelParameter(type=standard_artifacts.Examples)}
+    INPUTS = common.MODEL_STAGE_INPUTS
     OUTPUTS = {"pruned_model": ChannelParameter(type=standard_artifacts.Model)}
 
 

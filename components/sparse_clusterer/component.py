@@ -17,8 +17,7 @@ class SparseClustererSpec(component_spec.ComponentSpec):
         "per_channel": ExecutionParameter(type=int),
         **common.DATA_PARAMETERS, **common.FIT_PARAMETERS,
     }
-    INPUTS = {"model": ChannelParameter(type=standard_artifacts.Model),
-              "examples": ChannelParameter(type=standard_artifacts.Examples)}
+    INPUTS = common.MODEL_STAGE_INPUTS
     OUTPUTS = {"clustered_model": ChannelParameter(type=standard_artifacts.Model)}
 
 

@@ -1,7 +1,7 @@
 """TFLiteConverter: full-INT8 .tflite from a Keras SavedModel (QAT ranges, or PTQ) plus its analysis."""
 from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
-from tfx.types import component_spec, standard_artifacts
+from tfx.types import component_spec
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from collabopt.components import artifacts, common
@@ -10,8 +10,7 @@ from collabopt.components.tflite_converter import executor
 
 class TFLiteConverterSpec(component_spec.ComponentSpec):
     PARAMETERS = {"representative_samples": ExecutionParameter(type=int), **common.DATA_PARAMETERS}
-    INPUTS = {"model": ChannelParameter(type=standard_artifacts.Model),
-              "examples": ChannelParameter(type=standard_artifacts.Examples)}
+    INPUTS = common.MODEL_STAGE_INPUTS
     OUTPUTS = {"tflite_model": ChannelParameter(type=artifacts.TFLiteModel)}
 
 
