@@ -53,7 +53,8 @@ def _layer_name(weight_tensor_name):
     """
     for part in weight_tensor_name.split(";"):
         segs = part.split("/")
-        if len(segs) >= 2 and segs[-1] in ("Conv2D", "depthwise", "MatMul"):
+        # the converter may suffix a digit to the node name (MatMul1, Conv2D1)
+        if len(segs) >= 2 and segs[-1].rstrip("0123456789") in ("Conv2D", "depthwise", "MatMul"):
             name = segs[-2]
             return name[len("quant_"):] if name.startswith("quant_") else name
     return weight_tensor_name
