@@ -60,13 +60,6 @@ def _layer_name(weight_tensor_name):
     return weight_tensor_name
 
 
-def is_int8(tflite_bytes):
-    it = _interpreter(tflite_bytes)
-    io = it.get_input_details() + it.get_output_details()
-    return all(d["dtype"] == np.int8 for d in io) and all(
-        s["dtype"] == "int8" for s in layer_stats(tflite_bytes))
-
-
 def int8_accuracy(tflite_bytes, x, y, batch_size=256):
     """Top-1 accuracy of the quantized model: inputs quantized with the model's own input scale."""
     it = _interpreter(tflite_bytes)

@@ -64,18 +64,5 @@ def save_model(model, path):
     return path
 
 
-def kernel_weights(model):
-    """{layer_name: kernel ndarray} for Conv2D/DepthwiseConv2D/Dense layers, unwrapping TFMOT wrappers."""
-    out = {}
-    for layer in model.layers:
-        inner = getattr(layer, "layer", layer)
-        for attr in ("depthwise_kernel", "kernel"):
-            w = getattr(inner, attr, None)
-            if w is not None and isinstance(inner, (keras.layers.Conv2D, keras.layers.Dense)):
-                out[inner.name] = w.numpy()
-                break
-    return out
-
-
 __all__ = ["ModelError", "SERVING_DIR", "saved_model_dir", "check_supported", "load_model",
-           "save_model", "kernel_weights", "tf"]
+           "save_model", "tf"]

@@ -3,7 +3,7 @@ import logging
 
 import numpy as np
 
-from collabopt.core.tfenv import keras, tf
+from collabopt.core.tfenv import keras
 
 log = logging.getLogger("collabopt")
 
@@ -73,8 +73,3 @@ def accuracy(model, x, y, batch_size=256):
     """Top-1 accuracy of a Keras model (FP32, or fake-INT8 for a QAT model)."""
     logits = model.predict(x, batch_size=batch_size, verbose=0)
     return float(np.mean(np.argmax(logits, axis=-1) == np.asarray(y)))
-
-
-def set_seed(seed):
-    keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
