@@ -170,14 +170,50 @@ def quantize_model(model, scheme="auto", per_channel_clusters=None):
     return qat_model, scheme
 
 
+def per_tensor_clustered(model, max_clusters=64):
+    """Names of the Conv2D/Dense layers whose kernel holds <= max_clusters values in the whole tensor."""
+    return [layer.name for layer, w in _kernels(model)
+            if not isinstance(layer, keras.layers.DepthwiseConv2D) and w.size > 2 * max_clusters
+            and len(np.unique(w)) <= max_clusters]
+
+
+def share_kernel_ranges(qat_model, layer_names):
+    """One quantization range per kernel for the named (per-tensor-clustered) layers.
+
+    Per-channel ranges give each channel its own int8 scale, so one shared centroid becomes a
+    different int8 code in each channel (~20 codes per tensor for 8 clusters). With the tensor's
+    range in every channel each centroid has one code; the rounding error stays below half a step
+    of the largest centroid's scale, far below the distance between centroids.
+    """
+    for layer in qat_model.layers:
+        if getattr(getattr(layer, "layer", None), "name", None) not in layer_names:
+            continue
+        for w in layer.weights:
+            leaf = w.name.split("/")[-1]
+            if leaf.startswith(("kernel_min", "kernel_max")) and w.shape.rank == 1 and w.shape[0] > 1:
+                v = w.numpy()
+                w.assign(np.full_like(v, v.min() if leaf.startswith("kernel_min") else v.max()))
+
+
 def preserving_qat(model, x, y, *, scheme="auto", epochs=1, batch_size=64, learning_rate=1e-5,
                    log_dir=None, seed=0, per_channel_clusters=None):
-    """Quantization-aware training, preserving the sparsity and/or clusters `model` has."""
+    """Quantization-aware training, preserving the sparsity and/or clusters `model` has.
+
+    A model clustered per tensor keeps one set of centroids per tensor (`_shared_centroids`) and
+    one quantization range per kernel (`share_kernel_ranges`), so the INT8 kernel holds at most
+    k codes; per_channel_clusters=True gives TFMOT's own behaviour.
+    """
     keras.utils.set_random_seed(seed)
+    if per_channel_clusters is None:
+        per_channel_clusters = describe(model)["per_channel"]
     qat_model, scheme = quantize_model(model, scheme, per_channel_clusters)
     log.info("[qat] scheme=%s", scheme)
     train.fit(qat_model, x, y, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
               stage=scheme, log_dir=log_dir, seed=seed)
+    if scheme in ("cqat", "pcqat") and not per_channel_clusters:
+        shared = per_tensor_clustered(model)
+        share_kernel_ranges(qat_model, shared)
+        log.info("[%s] one quantization range per kernel for %s", scheme, ", ".join(shared))
     return qat_model, scheme
 
 

@@ -51,6 +51,31 @@ def test_shared_centroids_keep_one_set_per_tensor():
     assert list(_centroid_shapes(own).values()) == [(16, 8)]       # TFMOT default: per channel
 
 
+def test_shared_ranges_give_one_int8_code_per_centroid():
+    """Channels holding different centroid subsets get different per-channel scales; with one
+    range per kernel every centroid has one int8 code in the whole tensor."""
+    inp = keras.Input((4, 4, 16))
+    x = keras.layers.Conv2D(16, 1, use_bias=False, name="pw")(inp)
+    m = keras.Model(inp, keras.layers.Dense(4, name="head")(keras.layers.GlobalAveragePooling2D()(x)))
+    centroids = np.array([-0.3, -0.2, -0.1, 0.0, 0.05, 0.1, 0.2, 0.3], np.float32)
+    rng = np.random.default_rng(0)
+    # odd channels lack the extreme centroids, so their own max differs from the tensor's
+    cols = [rng.permutation(np.resize(centroids if c % 2 == 0 else centroids[1:-1], 16)) for c in range(16)]
+    m.get_layer("pw").set_weights([np.stack(cols, -1).reshape(1, 1, 16, 16)])
+    xs, ys = rng.random((64, 4, 4, 16), np.float32), rng.integers(0, 4, 64)
+    rep = convert.representative(xs, 16)
+
+    def codes(per_channel):
+        q, _ = optimize.preserving_qat(m, xs, ys, scheme="cqat", epochs=1, per_channel_clusters=per_channel)
+        pw = next(l for l in analyze.layer_stats(convert.to_int8(q, rep)) if l["layer"] == "pw")
+        return pw["unique_per_tensor"], pw["max_unique_per_channel"]
+
+    assert optimize.per_tensor_clustered(m) == ["pw"]
+    shared, tfmot_default = codes(None), codes(True)
+    assert shared[0] <= 8 and shared[1] <= 8
+    assert tfmot_default[0] > 8  # the same centroids, several int8 codes each
+
+
 @pytest.mark.parametrize("m_by_n,expected", [((2, 4), 0.5), ((1, 4), 0.25)])
 def test_m_by_n_sparsity_in_the_flatbuffer(xy, m_by_n, expected):
     x, y = xy
