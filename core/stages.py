@@ -37,8 +37,10 @@ class DataSpec:
                                   label_key=self.label_key, feature_shape=tuple(self.feature_shape),
                                   limit=limit or None)
 
-    def train(self):
-        return self._read(self.train_split, self.train_limit)
+    def train(self, limit=0):
+        """The train split; `limit` caps it further (e.g. representative samples only)."""
+        cap = min(x for x in (self.train_limit, limit) if x) if (self.train_limit or limit) else 0
+        return self._read(self.train_split, cap)
 
     def eval(self):
         return self._read(self.eval_split, self.eval_limit)
@@ -170,7 +172,7 @@ def preservation(layers, promised, tolerance=0.02):
 def to_tflite(model_path, data_spec, out_dir, *, representative_samples=200, evaluate=True):
     """Full-INT8 .tflite (QAT ranges if the model is a QAT model, else PTQ) and its analysis."""
     src = keras_io.saved_model_dir(model_path)
-    x, _ = data_spec.train()
+    x, _ = data_spec.train(limit=representative_samples)  # only what calibration uses
     # The converter asks for representative data even for QAT SavedModels (TF 2.21 checks before it
     # has read the graph); with fake-quant nodes present it uses their ranges and ignores the data.
     rep = convert.representative(x, representative_samples)
