@@ -4,14 +4,20 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 UV := .tools/bin/uv
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+CHROMIUM := /usr/bin/chromium
+APT_INSTALL := apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 export TF_USE_LEGACY_KERAS := 1
 
 .PHONY: setup demo test image
-setup: $(FMNIST) .venv/.synced
+setup: $(FMNIST) $(CHROMIUM) .venv/.synced
 
 # Real data: Debian's Fashion-MNIST package (IDX files under /usr/share/datasets/fashion-mnist).
 $(FMNIST):
-	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist
+	$(APT_INSTALL) dataset-fashion-mnist
+
+# Headless Chromium: the tests render the HTML report and take a screenshot.
+$(CHROMIUM):
+	$(APT_INSTALL) chromium
 
 # uv, bootstrapped with the machine's Python 3.11 (kept out of the project venv).
 $(UV):

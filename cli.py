@@ -2,60 +2,92 @@
 import argparse
 import json
 import logging
+import os
 import sys
 
-DEMO_NAME = "collabopt-demo"
 
-
-def _demo(args):
+def _run(args):
     from collabopt import runners
-    from collabopt.pipelines import pcqat
+    from collabopt.core import tree as paths
+    from collabopt.pipelines import tree
 
-    root, mlmd = runners.paths(args.root)
-    cfg = {"data": {"train_limit": 0 if args.full else args.train_limit,
-                    "eval_limit": 0 if args.full else args.eval_limit}}
-    pipe = pcqat.create_pipeline(DEMO_NAME, root, mlmd, cfg)
-    print(f"collabopt demo: PCQAT path on Fashion-MNIST, runner={args.runner}, root={args.root}", flush=True)
+    cfg = tree.load(args.config)  # a bad config fails here, before anything runs
+    root, mlmd = runners.paths(args.root or os.path.join("runs", cfg["name"]))
+    if args.train_limit is not None:
+        cfg["data"]["train_limit"] = args.train_limit
+    if args.eval_limit is not None:
+        cfg["data"]["eval_limit"] = args.eval_limit
+    pipe = tree.create_pipeline(cfg, root, mlmd)
+    print(f"collabopt run: {cfg['name']} ({len(paths.expand(cfg['paths']))} leaves), runner={args.runner}, "
+          f"root={os.path.dirname(root)}", flush=True)
     runners.run(pipe, args.runner)
-    _print_report(mlmd, DEMO_NAME, "table")
-    print(f"\nartifacts: {root}\nML Metadata (SQLite): {mlmd}\n"
-          f"again: collabopt report --mlmd {mlmd}")
-
-
-def _print_report(mlmd, pipeline_name, fmt):
-    from collabopt import report
-    store = report.connect(mlmd)
-    rows = report.stage_rows(report.executions(store, report.latest_run(store, pipeline_name)))
-    if fmt == "json":
-        print(json.dumps([{k: v for k, v in r.items()} for r in rows], indent=1, default=str))
-    else:
-        print(report.table(rows))
+    _report(argparse.Namespace(mlmd=mlmd, root=None, pipeline_name=cfg["name"], format="table", output=None))
+    print(f"\nreport: {os.path.join(os.path.dirname(root), 'report.html')}\nartifacts: {root}\n"
+          f"ML Metadata (SQLite): {mlmd}\nagain: collabopt report --mlmd {mlmd} [--format json|html]")
 
 
 def _report(args):
-    _print_report(args.mlmd, args.pipeline_name, args.format)
+    from collabopt import report
+
+    mlmd = args.mlmd or os.path.join(args.root, "metadata.sqlite")
+    if not os.path.isfile(mlmd):
+        raise SystemExit(f"collabopt report: no ML Metadata store at {mlmd}")
+    store = report.connect(mlmd)
+    run = report.latest_run(store, args.pipeline_name)
+    leaves = report.leaves(store, run)
+    if args.format == "json":
+        text = json.dumps(leaves, indent=1)
+    elif args.format == "html":
+        from collabopt.core import html_report, stages
+        kernels = {l["path"]: stages.kernel_history(l["uri"]) for l in leaves}
+        text = html_report.render([stages.read_leaf(l["uri"]) for l in leaves], kernels,
+                                  meta={"pipeline run": run.name, "ML Metadata": mlmd})
+    elif leaves:
+        text = report.leaf_table(leaves)
+    else:  # a run without leaf evaluations: per-stage rows
+        text = report.table(report.stage_rows(report.executions(store, run)))
+    if args.output:
+        with open(args.output, "w") as f:
+            f.write(text)
+        print(f"wrote {args.output}")
+    else:
+        print(text)
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="collabopt", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
-    d = sub.add_parser("demo", help="run the PCQAT path on Fashion-MNIST and print the per-stage table")
+    r = sub.add_parser("run", help="run the deployment-tree paths of a config (YAML) and print the leaf table")
+    r.add_argument("config", help="a YAML config, or a packaged one: demo, all_paths")
+    r.add_argument("--runner", choices=("local", "beam"), default="local")
+    r.add_argument("--root", default=None, help="folder for artifacts, the SQLite MLMD and report.html "
+                                               "(default: runs/<name>)")
+    r.add_argument("--train-limit", type=int, default=None, help="override data.train_limit (0: all)")
+    r.add_argument("--eval-limit", type=int, default=None, help="override data.eval_limit (0: all)")
+    r.set_defaults(func=_run)
+    d = sub.add_parser("demo", help="collabopt run demo: the PCQAT path and its PTQ references")
     d.add_argument("--runner", choices=("local", "beam"), default="local")
-    d.add_argument("--root", default="runs/demo", help="folder for artifacts and the SQLite MLMD")
-    d.add_argument("--train-limit", type=int, default=20000)
-    d.add_argument("--eval-limit", type=int, default=5000)
-    d.add_argument("--full", action="store_true", help="all 60k/10k examples")
-    d.set_defaults(func=_demo)
-    r = sub.add_parser("report", help="print a past run's numbers from ML Metadata")
-    r.add_argument("--mlmd", default="runs/demo/metadata.sqlite")
-    r.add_argument("--pipeline-name", default=None)
-    r.add_argument("--format", choices=("table", "json"), default="table")
-    r.set_defaults(func=_report)
+    d.add_argument("--root", default="runs/demo")
+    d.set_defaults(func=_run, config="demo", train_limit=None, eval_limit=None)
+    rep = sub.add_parser("report", help="a past run's leaves from ML Metadata (nothing is recomputed)")
+    where = rep.add_mutually_exclusive_group()
+    where.add_argument("--root", default="runs/demo", help="a run folder (holding metadata.sqlite)")
+    where.add_argument("--mlmd", default=None, help="the SQLite MLMD file")
+    rep.add_argument("--pipeline-name", default=None, help="default: the newest run of any pipeline")
+    rep.add_argument("--format", choices=("table", "json", "html"), default="table")
+    rep.add_argument("--output", "-o", default=None, help="write to this file instead of stdout")
+    rep.set_defaults(func=_report)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("absl", "tensorflow", "apache_beam"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    args.func(args)
+    try:
+        args.func(args)
+    except Exception as e:  # noqa: BLE001 - config errors are for people, not tracebacks
+        from collabopt.schemas import ConfigError
+        if isinstance(e, ConfigError):
+            raise SystemExit(f"collabopt {args.cmd}: {e}") from None
+        raise
     return 0
 
 

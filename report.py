@@ -93,3 +93,50 @@ def table(rows):
                       _fmt(r.get("npu_op_pct"), ".0f") + ("%" if r.get("npu_op_pct") is not None else "")))
     widths = [max(len(str(row[i])) for row in lines) for i in range(len(COLUMNS))]
     return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths)) for row in lines)
+
+
+LEAF_FIELDS = ("path", "fp32_accuracy", "int8_accuracy", "int8_accuracy_drop_pp", "tflite_bytes", "gzip_bytes",
+               "saving_pct", "sparsity", "max_unique_per_channel", "max_unique_per_tensor", "blessed")
+NPU_FIELDS = {"cycles": "npu_cycles", "inference_time_s": "inference_time_s", "flash_bytes": "flash_bytes",
+              "sram_bytes": "sram_bytes", "npu_op_pct": "npu_op_pct"}
+
+
+def leaves(store, run=None):
+    """Every evaluated leaf of a run (the latest by default), from MLMD properties alone:
+    LEAF_FIELDS, 'reasons', 'npu': {target: NPU_FIELDS}, 'npu_compiled' (its NPU_<path> node ran),
+    'uri' (the LeafEvaluation folder)."""
+    execs = executions(store, run)
+    compiled = {e["node"][len("NPU_"):] for e in execs if e["node"].startswith("NPU_") and e["state"] == "COMPLETE"}
+    out = []
+    for ex in execs:
+        for art in ex["outputs"].get("evaluation", []):
+            p = props(art)
+            if "path" not in p:
+                continue
+            targets = [t for t in (p.get("npu_targets") or "").split(",") if t]
+            leaf = {k: p.get(k) for k in LEAF_FIELDS}
+            leaf["blessed"] = bool(leaf["blessed"])
+            leaf["reasons"] = json.loads(p.get("reasons") or "[]")
+            leaf["npu"] = {t: {k: p.get(f"{t}.{v}") for k, v in NPU_FIELDS.items()} for t in targets}
+            leaf["npu_compiled"] = leaf["path"] in compiled
+            leaf["state"], leaf["uri"] = ex["state"], art.uri
+            out.append(leaf)
+    return out
+
+
+def leaf_table(rows):
+    targets = []
+    for r in rows:
+        targets += [t for t in r["npu"] if t not in targets]
+    head = ("path", "fp32", "int8", "drop pp", "bytes -> gzip", "saving", "sparsity", "uniq/ch",
+            *(f"{t} cycles" for t in targets), "blessed")
+    lines = [head]
+    for r in rows:
+        lines.append((r["path"], _fmt(r["fp32_accuracy"], ".2%"), _fmt(r["int8_accuracy"], ".2%"),
+                      _fmt(r["int8_accuracy_drop_pp"], "+.2f"), f"{r['tflite_bytes']:,} -> {r['gzip_bytes']:,}",
+                      _fmt(r["saving_pct"], ".2f") + "%", _fmt(r["sparsity"], ".1%"),
+                      _fmt(r["max_unique_per_channel"], "d"),
+                      *(_fmt(r["npu"].get(t, {}).get("cycles"), ",d") for t in targets),
+                      "yes" if r["blessed"] else "no: " + "; ".join(r["reasons"])))
+    widths = [max(len(str(row[i])) for row in lines) for i in range(len(head))]
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in lines)

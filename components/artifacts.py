@@ -10,3 +10,14 @@ class TFLiteModel(artifact.Artifact):
 class NPUModel(artifact.Artifact):
     """Vela output per accelerator target (`<target>/<stem>_vela.tflite`, summary CSV, `stats.json`)."""
     TYPE_NAME = "collabopt.NPUModel"
+
+
+class LeafEvaluation(artifact.Artifact):
+    """One deployment-tree leaf evaluated the same way as every other (`leaf.json`, `kernels.npz`,
+    Vela estimates under `npu/<target>/`); its numbers are MLMD properties."""
+    TYPE_NAME = "collabopt.LeafEvaluation"
+
+
+class OptimizationReport(artifact.Artifact):
+    """A run's self-contained HTML report (`report.html`) and its leaf table (`leaves.json`)."""
+    TYPE_NAME = "collabopt.OptimizationReport"

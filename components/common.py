@@ -88,14 +88,17 @@ def record(artifact, metrics, prefix=""):
             artifact.set_string_custom_property(prefix + k, v)
 
 
-class StageExecutor(base_executor.BaseExecutor):
-    """Logs through the 'collabopt' logger so fine-tuning progress shows in the component's log."""
+def setup_logging():
+    """Log through the 'collabopt' logger so fine-tuning progress shows in the component's log."""
+    logging.getLogger("collabopt").setLevel(logging.INFO)
+    if not logging.getLogger("collabopt").handlers and not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO)
 
+
+class StageExecutor(base_executor.BaseExecutor):
     def __init__(self, context=None):
         super().__init__(context)
-        logging.getLogger("collabopt").setLevel(logging.INFO)
-        if not logging.getLogger("collabopt").handlers and not logging.getLogger().handlers:
-            logging.basicConfig(level=logging.INFO)
+        setup_logging()
 
 
 def output(output_dict, key):

@@ -45,6 +45,19 @@ def layer_stats(tflite_bytes):
     return out
 
 
+def kernel_codes(tflite_bytes, layer):
+    """The stored (int8) values of a kernel, found by the Keras layer name as `layer_stats` reports
+    it; None if no kernel has that name."""
+    it = _interpreter(tflite_bytes, experimental_preserve_all_tensors=True)
+    tensors = {t["index"]: t for t in it.get_tensor_details()}
+    for op in it._get_ops_details():  # noqa: SLF001
+        if op["op_name"] in KERNEL_OPS and len(op["inputs"]) >= 2:
+            t = tensors[op["inputs"][1]]
+            if _layer_name(t["name"]) == layer:
+                return it.get_tensor(t["index"])
+    return None
+
+
 def _layer_name(weight_tensor_name):
     """Keras layer name from a kernel's tensor name: 'm/quant_pw_1/Conv2D;m/quant_pw_1/...' -> 'pw_1'.
 
@@ -60,9 +73,10 @@ def _layer_name(weight_tensor_name):
     return weight_tensor_name
 
 
-def int8_accuracy(tflite_bytes, x, y, batch_size=256):
-    """Top-1 accuracy of the quantized model: inputs quantized with the model's own input scale."""
-    it = _interpreter(tflite_bytes)
+def int8_predictions(tflite_bytes, x, batch_size=256, interpreter=None):
+    """Top-1 class of the quantized model per row of x (float): inputs quantized with the model's
+    own input scale, as a device would."""
+    it = interpreter or _interpreter(tflite_bytes)
     inp, outp = it.get_input_details()[0], it.get_output_details()[0]
     preds = []
     for start in range(0, len(x), batch_size):
@@ -77,7 +91,12 @@ def int8_accuracy(tflite_bytes, x, y, batch_size=256):
         it.invoke()
         # argmax is unchanged by the output's affine dequantization (positive scale)
         preds.append(np.argmax(it.get_tensor(outp["index"]), axis=-1))
-    return float(np.mean(np.concatenate(preds) == np.asarray(y)))
+    return np.concatenate(preds) if preds else np.zeros((0,), np.int64)
+
+
+def int8_accuracy(tflite_bytes, x, y, batch_size=256):
+    """Top-1 accuracy of the quantized model with the TFLite interpreter, in one process."""
+    return float(np.mean(int8_predictions(tflite_bytes, x, batch_size) == np.asarray(y)))
 
 
 def summarize(tflite_bytes):

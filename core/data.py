@@ -155,22 +155,15 @@ def _kind(example, key, split):
                   else len(values))
 
 
-def read_examples(uri, split, feature_key="image", label_key="label", feature_shape=(28, 28, 1),
-                  limit=None, scale=1 / 255.0):
-    """Read a split into (x float32 [N, *feature_shape], y int64 [N]).
+def example_parser(first_record, split, feature_key="image", label_key="label", feature_shape=(28, 28, 1),
+                   scale=1 / 255.0):
+    """A batch parser for the records of a split, typed from its first serialized tf.Example.
 
+    Returns (parse, kind, size): parse(serialized [N]) -> (x float32 [N, size], y int64 [N]).
     The feature may be an int64_list, float_list or bytes_list (raw uint8 bytes); `scale`
-    multiplies integer-valued (int64/bytes) features only. Feature types come from the first
-    record; every record is then parsed in batches by `tf.io.parse_example`.
+    multiplies integer-valued (int64/bytes) features only.
     """
-    files = split_files(uri, split)
-    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP")
-    if limit is not None:
-        dataset = dataset.take(limit)
-    first = next(iter(dataset.take(1)), None)
-    if first is None:
-        raise ExamplesError(f"Examples split {split!r} has no records ({len(files)} file(s))")
-    example = tf.train.Example.FromString(first.numpy())
+    example = tf.train.Example.FromString(first_record)
     kind, size = _kind(example, feature_key, split)
     label_kind, label_size = _kind(example, label_key, split)
     feature_shape = tuple(feature_shape) if feature_shape is not None else (size,)
@@ -193,12 +186,32 @@ def read_examples(uri, split, feature_key="image", label_key="label", feature_sh
         parsed = tf.io.parse_example(serialized, spec)
         x = parsed[feature_key]
         if kind == "bytes_list":
-            x = tf.io.decode_raw(x, tf.uint8)  # fails on ragged sizes -> reported below
+            x = tf.io.decode_raw(x, tf.uint8)  # fails on ragged sizes -> reported by the caller
         x = tf.cast(x, tf.float32)
         if kind != "float_list":
             x = x * scale
         return x, tf.cast(parsed[label_key], tf.int64)
 
+    return parse, kind, size
+
+
+def read_examples(uri, split, feature_key="image", label_key="label", feature_shape=(28, 28, 1),
+                  limit=None, scale=1 / 255.0):
+    """Read a split into (x float32 [N, *feature_shape], y int64 [N]).
+
+    The feature may be an int64_list, float_list or bytes_list (raw uint8 bytes); `scale`
+    multiplies integer-valued (int64/bytes) features only. Feature types come from the first
+    record; every record is then parsed in batches by `tf.io.parse_example`.
+    """
+    files = split_files(uri, split)
+    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP")
+    if limit is not None:
+        dataset = dataset.take(limit)
+    first = next(iter(dataset.take(1)), None)
+    if first is None:
+        raise ExamplesError(f"Examples split {split!r} has no records ({len(files)} file(s))")
+    parse, kind, size = example_parser(first.numpy(), split, feature_key, label_key, feature_shape, scale)
+    feature_shape = tuple(feature_shape) if feature_shape is not None else (size,)
     xs, ys = [], []
     try:
         for x, y in dataset.batch(4096).map(parse).prefetch(1):

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 
 import numpy as np
 
@@ -18,6 +19,8 @@ MODEL_DIR = keras_io.SERVING_DIR  # SavedModel folder inside a Model artifact (a
 LOG_DIR = "logs"                  # TensorBoard logs inside a Model artifact
 TFLITE_FILE = "model.tflite"
 STATS_FILE = "stats.json"
+KERNELS_FILE = "kernels.npz"      # one sample kernel as it was after each stage (the report plots it)
+INT8_STAGE = "int8"               # its last entry: the codes stored in the flatbuffer (not floats)
 
 
 @dataclasses.dataclass
@@ -82,9 +85,53 @@ def promises(model_path):
         return dict(json.load(f).get("promises", {}))
 
 
-def _save(model, out_dir, metrics):
+def sample_kernel(model):
+    """(layer name, kernel) of the largest Conv2D/Dense kernel: the one followed through the stages."""
+    layers = [(layer, w) for layer, w in optimize._kernels(model)  # noqa: SLF001
+              if not isinstance(layer, keras_io.keras.layers.DepthwiseConv2D)]
+    if not layers:
+        return None, None
+    layer, w = max(layers, key=lambda lw: lw[1].size)
+    return layer.name, w
+
+
+def kernel_history(model_path, model=None):
+    """(layer, {stage: kernel}) carried in the model artifact; a model from outside collabopt
+    starts its history as 'baseline'."""
+    path = os.path.join(str(model_path), KERNELS_FILE)
+    if os.path.isfile(path):
+        with np.load(path) as z:
+            return str(z["__layer__"]), {k: z[k] for k in z.files if k != "__layer__"}
+    if model is None:
+        return None, {}
+    layer, w = sample_kernel(model)
+    return layer, ({"baseline": w} if layer else {})
+
+
+def _model_or_none(model_path):
+    """The Keras model, only when its kernel history is not already in the artifact (outside models)."""
+    if os.path.isfile(os.path.join(str(model_path), KERNELS_FILE)):
+        return None
+    try:
+        return keras_io.load_model(model_path, check=False)
+    except keras_io.ModelError:  # e.g. a QAT model saved outside collabopt: no history, no plot
+        return None
+
+
+def _save_kernels(out_dir, layer, history):
+    if layer:
+        np.savez_compressed(os.path.join(out_dir, KERNELS_FILE), __layer__=np.array(layer), **history)
+
+
+def _save(model, out_dir, metrics, *, source=None, stage=None):
+    """SavedModel + stats.json + the kernel history (source: (input model path, input model))."""
     keras_io.save_model(model, os.path.join(out_dir, MODEL_DIR))
     _write_json(os.path.join(out_dir, STATS_FILE), metrics)
+    layer, history = kernel_history(*source) if source else (None, {})
+    if stage:
+        layer, w = sample_kernel(model)
+        history = {**history, stage: w}
+    _save_kernels(out_dir, layer, history)
     return metrics
 
 
@@ -95,7 +142,7 @@ def train_baseline(data_spec, out_dir, *, width=64, blocks=4, num_classes=10, fi
     model = train.ds_cnn(tuple(data_spec.feature_shape), num_classes, width=width, blocks=blocks)
     train.fit(model, x, y, epochs=fit.epochs, batch_size=fit.batch_size, learning_rate=fit.learning_rate,
               stage="baseline", log_dir=os.path.join(out_dir, LOG_DIR), seed=fit.seed)
-    return _save(model, out_dir, keras_metrics(model, xe, ye))
+    return _save(model, out_dir, keras_metrics(model, xe, ye), stage="baseline")
 
 
 def prune(model_path, data_spec, out_dir, *, target_sparsity=0.5, schedule="polynomial", frequency=100,
@@ -109,7 +156,8 @@ def prune(model_path, data_spec, out_dir, *, target_sparsity=0.5, schedule="poly
                             log_dir=os.path.join(out_dir, LOG_DIR), seed=fit.seed)
     target = m_by_n[0] / m_by_n[1] if m_by_n else target_sparsity  # (M, N): M zeros per N
     return _save(pruned, out_dir, {**keras_metrics(pruned, xe, ye), "technique": "prune",
-                                   "promises": {**promises(model_path), "target_sparsity": target}})
+                                   "promises": {**promises(model_path), "target_sparsity": target}},
+                 source=(model_path, model), stage="pruned")
 
 
 def cluster(model_path, data_spec, out_dir, *, number_of_clusters=8, centroid_init="kmeans++",
@@ -125,7 +173,8 @@ def cluster(model_path, data_spec, out_dir, *, number_of_clusters=8, centroid_in
     m = keras_metrics(clustered, xe, ye)
     kept = promises(model_path) if preserve_sparsity else {}
     return _save(clustered, out_dir, {**m, "technique": "cluster", "promises": {
-        **kept, "number_of_clusters": number_of_clusters, "per_channel": per_channel}})
+        **kept, "number_of_clusters": number_of_clusters, "per_channel": per_channel}},
+        source=(model_path, model), stage="clustered")
 
 
 def preserving_qat(model_path, data_spec, out_dir, *, scheme="auto", shared_centroids=True,
@@ -141,7 +190,8 @@ def preserving_qat(model_path, data_spec, out_dir, *, scheme="auto", shared_cent
         per_channel_clusters=per_channel)
     m = {"accuracy": train.accuracy(qat_model, xe, ye), "scheme": scheme, "technique": scheme,
          "num_params": int(model.count_params()), "promises": promises(model_path)}
-    return _save(qat_model, out_dir, m)
+    # The fake-quant kernel is not the deployed one: the converter adds the INT8 kernel instead.
+    return _save(qat_model, out_dir, m, source=(model_path, model))
 
 
 def is_qat_saved_model(saved_model_dir):
@@ -185,6 +235,12 @@ def to_tflite(model_path, data_spec, out_dir, *, representative_samples=200, eva
     stats["mode"] = "qat" if qat else "ptq"
     stats["promises"] = promises(model_path)
     stats["preservation_failures"] = preservation(stats["layers"], stats["promises"])
+    layer, history = kernel_history(model_path, _model_or_none(model_path))
+    if layer:
+        w = analyze.kernel_codes(tflite, layer)
+        if w is not None:
+            history = {**history, INT8_STAGE: w}
+        _save_kernels(out_dir, layer, history)
     if evaluate:
         xe, ye = data_spec.eval()
         stats["int8_accuracy"] = analyze.int8_accuracy(tflite, xe, ye)
@@ -202,3 +258,88 @@ def compile_npu(tflite_path, out_dir, *, accelerator_configs=("ethos-u55-128",),
                                             system_config=system_config, memory_mode=memory_mode)
     _write_json(os.path.join(out_dir, STATS_FILE), results)
     return results
+
+
+LEAF_FILE = "leaf.json"
+NPU_KEYS = ("npu_cycles", "inference_time_s", "flash_bytes", "sram_bytes", "encoded_weights_bytes",
+            "npu_op_pct", "npu_ops", "cpu_ops")
+
+
+def read_leaf(evaluation_dir):
+    with open(os.path.join(str(evaluation_dir), LEAF_FILE)) as f:
+        return json.load(f)
+
+
+def evaluate_leaf(path_name, tflite_dir, model_path, data_spec, out_dir, *, npu_targets=(),
+                  system_config=None, requirements=None, baseline_dir=None, make_pipeline=None):
+    """Evaluate one deployment-tree leaf the same way as every other: accuracies with Beam over the
+    eval split, the flatbuffer's size and per-layer analysis (from the converter's stats.json), Vela
+    estimates per target, then the requirement and preservation gates. Writes leaf.json (+ the
+    kernel history) to out_dir; returns the leaf dict with 'blessed' and 'reasons'."""
+    from collabopt.core import evaluate  # Beam only where it is used
+
+    with open(os.path.join(str(tflite_dir), STATS_FILE)) as f:
+        conv = json.load(f)
+    tflite_path = os.path.join(str(tflite_dir), TFLITE_FILE)
+    acc = evaluate.accuracy(
+        tflite_path, data_spec.examples_uri, data_spec.eval_split,
+        saved_model_dir=keras_io.saved_model_dir(model_path) if model_path else None,
+        feature_key=data_spec.feature_key, label_key=data_spec.label_key,
+        feature_shape=data_spec.feature_shape, make_pipeline=make_pipeline)
+    os.makedirs(out_dir, exist_ok=True)
+    npu = {}
+    for target in npu_targets:
+        est = vela.compile_for_npu(tflite_path, os.path.join(out_dir, "npu", target), target,
+                                   system_config=system_config)
+        npu[target] = {k: est[k] for k in NPU_KEYS}
+    leaf = {
+        "path": path_name,
+        "mode": conv.get("mode"),  # ptq | qat
+        "fp32_accuracy": acc["keras_accuracy"],  # FP32 model, or fake-INT8 for a QAT model
+        "int8_accuracy": acc["int8_accuracy"],
+        "eval_examples": acc["examples"],
+        **{k: conv[k] for k in ("tflite_bytes", "gzip_bytes", "saving_pct", "sparsity",
+                                "max_unique_per_channel", "max_unique_per_tensor")},
+        "promises": conv.get("promises", {}),
+        "preservation_failures": conv.get("preservation_failures", []),
+        "layers": conv.get("layers", []),
+        "npu": npu,
+    }
+    baseline = read_leaf(baseline_dir) if baseline_dir else leaf
+    leaf["baseline_int8_accuracy"] = baseline["int8_accuracy"]
+    leaf["int8_accuracy_drop_pp"] = 100.0 * (baseline["int8_accuracy"] - leaf["int8_accuracy"])
+    leaf["requirements"] = dict(requirements or {})
+    leaf["reasons"] = evaluate.gate(leaf, requirements, baseline["int8_accuracy"])
+    leaf["blessed"] = not leaf["reasons"]
+    kernels = os.path.join(str(tflite_dir), KERNELS_FILE)
+    if os.path.isfile(kernels):
+        shutil.copy(kernels, os.path.join(out_dir, KERNELS_FILE))
+    _write_json(os.path.join(out_dir, LEAF_FILE), leaf)
+    for reason in leaf["reasons"]:
+        log.info("%s not blessed: %s", path_name, reason)
+    return leaf
+
+
+REPORT_FILE = "report.html"
+LEAVES_FILE = "leaves.json"
+
+
+def report(evaluation_dirs, out_dir, *, title="collabopt optimization report", meta=None, publish_dir=None):
+    """The run's HTML report from its leaf evaluations ({path: evaluation dir}); also copied to
+    publish_dir (e.g. next to the pipeline root). Returns the leaf dicts."""
+    from collabopt.core import html_report  # matplotlib only where it is used
+
+    leaves, kernels = [], {}
+    for path, d in evaluation_dirs.items():
+        leaves.append(read_leaf(d))
+        layer, history = kernel_history(d)
+        if layer:
+            kernels[path] = (layer, history)
+    page = html_report.render(leaves, kernels, title=title, meta=meta)
+    os.makedirs(out_dir, exist_ok=True)
+    for folder in filter(None, (out_dir, publish_dir)):
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, REPORT_FILE), "w") as f:
+            f.write(page)
+    _write_json(os.path.join(out_dir, LEAVES_FILE), [{k: v for k, v in l.items() if k != "layers"} for l in leaves])
+    return leaves

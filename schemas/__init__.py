@@ -14,10 +14,17 @@ def load(name):
         return json.load(f)
 
 
+def _depth(error):
+    """Deeper first; at equal depth a failed constraint over a failed type/const alternative."""
+    return len(error.absolute_path), error.validator not in ("type", "const")
+
+
 def validate(config, name):
     """Raise ConfigError listing every bad field as `section.key: reason`."""
     v = jsonschema.Draft202012Validator(load(name))
-    errors = sorted(v.iter_errors(config), key=lambda e: list(e.absolute_path))
+    # For oneOf/anyOf, the alternative that got furthest says more than "not valid under any".
+    errors = [max(e.context, key=_depth) if e.context else e for e in v.iter_errors(config)]
+    errors = sorted(errors, key=lambda e: [str(p) for p in e.absolute_path])
     if errors:
         lines = [f"{'.'.join(str(p) for p in e.absolute_path) or '<top>'}: {e.message}" for e in errors]
         raise ConfigError(f"invalid {name} config:\n  " + "\n  ".join(lines))

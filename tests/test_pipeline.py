@@ -1,4 +1,4 @@
-"""The PCQAT path end to end (issue 2, done-when 1-4), measured in MLMD and in the INT8 flatbuffer."""
+"""The PCQAT path end to end, measured in MLMD and in the INT8 flatbuffer, on both runners."""
 import json
 import os
 
@@ -8,21 +8,27 @@ from ml_metadata.proto import metadata_store_pb2
 from collabopt import report
 from collabopt.core import analyze, stages
 
-from conftest import PIPELINE_CONFIG
+from conftest import TREE_CONFIG
 
-NODES = ["FashionMnistExampleGen", "BaselineTrainer", "Pruner", "SparseClusterer", "PreservingQAT",
-         "TFLiteConverter", "NPUCompiler", "BaselinePTQ", "PrunedClusteredPTQ"]
-TARGET = PIPELINE_CONFIG["prune"]["target_sparsity"]
-CLUSTERS = PIPELINE_CONFIG["cluster"]["number_of_clusters"]
+TARGET = TREE_CONFIG["prune"]["target_sparsity"]
+CLUSTERS = TREE_CONFIG["cluster"]["number_of_clusters"]
+PCQAT_NODES = ["FashionMnistExampleGen", "BaselineTrainer", "Pruner", "SparseClusterer", "PCQAT",
+               "Convert_prune_cluster_pcqat", "Evaluate_prune_cluster_pcqat", "NPU_prune_cluster_pcqat",
+               "Convert_ptq", "Evaluate_ptq", "NPU_ptq", "Reporter"]
 
 
-def _by_node(mlmd):
+def by_node(mlmd):
     store = report.connect(mlmd)
     return store, {e["node"]: e for e in report.executions(store)}
 
 
-def _lineage(store, artifact_id):
-    """Node names from the artifact back to the first producer, following INPUT events."""
+def node_of(store, execution_id):
+    return next(c.name.split(".", 1)[-1] for c in store.get_contexts_by_execution(execution_id)
+                if store.get_context_types_by_id([c.type_id])[0].name == "node")
+
+
+def lineage(store, artifact_id):
+    """Node names from the artifact back to the first producer, following model INPUT events."""
     chain = []
     while True:
         producers = [e for e in store.get_events_by_artifact_ids([artifact_id])
@@ -30,9 +36,7 @@ def _lineage(store, artifact_id):
         if not producers:
             return chain
         ex_id = producers[0].execution_id
-        node = next(c.name.split(".", 1)[-1] for c in store.get_contexts_by_execution(ex_id)
-                    if store.get_context_types_by_id([c.type_id])[0].name == "node")
-        chain.append(node)
+        chain.append(node_of(store, ex_id))
         inputs = [e for e in store.get_events_by_execution_ids([ex_id])
                   if e.type == metadata_store_pb2.Event.INPUT and e.path.steps[0].key in ("model", "tflite_model")]
         if not inputs:
@@ -40,26 +44,24 @@ def _lineage(store, artifact_id):
         artifact_id = inputs[0].artifact_id
 
 
-@pytest.mark.parametrize("run", ["local_run", "beam_run"])
-def test_every_component_completes_once_with_lineage(run, request):
-    store, by_node = _by_node(request.getfixturevalue(run))
-    execs = report.executions(store)
-    assert sorted(e["node"] for e in execs) == sorted(NODES)  # one execution per component
-    assert {e["node"]: e["state"] for e in execs} == {n: "COMPLETE" for n in NODES}
-    npu = by_node["NPUCompiler"]["outputs"]["npu_model"][0]
-    assert _lineage(store, npu.id) == ["NPUCompiler", "TFLiteConverter", "PreservingQAT", "SparseClusterer",
-                                       "Pruner", "BaselineTrainer"]
+def test_beam_runner_runs_the_pcqat_path_with_lineage(beam_run):
+    store, nodes = by_node(beam_run)
+    assert sorted(nodes) == sorted(PCQAT_NODES)  # one execution per component
+    assert {n: e["state"] for n, e in nodes.items()} == {n: "COMPLETE" for n in PCQAT_NODES}
+    npu = nodes["NPU_prune_cluster_pcqat"]["outputs"]["npu_model"][0]
+    assert lineage(store, npu.id) == ["NPU_prune_cluster_pcqat", "Convert_prune_cluster_pcqat", "PCQAT",
+                                      "SparseClusterer", "Pruner", "BaselineTrainer"]
 
 
-def _tflite(by_node, node):
-    art = by_node[node]["outputs"]["tflite_model"][0]
+def _tflite(nodes, node):
+    art = nodes[node]["outputs"]["tflite_model"][0]
     with open(os.path.join(art.uri, stages.TFLITE_FILE), "rb") as f:
         return art, f.read()
 
 
 def test_flatbuffer_keeps_sparsity_and_clusters(local_run):
-    _, by_node = _by_node(local_run)
-    art, tflite = _tflite(by_node, "TFLiteConverter")
+    _, nodes = by_node(local_run)
+    art, tflite = _tflite(nodes, "Convert_prune_cluster_pcqat")
     layers = analyze.layer_stats(tflite)  # measured again here, from the flatbuffer itself
     judged = [l for l in layers if l["op"] in ("CONV_2D", "FULLY_CONNECTED")]
     assert len(judged) == 6 and all(l["dtype"] == "int8" for l in layers)
@@ -79,18 +81,18 @@ def test_flatbuffer_keeps_sparsity_and_clusters(local_run):
 
 def test_depthwise_kernels_are_reported_not_clustered(local_run):
     """TFMOT clusters no DepthwiseConv2D kernel: the component lists them with their real counts."""
-    _, by_node = _by_node(local_run)
-    _, tflite = _tflite(by_node, "TFLiteConverter")
+    _, nodes = by_node(local_run)
+    _, tflite = _tflite(nodes, "Convert_prune_cluster_pcqat")
     dw = [l for l in analyze.layer_stats(tflite) if l["op"] == "DEPTHWISE_CONV_2D"]
     assert [l["layer"] for l in dw] == [f"dw_{i}" for i in range(1, 5)]
     assert all(l["unique_per_tensor"] > CLUSTERS for l in dw)
 
 
 def test_pcqat_keeps_the_compression_of_prune_cluster_ptq(local_run):
-    _, by_node = _by_node(local_run)
-    pcqat = report.props(by_node["TFLiteConverter"]["outputs"]["tflite_model"][0])
-    ptq = report.props(by_node["PrunedClusteredPTQ"]["outputs"]["tflite_model"][0])
-    base = report.props(by_node["BaselinePTQ"]["outputs"]["tflite_model"][0])
+    _, nodes = by_node(local_run)
+    pcqat = report.props(nodes["Convert_prune_cluster_pcqat"]["outputs"]["tflite_model"][0])
+    ptq = report.props(nodes["Convert_prune_cluster_ptq"]["outputs"]["tflite_model"][0])
+    base = report.props(nodes["Convert_ptq"]["outputs"]["tflite_model"][0])
     assert pcqat["saving_pct"] >= ptq["saving_pct"] - 1.0, (pcqat["saving_pct"], ptq["saving_pct"])
     assert ptq["saving_pct"] > base["saving_pct"] + 10  # the collaborative techniques do compress
     # Shared centroids and ranges: k int8 values per tensor, fewer than PTQ's per-channel scales give.
@@ -99,11 +101,14 @@ def test_pcqat_keeps_the_compression_of_prune_cluster_ptq(local_run):
 
 
 def test_vela_compiles_everything_to_the_npu(local_run):
-    _, by_node = _by_node(local_run)
-    art = by_node["NPUCompiler"]["outputs"]["npu_model"][0]
+    _, nodes = by_node(local_run)
+    art = nodes["NPU_prune_cluster_pcqat"]["outputs"]["npu_model"][0]
     p = report.props(art)
     assert p["accelerator_config"] == "ethos-u55-128"
     assert p["npu_op_pct"] == 100.0 and p["cpu_ops"] == 0 and p["npu_ops"] >= 10
     assert p["npu_cycles"] > 0 and p["inference_time_s"] > 0 and p["encoded_weights_bytes"] > 0
     assert p["ethos-u55-128.npu_cycles"] == p["npu_cycles"]
-    assert os.path.isfile(os.path.join(art.uri, "ethos-u55-128", "model_vela.tflite"))
+    # Both configured targets, each with its own numbers (the u65 is faster per inference).
+    assert 0 < p["ethos-u65-256.npu_cycles"] < p["ethos-u55-128.npu_cycles"]
+    for target in TREE_CONFIG["npu"]["targets"]:
+        assert os.path.isfile(os.path.join(art.uri, target, "model_vela.tflite"))

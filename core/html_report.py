@@ -1,0 +1,183 @@
+"""The optimization report: one self-contained HTML page (plots embedded as PNG) per run.
+
+Pure: leaf dicts (stages.evaluate_leaf's leaf.json) and kernel histories in, HTML out.
+"""
+import base64
+import datetime
+import html
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from collabopt.core import tree  # noqa: E402
+
+INT8_STAGE = "int8"  # = stages.INT8_STAGE (not imported: stages pulls in TensorFlow)
+
+CSS = """body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;font-size:13px}
+th,td{border:1px solid #bbb;padding:3px 7px;text-align:right}th{background:#eee}td.l{text-align:left}
+tr.blessed td{background:#e8f6e8}tr.rejected td{background:#fbeaea}img{max-width:100%}
+.reason{font-size:11px;color:#933;text-align:left}h2{margin-top:1.6em}"""
+
+
+def _png(fig):
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return f'<img alt="" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+
+
+def _f(v, spec, suffix=""):
+    return "-" if v is None else format(v, spec) + suffix
+
+
+def targets_of(leaves):
+    seen = []
+    for leaf in leaves:
+        seen += [t for t in leaf.get("npu", {}) if t not in seen]
+    return seen
+
+
+def table(leaves):
+    targets = targets_of(leaves)
+    head = ["path", "FP32 / QAT acc", "INT8 acc", "drop (pp)", "bytes -> gzip", "saving", "sparsity",
+            "uniq/ch", "uniq/tensor"] + [f"{t}<br>cycles / flash" for t in targets] + ["blessed"]
+    rows = []
+    for leaf in leaves:
+        npu = [f"{_f(leaf['npu'][t]['npu_cycles'], ',d')} / {_f(leaf['npu'][t]['flash_bytes'], ',d')} B"
+               if t in leaf.get("npu", {}) else "-" for t in targets]
+        reasons = "".join(f'<div class="reason">{html.escape(r)}</div>' for r in leaf.get("reasons", []))
+        cells = [f'<td class="l">{html.escape(tree.label(leaf["path"]))}</td>',
+                 *(f"<td>{c}</td>" for c in (
+                     _f(leaf.get("fp32_accuracy"), ".2%"), _f(leaf["int8_accuracy"], ".2%"),
+                     _f(leaf.get("int8_accuracy_drop_pp"), "+.2f"),
+                     f"{leaf['tflite_bytes']:,} -> {leaf['gzip_bytes']:,}", _f(leaf["saving_pct"], ".2f", "%"),
+                     _f(leaf["sparsity"], ".1%"), leaf["max_unique_per_channel"], leaf["max_unique_per_tensor"],
+                     *npu)),
+                 f'<td class="l">{"yes" if leaf["blessed"] else "no"}{reasons}</td>']
+        rows.append(f'<tr class="{"blessed" if leaf["blessed"] else "rejected"}">{"".join(cells)}</tr>')
+    return (f"<table><tr>{''.join(f'<th>{h}</th>' for h in head)}</tr>\n" + "\n".join(rows) + "</table>")
+
+
+def tree_figure(leaves):
+    """The deployment tree left to right: stage nodes, then one box per leaf with its numbers."""
+    by_path = {leaf["path"]: leaf for leaf in leaves}
+    paths = [p for p in tree.PATHS if p in by_path]
+    fig, ax = plt.subplots(figsize=(13, 0.9 * len(paths) + 1.2))
+    ax.axis("off")
+    y_leaf = {p: -i for i, p in enumerate(paths)}
+    # Each prefix node sits at the mean height of the leaves under it.
+    nodes = {(): np.mean(list(y_leaf.values()))}
+    for p in paths:
+        for pre in tree.prefixes(p):
+            if pre and pre[-1] != "qat":
+                nodes.setdefault(pre, np.mean([y_leaf[q] for q in paths if tree.PATHS[q][:len(pre)] == pre]))
+    names = {(): "baseline", ("prune",): "pruned", ("cluster",): "clustered",
+             ("prune", "cluster"): "pruned +\nclustered"}
+    for pre, y in nodes.items():
+        if pre:
+            parent = pre[:-1]
+            ax.annotate("", (len(pre) - 0.32, y), (len(parent) + 0.32, nodes[parent]),
+                        arrowprops=dict(arrowstyle="->", color="#666"))
+        ax.text(len(pre), y, names.get(pre, "+".join(pre)), ha="center", va="center", fontsize=9,
+                bbox=dict(boxstyle="round", fc="#dde8f5", ec="#557"))
+    for p in paths:
+        leaf, steps = by_path[p], tree.PATHS[p]
+        parent = steps[:-1] if steps and steps[-1] == "qat" else steps
+        method = tree.QAT_SCHEME[parent].upper() if steps and steps[-1] == "qat" else "PTQ"
+        npu = next(iter(leaf.get("npu", {}).items()), None)
+        text = (f"{method}: INT8 {leaf['int8_accuracy']:.2%}  gzip {leaf['gzip_bytes']:,} B "
+                f"({leaf['saving_pct']:.1f}% saved)  sparsity {leaf['sparsity']:.0%}  "
+                f"uniq/ch {leaf['max_unique_per_channel']}"
+                + (f"  {npu[0]}: {npu[1]['npu_cycles']:,} cycles" if npu else ""))
+        ax.annotate("", (3.15, y_leaf[p]), (len(parent) + 0.32, nodes[parent]),
+                    arrowprops=dict(arrowstyle="->", color="#666"))
+        ax.text(3.2, y_leaf[p], text, ha="left", va="center", fontsize=8.5,
+                bbox=dict(boxstyle="round", fc="#e8f6e8" if leaf["blessed"] else "#fbeaea",
+                          ec="#585" if leaf["blessed"] else "#a55"))
+    ax.set_xlim(-0.5, 7.6)
+    ax.set_ylim(min(y_leaf.values()) - 0.7, 0.7)
+    return fig
+
+
+def pareto(points):
+    """Indices of the points (x to minimise, y to maximise) no other point beats on both."""
+    front = []
+    for i, (x, y) in enumerate(points):
+        if not any((x2 <= x and y2 >= y) and (x2, y2) != (x, y) for x2, y2 in points):
+            front.append(i)
+    return sorted(front, key=lambda i: points[i][0])
+
+
+def pareto_figure(leaves):
+    targets = targets_of(leaves)
+    axes_spec = [("gzip bytes", lambda l: l["gzip_bytes"])]
+    if targets:
+        t = targets[0]
+        axes_spec.append((f"{t} inference time (ms)",
+                          lambda l, t=t: l["npu"][t]["inference_time_s"] * 1e3 if t in l["npu"] else None))
+    fig, axs = plt.subplots(1, len(axes_spec), figsize=(6 * len(axes_spec), 4.2), squeeze=False)
+    for ax, (xlabel, fx) in zip(axs[0], axes_spec):
+        pts = [(fx(l), 100 * l["int8_accuracy"], l) for l in leaves if fx(l) is not None]
+        front = pareto([(x, y) for x, y, _ in pts])
+        for x, y, l in pts:
+            ax.scatter(x, y, c="#2a7" if l["blessed"] else "#c44", s=36, zorder=3)
+            ax.annotate(l["path"], (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        if front:
+            ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], "--", c="#555", zorder=2,
+                    label="Pareto front")
+            ax.legend(fontsize=8)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("INT8 accuracy (%)")
+        ax.grid(alpha=0.3)
+    return fig
+
+
+def density_figure(layer, history, path):
+    """The seed's figure: the weight distribution of one kernel after every stage of a path."""
+    stages = list(history)
+    fig, axs = plt.subplots(1, len(stages), figsize=(3.4 * len(stages), 2.8), squeeze=False)
+    floats = [np.asarray(w) for s, w in history.items() if s != INT8_STAGE]
+    lo, hi = (min(float(w.min()) for w in floats), max(float(w.max()) for w in floats)) if floats else (-1, 1)
+    for ax, stage in zip(axs[0], stages):
+        w = np.asarray(history[stage]).ravel()
+        int8 = stage == INT8_STAGE  # stored codes: their own axis (per-channel scales differ)
+        ax.hist(w, bins=255 if int8 else 120, range=(-128, 127) if int8 else (lo, hi), density=True,
+                color="#a53" if int8 else "#37a", log=True)
+        ax.set_title(f"{'INT8 codes in the .tflite' if int8 else stage}\nsparsity {np.mean(w == 0):.0%}, "
+                     f"{len(np.unique(w))} distinct values", fontsize=9)
+        ax.tick_params(labelsize=7)
+    fig.suptitle(f"kernel of layer {layer!r} along {tree.label(path)}", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def render(leaves, kernels=None, title="collabopt optimization report", meta=None):
+    """HTML text. leaves: leaf dicts; kernels: {path: (layer, {stage: kernel})}; meta: {label: value}."""
+    leaves = sorted(leaves, key=lambda l: list(tree.PATHS).index(l["path"]) if l["path"] in tree.PATHS else 99)
+    meta = {"generated": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            **(meta or {})}
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+             f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>",
+             "<p>" + " &middot; ".join(f"<b>{html.escape(str(k))}</b>: {html.escape(str(v))}"
+                                      for k, v in meta.items()) + "</p>",
+             "<h2 id='leaves'>Leaves</h2>", table(leaves),
+             "<p>saving = INT8 .tflite bytes vs its gzip bytes; uniq = distinct int8 values in a Conv2D/Dense "
+             "kernel, per output channel and per tensor; drop is against the baseline's INT8 (PTQ) accuracy.</p>",
+             "<h2 id='tree'>Deployment tree</h2>", _png(tree_figure(leaves)),
+             "<h2 id='pareto'>Pareto front</h2>", _png(pareto_figure(leaves))]
+    kernels = {p: k for p, k in (kernels or {}).items() if k and k[1]}
+    if kernels:
+        # The deepest path shows every stage; the others are in its prefix.
+        path = max(kernels, key=lambda p: (len(kernels[p][1]), list(tree.PATHS).index(p)))
+        layer, history = kernels[path]
+        parts += ["<h2 id='density'>Weight density through the stages</h2>",
+                  f"<p>Kernel of layer <b>{html.escape(layer)}</b> after each stage of "
+                  f"<b>{html.escape(tree.label(path))}</b>: {html.escape(', '.join(history))}"
+                  + (" (the int8 codes stored in the .tflite)" if INT8_STAGE in history else "") + ".</p>",
+                  _png(density_figure(layer, history, path))]
+    parts.append("</body></html>")
+    return "\n".join(parts)

@@ -1,0 +1,184 @@
+"""The deployment tree as one TFX pipeline, assembled from a config (YAML or dict).
+
+Every configured path shares its prefix nodes (one Pruner feeds prune_ptq, prune_pqat and the
+sparsity-preserving clusterer); every leaf is converted to INT8, evaluated the same way
+(LeafEvaluator, Beam), gated, and only blessed leaves are compiled for the NPU (TFX Cond). A
+Reporter writes the run's HTML report.
+"""
+import copy
+import os
+
+import yaml
+
+from collabopt import schemas
+from collabopt.core import tree
+
+DEFAULTS = {
+    "name": "collabopt-tree",
+    "paths": "all",
+    "baseline": {"model_uri": None, "epochs": 3, "learning_rate": 1e-3, "width": 64, "blocks": 4},
+    "examples": {"uri": None, "data_dir": None, "seed": 0},
+    "data": {"train_limit": 0, "eval_limit": 0},  # 0: whole split
+    "prune": {"target_sparsity": 0.5, "schedule": "polynomial", "epochs": 2, "learning_rate": 1e-4},
+    "cluster": {"number_of_clusters": 8, "centroid_init": "kmeans++", "epochs": 1, "learning_rate": 1e-4},
+    "qat": {"scheme": "auto", "epochs": 1, "learning_rate": 1e-5},
+    "convert": {"representative_samples": 200},
+    "requirements": {"max_int8_accuracy_drop_pp": None, "max_gzip_bytes": None,
+                     "max_npu_inference_time_s": None, "npu_target": None},
+    "npu": {"targets": ["ethos-u55-128"], "system_config": "", "memory_mode": ""},
+    "report": {"title": "collabopt optimization report"},
+    "beam_pipeline_args": ["--direct_running_mode=in_memory"],
+}
+CONFIG_DIR = os.path.join(os.path.dirname(__file__), "configs")
+SCALARS = ("name", "paths", "beam_pipeline_args")
+
+
+def load(path):
+    """A config file (YAML) -> validated, merged config; errors name the file and the field."""
+    path = str(path)
+    if not os.path.isfile(path):
+        packaged = os.path.join(CONFIG_DIR, path if path.endswith(".yaml") else path + ".yaml")
+        if not os.path.isfile(packaged):
+            raise schemas.ConfigError(f"config file {path!r} does not exist (packaged configs: "
+                                      f"{', '.join(sorted(os.listdir(CONFIG_DIR)))})")
+        path = packaged
+    try:
+        with open(path) as f:
+            raw = yaml.safe_load(f)
+    except yaml.YAMLError as e:
+        raise schemas.ConfigError(f"{path}: not valid YAML: {e}") from e
+    if not isinstance(raw, dict):
+        raise schemas.ConfigError(f"{path}: a config is a mapping of sections, got {type(raw).__name__}")
+    try:
+        return merge(raw)
+    except schemas.ConfigError as e:
+        raise schemas.ConfigError(f"{path}: {e}") from e
+
+
+def merge(config):
+    """DEFAULTS overridden per section by `config`, after checking it against
+    schemas/tree_config.schema.json and what a schema cannot say (files exist, targets agree)."""
+    schemas.validate(config, "tree_config")
+    cfg = copy.deepcopy(DEFAULTS)
+    for key, value in config.items():
+        if key in SCALARS:
+            cfg[key] = value
+        else:
+            cfg[key].update(value or {})
+    problems = []
+    for section, key in (("baseline", "model_uri"), ("examples", "uri")):
+        uri = cfg[section][key]
+        if uri and "://" not in uri and not os.path.exists(uri):
+            problems.append(f"{section}.{key}: {uri!r} does not exist")
+    req = cfg["requirements"]
+    if req["max_npu_inference_time_s"] is not None and (req["npu_target"] or cfg["npu"]["targets"][0]) \
+            not in cfg["npu"]["targets"]:
+        problems.append(f"requirements.npu_target: {req['npu_target']!r} is not among npu.targets "
+                        f"{cfg['npu']['targets']}")
+    if req["npu_target"] and req["max_npu_inference_time_s"] is None:
+        problems.append("requirements.npu_target: set, but max_npu_inference_time_s is not")
+    if problems:
+        raise schemas.ConfigError("invalid tree_config config:\n  " + "\n  ".join(problems))
+    return cfg
+
+
+def _inputs(cfg):
+    """(components, examples channel, baseline model channel)."""
+    from tfx.dsl.components.common import importer
+    from tfx.types import standard_artifacts
+
+    from collabopt.components import BaselineTrainer, FashionMnistExampleGen
+
+    comps, data = [], cfg["data"]
+    ex = cfg["examples"]
+    if ex["uri"]:
+        imp = importer.Importer(
+            source_uri=ex["uri"], artifact_type=standard_artifacts.Examples, reimport=False,
+            properties={"split_names": f'["{data.get("train_split", "train")}", "{data.get("eval_split", "eval")}"]'}
+        ).with_id("ExamplesImporter")
+        comps.append(imp)
+        examples = imp.outputs["result"]
+    else:
+        gen = FashionMnistExampleGen(train_limit=data["train_limit"], eval_limit=data["eval_limit"],
+                                     **{k: v for k, v in ex.items() if k != "uri" and v is not None})
+        comps.append(gen)
+        examples = gen.outputs["examples"]
+    base = dict(cfg["baseline"])
+    model_uri = base.pop("model_uri")
+    if model_uri:
+        imp = importer.Importer(source_uri=model_uri, artifact_type=standard_artifacts.Model,
+                                reimport=False).with_id("BaselineImporter")
+        comps.append(imp)
+        return comps, examples, imp.outputs["result"]
+    trainer = BaselineTrainer(examples=examples, **data, **base)
+    comps.append(trainer)
+    return comps, examples, trainer.outputs["model"]
+
+
+def node_ids(path):
+    """TFX node ids of a path's own nodes: converter, evaluator, NPU compiler."""
+    return f"Convert_{path}", f"Evaluate_{path}", f"NPU_{path}"
+
+
+def create_pipeline(config, pipeline_root, metadata_path=None, beam_pipeline_args=None, publish_dir=None):
+    """A TFX Pipeline of the configured paths. `config`: a merged config (load/merge) or a raw dict.
+    With `metadata_path`, MLMD is SQLite there (local runs); KFP compiles leave it None. The report
+    is also written to `publish_dir` (default: the folder holding the pipeline root)."""
+    from tfx.dsl.experimental.conditionals import conditional
+    from tfx.orchestration import metadata, pipeline
+
+    from collabopt.components import (LeafEvaluator, NPUCompiler, PreservingQAT, Pruner, Reporter,
+                                      SparseClusterer, TFLiteConverter)
+
+    cfg = config if set(config) >= set(DEFAULTS) else merge(config)
+    comps, examples, baseline = _inputs(cfg)
+    data = cfg["data"]
+    models = {(): baseline}  # stage prefix -> its Model channel; shared by every path through it
+
+    def model_for(prefix):
+        if prefix in models:
+            return models[prefix]
+        parent = model_for(prefix[:-1])
+        step = prefix[-1]
+        if step == "prune":
+            node = Pruner(model=parent, examples=examples, **data, **cfg["prune"]).with_id("Pruner")
+            out = node.outputs["pruned_model"]
+        elif step == "cluster":
+            sparse = "prune" in prefix
+            node = SparseClusterer(model=parent, examples=examples, preserve_sparsity=sparse, **data,
+                                   **cfg["cluster"]).with_id("SparseClusterer" if sparse else "Clusterer")
+            out = node.outputs["clustered_model"]
+        else:
+            node = PreservingQAT(model=parent, examples=examples, **data, **cfg["qat"]).with_id(
+                tree.QAT_SCHEME[prefix[:-1]].upper())
+            out = node.outputs["qat_model"]
+        comps.append(node)
+        models[prefix] = out
+        return out
+
+    npu_targets = cfg["npu"]["targets"]
+    requirements = {k: v for k, v in cfg["requirements"].items() if v is not None}
+    evaluations = {}
+    for path in tree.expand(cfg["paths"]):  # the reference (ptq) first: the others compare with it
+        conv_id, eval_id, npu_id = node_ids(path)
+        model = model_for(tree.PATHS[path])
+        conv = TFLiteConverter(model=model, examples=examples, **data, **cfg["convert"]).with_id(conv_id)
+        ev = LeafEvaluator(
+            tflite_model=conv.outputs["tflite_model"], model=model, examples=examples, path=path,
+            baseline=evaluations.get(tree.REFERENCE), requirements=requirements, npu_targets=npu_targets,
+            system_config=cfg["npu"]["system_config"], **data).with_id(eval_id)
+        evaluations[path] = ev.outputs["evaluation"]
+        # Only a blessed leaf is compiled for the NPU (and would be pushed).
+        with conditional.Cond(ev.outputs["blessing"].future()[0].custom_property("blessed") == 1):
+            npu = NPUCompiler(tflite_model=conv.outputs["tflite_model"], accelerator_config=npu_targets,
+                              system_config=cfg["npu"]["system_config"],
+                              memory_mode=cfg["npu"]["memory_mode"]).with_id(npu_id)
+        comps += [conv, ev, npu]
+    if publish_dir is None and "://" not in str(pipeline_root):
+        publish_dir = os.path.dirname(os.path.abspath(str(pipeline_root)))
+    comps.append(Reporter(evaluations, title=cfg["report"]["title"], publish_dir=publish_dir or ""))
+    return pipeline.Pipeline(
+        pipeline_name=cfg["name"], pipeline_root=str(pipeline_root), components=comps,
+        metadata_connection_config=(metadata.sqlite_metadata_connection_config(str(metadata_path))
+                                    if metadata_path else None),
+        beam_pipeline_args=beam_pipeline_args or cfg["beam_pipeline_args"])

@@ -1,0 +1,81 @@
+"""Invalid configs fail before anything runs, each mistake with the path of the field and why."""
+import os
+
+import pytest
+
+from collabopt import cli, schemas
+from collabopt.pipelines import tree
+
+OK = {"paths": "all"}
+MISTAKES = [
+    ({"paths": "all", "prunning": {}}, "<top>: Additional properties are not allowed ('prunning' was unexpected)"),
+    ({}, "<top>: 'paths' is a required property"),
+    ({"paths": ["prune_qat"]}, "paths.0: 'prune_qat' is not one of ['ptq', 'qat', 'prune_ptq'"),
+    ({"paths": []}, "paths: [] should be non-empty"),
+    ({"paths": "all", "prune": {"target_sparsity": 1.5}},
+     "prune.target_sparsity: 1.5 is greater than or equal to the maximum of 1"),
+    ({"paths": "all", "cluster": {"number_of_clusters": 1}}, "cluster.number_of_clusters: 1 is less than the minimum of 2"),
+    ({"paths": "all", "qat": {"scheme": "pcqa"}}, "qat.scheme: 'pcqa' is not one of ['auto', 'qat', 'pqat', 'cqat', 'pcqat']"),
+    ({"paths": "all", "npu": {"targets": ["ethos-u55-100"]}}, "npu.targets.0: 'ethos-u55-100' is not one of ['ethos-u55-32'"),
+    ({"paths": "all", "requirements": {"max_int8_accuracy_drop_pp": -1}},
+     "requirements.max_int8_accuracy_drop_pp: -1 is less than the minimum of 0"),
+    ({"paths": "all", "baseline": {"epochs": "three"}}, "baseline.epochs: 'three' is not of type 'integer'"),
+    ({"paths": "all", "baseline": {"model_uri": "/no/such/model"}}, "baseline.model_uri: '/no/such/model' does not exist"),
+    ({"paths": "all", "examples": {"uri": "/no/such/examples"}}, "examples.uri: '/no/such/examples' does not exist"),
+    ({"paths": "all", "requirements": {"max_npu_inference_time_s": 0.01, "npu_target": "ethos-u85-256"}},
+     "requirements.npu_target: 'ethos-u85-256' is not among npu.targets ['ethos-u55-128']"),
+    ({"paths": "all", "requirements": {"npu_target": "ethos-u55-128"}},
+     "requirements.npu_target: set, but max_npu_inference_time_s is not"),
+    ({"paths": "all", "data": {"feature_shape": [28, 0]}}, "data.feature_shape.1: 0 is less than the minimum of 1"),
+    ({"paths": "all", "beam_pipeline_args": ["direct_num_workers=2"]},
+     "beam_pipeline_args.0: 'direct_num_workers=2' does not match '^--'"),
+    ({"paths": "all", "name": "my pipeline"}, "name: 'my pipeline' does not match"),
+]
+
+
+@pytest.mark.parametrize("config,message", MISTAKES, ids=[m[:40] for _, m in MISTAKES])
+def test_each_mistake_has_its_own_message(config, message):
+    with pytest.raises(schemas.ConfigError) as e:
+        tree.merge(config)
+    assert message in str(e.value)
+
+
+def test_messages_are_distinct_and_several_mistakes_are_listed_together():
+    assert len({m for _, m in MISTAKES}) == len(MISTAKES) >= 8
+    with pytest.raises(schemas.ConfigError) as e:
+        tree.merge({"paths": "all", "prune": {"target_sparsty": 0.5}, "cluster": {"number_of_clusters": 1}})
+    assert "prune: Additional properties are not allowed ('target_sparsty' was unexpected)" in str(e.value)
+    assert "cluster.number_of_clusters: 1 is less than the minimum of 2" in str(e.value)
+
+
+def test_schema_targets_are_velas_own():
+    from collabopt.core import vela
+    schema = schemas.load("tree_config")
+    assert schema["properties"]["npu"]["properties"]["targets"]["items"]["enum"] == list(vela.valid_accelerator_configs())
+
+
+def test_yaml_files(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("paths: all\nprune: {target_sparsity: 0.5\n")
+    with pytest.raises(schemas.ConfigError, match=r"(?s)bad.yaml: not valid YAML: .*line 2, column 8"):
+        tree.load(bad)
+    bad.write_text("- paths\n")
+    with pytest.raises(schemas.ConfigError, match="a config is a mapping of sections, got list"):
+        tree.load(bad)
+    with pytest.raises(schemas.ConfigError, match=r"config file '/no/such.yaml' does not exist \(packaged configs: "
+                                                   r"all_paths.yaml, demo.yaml\)"):
+        tree.load("/no/such.yaml")
+    for name in ("demo", "all_paths"):  # the packaged configs are valid
+        cfg = tree.load(name)
+        assert cfg["paths"] and cfg["npu"]["targets"]
+    assert tree.merge({"paths": ["prune_ptq"], "prune": {"target_sparsity": 0.7}})["prune"]["target_sparsity"] == 0.7
+
+
+def test_cli_run_stops_before_anything_runs(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("paths: all\ncluster: {number_of_clusters: 1}\n")
+    with pytest.raises(SystemExit) as e:
+        cli.main(["run", str(bad), "--root", str(tmp_path / "run")])
+    assert "cluster.number_of_clusters: 1 is less than the minimum of 2" in str(e.value)
+    assert str(bad) in str(e.value)
+    assert not os.path.exists(tmp_path / "run")  # no pipeline root, no MLMD

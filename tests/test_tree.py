@@ -1,0 +1,194 @@
+"""The whole deployment tree from one config (issue 3): shared prefixes, Beam evaluation, gates,
+the report (HTML rendered by headless Chromium) and the JSON the CLI reads back from MLMD."""
+import base64
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+
+import matplotlib.image
+import numpy as np
+import pytest
+from ml_metadata.proto import metadata_store_pb2
+
+from collabopt import cli, report
+from collabopt.core import analyze, data, evaluate, stages, tree
+
+from conftest import TREE_CONFIG, run_tree
+from test_pipeline import by_node, node_of
+
+LEAF_FIELDS = ("path", "fp32_accuracy", "int8_accuracy", "tflite_bytes", "gzip_bytes", "saving_pct", "sparsity",
+               "max_unique_per_channel", "blessed")
+NPU_FIELDS = ("cycles", "inference_time_s", "flash_bytes", "sram_bytes", "npu_op_pct")
+
+
+def _cli_json(capsys, mlmd):
+    assert cli.main(["report", "--mlmd", mlmd, "--format", "json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_all_paths_give_8_leaves_with_every_field(local_run, capsys):
+    leaves = _cli_json(capsys, local_run)
+    assert sorted(l["path"] for l in leaves) == sorted(tree.PATHS)
+    for leaf in leaves:
+        missing = [k for k in LEAF_FIELDS if leaf.get(k) is None]
+        assert not missing, (leaf["path"], missing)
+        assert sorted(leaf["npu"]) == sorted(TREE_CONFIG["npu"]["targets"])
+        for target, est in leaf["npu"].items():
+            assert all(est[k] is not None for k in NPU_FIELDS), (leaf["path"], target, est)
+            assert est["cycles"] > 0 and est["npu_op_pct"] == 100.0
+        assert 0 < leaf["gzip_bytes"] < leaf["tflite_bytes"]
+    by_path = {l["path"]: l for l in leaves}
+    # What each path promises shows in its flatbuffer: pruned paths are sparse, clustered ones have few values.
+    assert all(by_path[p]["sparsity"] > 0.4 for p in tree.PATHS if "prune" in tree.PATHS[p])
+    assert all(by_path[p]["sparsity"] < 0.1 for p in ("ptq", "qat", "cluster_ptq", "cluster_cqat"))
+    assert all(by_path[p]["max_unique_per_channel"] <= 8 for p in tree.PATHS if "cluster" in tree.PATHS[p])
+
+
+def test_shared_prefixes_execute_once(local_run):
+    store, nodes = by_node(local_run)
+    execs = report.executions(store)
+    names = [e["node"] for e in execs]
+    assert len(names) == len(set(names))  # no node ran twice
+    stage_nodes = {"BaselineTrainer", "Pruner", "Clusterer", "SparseClusterer", "QAT", "PQAT", "CQAT", "PCQAT"}
+    assert stage_nodes <= set(names) and all(nodes[n]["state"] == "COMPLETE" for n in stage_nodes)
+    # One pruned model feeds its three children; one baseline feeds five.
+    consumers = {}
+    for node, key in (("Pruner", "pruned_model"), ("BaselineTrainer", "model")):
+        art = nodes[node]["outputs"][key][0]
+        consumers[node] = sorted({node_of(store, e.execution_id) for e in store.get_events_by_artifact_ids([art.id])
+                                  if e.type == metadata_store_pb2.Event.INPUT})
+    assert [n for n in consumers["Pruner"] if not n.startswith("Evaluate_")] == [
+        "Convert_prune_ptq", "PQAT", "SparseClusterer"]
+    assert [n for n in consumers["BaselineTrainer"] if not n.startswith("Evaluate_")] == [
+        "Clusterer", "Convert_ptq", "Pruner", "QAT"]
+
+
+def test_beam_int8_accuracy_equals_single_process(local_run):
+    """Each leaf's INT8 accuracy from the Beam evaluator equals the converter's in-process figure
+    on the same eval split; the baseline's FP32 accuracy agrees with the trainer's."""
+    _, nodes = by_node(local_run)
+    for path in tree.PATHS:
+        beam = report.props(nodes[f"Evaluate_{path}"]["outputs"]["evaluation"][0])
+        single = report.props(nodes[f"Convert_{path}"]["outputs"]["tflite_model"][0])
+        assert beam["eval_examples"] == TREE_CONFIG["data"]["eval_limit"]
+        assert beam["int8_accuracy"] == single["int8_accuracy"], path
+    trainer = report.props(nodes["BaselineTrainer"]["outputs"]["model"][0])
+    ptq = report.props(nodes["Evaluate_ptq"]["outputs"]["evaluation"][0])
+    assert abs(ptq["fp32_accuracy"] - trainer["accuracy"]) <= 1 / 500
+
+
+def test_beam_evaluation_on_two_worker_processes(local_run, examples_uri, tmp_path):
+    """The same Beam code on the multi-process DirectRunner, over a split in 3 shards."""
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+    _, nodes = by_node(local_run)
+    tflite_dir = nodes["Convert_prune_cluster_pcqat"]["outputs"]["tflite_model"][0].uri
+    tflite_path = os.path.join(tflite_dir, stages.TFLITE_FILE)
+    x, y = data.read_examples(examples_uri, "eval")
+    sharded = str(tmp_path / "sharded")
+    data.write_examples(sharded, {"eval": (x, y)}, num_shards=3)
+    opts = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+    got = evaluate.accuracy(tflite_path, sharded, "eval",
+                            make_pipeline=lambda: beam.Pipeline(options=PipelineOptions(opts)))
+    with open(tflite_path, "rb") as f:
+        expected = analyze.int8_accuracy(f.read(), x, y)
+    assert got["examples"] == len(y) == 200
+    assert got["int8_accuracy"] == expected and got["keras_accuracy"] is None
+
+
+def test_loose_requirements_bless_and_compile_only_blessed_leaves(local_run, capsys):
+    leaves = _cli_json(capsys, local_run)
+    blessed = [l["path"] for l in leaves if l["blessed"]]
+    assert "prune_cluster_pcqat" in blessed and "ptq" in blessed
+    assert all(l["npu_compiled"] == l["blessed"] for l in leaves)
+    assert all(l["reasons"] == [] for l in leaves if l["blessed"])
+
+
+@pytest.fixture(scope="module")
+def gated_run(local_run, tmp_path_factory):
+    """From the same baseline and Examples (importers): cluster -> plain QAT (breaks the clusters)
+    and a gzip limit no leaf can meet."""
+    _, nodes = by_node(local_run)
+    config = {
+        **TREE_CONFIG, "name": "gated", "paths": ["cluster_cqat"],
+        "baseline": {"model_uri": nodes["BaselineTrainer"]["outputs"]["model"][0].uri},
+        "examples": {"uri": nodes["FashionMnistExampleGen"]["outputs"]["examples"][0].uri},
+        "qat": {"scheme": "qat", "epochs": 1, "learning_rate": 1e-3},  # plain QAT moves every weight
+        "requirements": {"max_int8_accuracy_drop_pp": 30.0, "max_gzip_bytes": 1000},
+    }
+    return run_tree(tmp_path_factory.mktemp("gated"), config)
+
+
+def test_impossible_requirement_blesses_nothing_and_compiles_nothing(gated_run, capsys):
+    store, nodes = by_node(gated_run)
+    leaves = _cli_json(capsys, gated_run)
+    assert sorted(l["path"] for l in leaves) == ["cluster_cqat", "ptq"]
+    assert not any(l["blessed"] or l["npu_compiled"] for l in leaves)
+    assert not [n for n in nodes if n.startswith("NPU_")]  # skipped by the TFX conditional
+    for leaf in leaves:
+        assert f"gzip size {leaf['gzip_bytes']:,} B > max 1,000 B" in leaf["reasons"]
+        blessing = nodes[f"Evaluate_{leaf['path']}"]["outputs"]["blessing"][0]
+        assert report.props(blessing)["blessed"] == 0
+    assert nodes["Reporter"]["state"] == "COMPLETE"
+
+
+def test_preservation_gate_names_the_layers(gated_run, capsys):
+    leaves = {l["path"]: l for l in _cli_json(capsys, gated_run)}
+    assert not any(r.startswith("preservation") for r in leaves["ptq"]["reasons"])
+    reason = next(r for r in leaves["cluster_cqat"]["reasons"] if r.startswith("preservation: "))
+    named = dict(re.findall(r"(\w+): (\d+) distinct values in an output channel > 8 clusters", reason))
+    # Exactly the Conv2D/Dense kernels whose flatbuffer channels hold more than the 8 clusters.
+    _, nodes = by_node(gated_run)
+    with open(os.path.join(nodes["Convert_cluster_cqat"]["outputs"]["tflite_model"][0].uri, stages.TFLITE_FILE),
+              "rb") as f:
+        layers = [l for l in analyze.layer_stats(f.read()) if l["op"] != "DEPTHWISE_CONV_2D"]
+    over = {l["layer"]: str(l["max_unique_per_channel"]) for l in layers if l["max_unique_per_channel"] > 8}
+    assert named == over and len(named) >= 2, reason
+
+
+def _chromium():
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert exe, "headless Chromium is part of the set-up (make setup installs Debian's chromium)"
+    return exe
+
+
+def test_html_report_renders_in_headless_chromium(local_run, tmp_path):
+    run_dir = os.path.dirname(local_run)
+    page = os.path.join(run_dir, stages.REPORT_FILE)  # written next to the pipeline root
+    store, nodes = by_node(local_run)
+    artifact = nodes["Reporter"]["outputs"]["report"][0]
+    with open(page) as f, open(os.path.join(artifact.uri, stages.REPORT_FILE)) as g:
+        html = f.read()
+        assert g.read() == html
+    # self-contained: no external resources
+    assert not re.search(r"""(src|href)=["'](?!data:)""", html)
+    table = html[html.index("<h2 id='leaves'>"):html.index("<h2 id='tree'>")]
+    assert table.count("<tr class=") == 8
+    for section in ("tree", "pareto", "density"):
+        img = re.search(rf"<h2 id='{section}'>.*?<img alt=\"\" src=\"data:image/png;base64,([^\"]+)\"", html, re.S)
+        assert img, section
+        pixels = matplotlib.image.imread(io.BytesIO(base64.b64decode(img.group(1))), format="png")
+        assert pixels.shape[0] > 150 and pixels.shape[1] > 400 and pixels.std() > 0.05, section
+    assert ("after each stage of <b>prune -&gt; sparsity-preserving cluster -&gt; PCQAT</b>: baseline, pruned, "
+            "clustered, int8 (the int8 codes stored in the .tflite)") in html
+    shot = tmp_path / "report.png"
+    subprocess.run([_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                    "--window-size=1400,3200", f"--screenshot={shot}", f"file://{page}"],
+                   check=True, capture_output=True, timeout=120)
+    pixels = matplotlib.image.imread(str(shot))
+    assert pixels.shape[:2] == (3200, 1400)
+    rows_with_ink = np.mean(pixels[..., :3].std(axis=1).mean(axis=1) > 0.01)
+    assert rows_with_ink > 0.3  # the table, tree, plots are drawn, not a blank page
+
+
+def test_report_html_from_mlmd_matches_the_run(local_run, tmp_path, capsys):
+    out = tmp_path / "again.html"
+    assert cli.main(["report", "--mlmd", local_run, "--format", "html", "-o", str(out)]) == 0
+    html = out.read_text()
+    assert html.count("<tr class=") == 8 and "id='density'" in html
+    assert cli.main(["report", "--mlmd", local_run]) == 0
+    table = capsys.readouterr().out
+    assert all(p in table for p in tree.PATHS) and "ethos-u65-256 cycles" in table
