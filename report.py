@@ -98,7 +98,7 @@ def table(rows):
 LEAF_FIELDS = ("path", "fp32_accuracy", "int8_accuracy", "int8_accuracy_drop_pp", "tflite_bytes", "gzip_bytes",
                "saving_pct", "sparsity", "max_unique_per_channel", "max_unique_per_tensor", "blessed")
 NPU_FIELDS = {"cycles": "npu_cycles", "inference_time_s": "inference_time_s", "flash_bytes": "flash_bytes",
-              "sram_bytes": "sram_bytes", "npu_op_pct": "npu_op_pct"}
+              "dram_bytes": "dram_bytes", "sram_bytes": "sram_bytes", "npu_op_pct": "npu_op_pct"}
 
 
 def leaves(store, run=None):

@@ -41,13 +41,20 @@ def targets_of(leaves):
     return seen
 
 
+def _storage(est):
+    """Flash bytes; Vela's default Ethos-U65/U85 systems keep the model in DRAM instead."""
+    if not est.get("flash_bytes") and est.get("dram_bytes"):
+        return f"DRAM {est['dram_bytes']:,} B"
+    return f"{_f(est.get('flash_bytes'), ',d')} B"
+
+
 def table(leaves):
     targets = targets_of(leaves)
     head = ["path", "FP32 / QAT acc", "INT8 acc", "drop (pp)", "bytes -> gzip", "saving", "sparsity",
             "uniq/ch", "uniq/tensor"] + [f"{t}<br>cycles / flash" for t in targets] + ["blessed"]
     rows = []
     for leaf in leaves:
-        npu = [f"{_f(leaf['npu'][t]['npu_cycles'], ',d')} / {_f(leaf['npu'][t]['flash_bytes'], ',d')} B"
+        npu = [f"{_f(leaf['npu'][t]['npu_cycles'], ',d')} / {_storage(leaf['npu'][t])}"
                if t in leaf.get("npu", {}) else "-" for t in targets]
         reasons = "".join(f'<div class="reason">{html.escape(r)}</div>' for r in leaf.get("reasons", []))
         cells = [f'<td class="l">{html.escape(tree.label(leaf["path"]))}</td>',
@@ -130,6 +137,7 @@ def pareto_figure(leaves):
             ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], "--", c="#555", zorder=2,
                     label="Pareto front")
             ax.legend(fontsize=8)
+        ax.margins(0.15)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("INT8 accuracy (%)")
         ax.grid(alpha=0.3)

@@ -261,7 +261,7 @@ def compile_npu(tflite_path, out_dir, *, accelerator_configs=("ethos-u55-128",),
 
 
 LEAF_FILE = "leaf.json"
-NPU_KEYS = ("npu_cycles", "inference_time_s", "flash_bytes", "sram_bytes", "encoded_weights_bytes",
+NPU_KEYS = ("npu_cycles", "inference_time_s", "flash_bytes", "dram_bytes", "sram_bytes", "encoded_weights_bytes",
             "npu_op_pct", "npu_ops", "cpu_ops")
 
 
