@@ -1,7 +1,7 @@
 """collabopt: TFX components for collaborative optimization of Keras models for edge NPUs."""
 __version__ = "0.1.0"
 
-_ARTIFACTS = ("TFLiteModel", "NPUModel", "LeafEvaluation", "OptimizationReport")
+_ARTIFACTS = ("TFLiteModel", "NPUModel", "LeafEvaluation", "LeafBlessing", "OptimizationReport")
 
 
 def __getattr__(name):

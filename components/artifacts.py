@@ -21,3 +21,12 @@ class LeafEvaluation(artifact.Artifact):
 class OptimizationReport(artifact.Artifact):
     """A run's self-contained HTML report (`report.html`) and its leaf table (`leaves.json`)."""
     TYPE_NAME = "collabopt.OptimizationReport"
+
+
+class LeafBlessing(artifact.Artifact):
+    """A leaf's verdict: custom property `blessed` = 1/0 (as a TFX ModelBlessing) and `reasons`.
+
+    Not a standard ModelBlessing on purpose: TFX's LatestBlessedModelStrategy (and its KFP query,
+    which matches by type across the store) must only see the baseline's blessings, never a leaf's.
+    """
+    TYPE_NAME = "collabopt.LeafBlessing"

@@ -111,3 +111,22 @@ def gate(leaf, requirements, baseline_int8_accuracy):
     if leaf.get("preservation_failures"):
         reasons.append("preservation: " + "; ".join(leaf["preservation_failures"]))
     return reasons
+
+
+def not_worse(leaf, previous, requirements=None):
+    """Retraining: why `leaf` is worse than the leaf deployed now (`previous`); [] = not worse.
+    Compared: INT8 accuracy, gzip bytes, and the NPU time of the requirement's target (or the
+    first target both were estimated on)."""
+    reasons = []
+    tag = f"worse than deployed version {previous.get('version', '?')}"
+    if leaf["int8_accuracy"] < previous["int8_accuracy"]:
+        reasons.append(f"{tag}: INT8 accuracy {leaf['int8_accuracy']:.2%} < {previous['int8_accuracy']:.2%}")
+    if leaf["gzip_bytes"] > previous["gzip_bytes"]:
+        reasons.append(f"{tag}: gzip size {leaf['gzip_bytes']:,} B > {previous['gzip_bytes']:,} B")
+    target = (requirements or {}).get("npu_target") or next(
+        (t for t in leaf["npu"] if t in previous.get("npu", {})), None)
+    if target and target in leaf["npu"] and target in previous.get("npu", {}):
+        new, old = leaf["npu"][target]["inference_time_s"], previous["npu"][target]["inference_time_s"]
+        if new > old:
+            reasons.append(f"{tag}: {target} inference time {new * 1e3:.4f} ms > {old * 1e3:.4f} ms")
+    return reasons

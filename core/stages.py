@@ -271,7 +271,8 @@ def read_leaf(evaluation_dir):
 
 
 def evaluate_leaf(path_name, tflite_dir, model_path, data_spec, out_dir, *, npu_targets=(),
-                  system_config=None, requirements=None, baseline_dir=None, make_pipeline=None):
+                  system_config=None, requirements=None, baseline_dir=None, make_pipeline=None,
+                  push_destination=None):
     """Evaluate one deployment-tree leaf the same way as every other: accuracies with Beam over the
     eval split, the flatbuffer's size and per-layer analysis (from the converter's stats.json), Vela
     estimates per target, then the requirement and preservation gates. Writes leaf.json (+ the
@@ -310,6 +311,10 @@ def evaluate_leaf(path_name, tflite_dir, model_path, data_spec, out_dir, *, npu_
     leaf["int8_accuracy_drop_pp"] = 100.0 * (baseline["int8_accuracy"] - leaf["int8_accuracy"])
     leaf["requirements"] = dict(requirements or {})
     leaf["reasons"] = evaluate.gate(leaf, requirements, baseline["int8_accuracy"])
+    previous = last_pushed(push_destination, path_name) if push_destination else None
+    if previous:  # retraining: bless only what is not worse than the leaf deployed now
+        leaf["previous_version"] = previous["version"]
+        leaf["reasons"] += evaluate.not_worse(leaf, previous, requirements)
     leaf["blessed"] = not leaf["reasons"]
     kernels = os.path.join(str(tflite_dir), KERNELS_FILE)
     if os.path.isfile(kernels):
@@ -343,3 +348,52 @@ def report(evaluation_dirs, out_dir, *, title="collabopt optimization report", m
             f.write(page)
     _write_json(os.path.join(out_dir, LEAVES_FILE), [{k: v for k, v in l.items() if k != "layers"} for l in leaves])
     return leaves
+
+
+LATEST = "latest"  # <destination>/<path>/latest/: the leaf deployed now (a copy of its newest version)
+
+
+def last_pushed(destination, path_name):
+    """The leaf dict of the last pushed (= last blessed) version of a path, with its 'version'; None
+    before the first push."""
+    from collabopt.core.tfenv import tf
+    leaf_json = os.path.join(str(destination), path_name, LATEST, LEAF_FILE)
+    if not tf.io.gfile.exists(leaf_json):
+        return None
+    with tf.io.gfile.GFile(leaf_json) as f:
+        return json.load(f)
+
+
+def _copy_tree(src, dst):
+    from collabopt.core.tfenv import tf
+    for root, _, files in tf.io.gfile.walk(src):
+        rel = os.path.relpath(root, src)
+        target = os.path.normpath(os.path.join(dst, rel))
+        tf.io.gfile.makedirs(target)
+        for name in files:
+            tf.io.gfile.copy(os.path.join(root, name), os.path.join(target, name), overwrite=True)
+
+
+def push_leaf(path_name, tflite_dir, evaluation_dir, destination, *, npu_dir=None, version=None):
+    """Copy a blessed leaf (model.tflite, leaf.json, Vela output) to <destination>/<path>/<version>/
+    and make it <destination>/<path>/latest/. Returns (version, version folder)."""
+    import time
+
+    from collabopt.core.tfenv import tf
+    version = str(version or int(time.time() * 1000))
+    folder = os.path.join(str(destination), path_name, version)
+    staging = folder + ".partial"  # nothing half-written under a version name
+    tf.io.gfile.makedirs(staging)
+    tf.io.gfile.copy(os.path.join(str(tflite_dir), TFLITE_FILE), os.path.join(staging, TFLITE_FILE), overwrite=True)
+    leaf = read_leaf(evaluation_dir)
+    leaf["version"] = version
+    with tf.io.gfile.GFile(os.path.join(staging, LEAF_FILE), "w") as f:
+        json.dump({k: v for k, v in leaf.items() if k != "layers"}, f, indent=1, sort_keys=True)
+    if npu_dir:
+        _copy_tree(str(npu_dir), os.path.join(staging, "npu"))
+    tf.io.gfile.rename(staging, folder, overwrite=True)
+    latest = os.path.join(str(destination), path_name, LATEST)
+    if tf.io.gfile.exists(latest):
+        tf.io.gfile.rmtree(latest)
+    _copy_tree(folder, latest)
+    return version, folder

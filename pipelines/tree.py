@@ -26,6 +26,7 @@ DEFAULTS = {
     "requirements": {"max_int8_accuracy_drop_pp": None, "max_gzip_bytes": None,
                      "max_npu_inference_time_s": None, "npu_target": None},
     "npu": {"targets": ["ethos-u55-128"], "system_config": "", "memory_mode": ""},
+    "push": {"destination": None},
     "report": {"title": "collabopt optimization report"},
     "beam_pipeline_args": ["--direct_running_mode=in_memory"],
 }
@@ -82,29 +83,56 @@ def merge(config):
     return cfg
 
 
-def _inputs(cfg):
-    """(components, examples channel, baseline model channel)."""
-    from tfx.dsl.components.common import importer
-    from tfx.types import standard_artifacts
+def _inputs(cfg, examples=None, model=None, model_blessing=None):
+    """(components, examples channel, baseline model channel).
+
+    Examples: the given channel, the `examples.uri` folder (Importer), the newest Examples in MLMD
+    (`examples.resolve: latest`), or Fashion-MNIST. Baseline: the newest blessed Model
+    (`baseline.resolve: latest_blessed`, over the given model/model_blessing channels or every
+    Model/ModelBlessing in MLMD), the given channel, `baseline.model_uri` (Importer), or our trainer.
+    """
+    from tfx.dsl.components.common import importer, resolver
+    from tfx.dsl.input_resolution.strategies.latest_artifact_strategy import LatestArtifactStrategy
+    from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import LatestBlessedModelStrategy
+    from tfx.types import channel, standard_artifacts
 
     from collabopt.components import BaselineTrainer, FashionMnistExampleGen
 
     comps, data = [], cfg["data"]
-    ex = cfg["examples"]
-    if ex["uri"]:
+    ex = dict(cfg["examples"])
+    resolve_examples = ex.pop("resolve", None)
+    if examples is not None:
+        pass
+    elif ex["uri"]:
         imp = importer.Importer(
             source_uri=ex["uri"], artifact_type=standard_artifacts.Examples, reimport=False,
             properties={"split_names": f'["{data.get("train_split", "train")}", "{data.get("eval_split", "eval")}"]'}
         ).with_id("ExamplesImporter")
         comps.append(imp)
         examples = imp.outputs["result"]
-    else:
+    elif resolve_examples != "latest":
         gen = FashionMnistExampleGen(train_limit=data["train_limit"], eval_limit=data["eval_limit"],
                                      **{k: v for k, v in ex.items() if k != "uri" and v is not None})
         comps.append(gen)
         examples = gen.outputs["examples"]
+    if resolve_examples == "latest":
+        latest = resolver.Resolver(strategy_class=LatestArtifactStrategy,
+                                   examples=examples or channel.Channel(type=standard_artifacts.Examples)
+                                   ).with_id("LatestExamples")
+        comps.append(latest)
+        examples = latest.outputs["examples"]
     base = dict(cfg["baseline"])
-    model_uri = base.pop("model_uri")
+    model_uri, resolve_model = base.pop("model_uri"), base.pop("resolve", None)
+    if resolve_model == "latest_blessed":
+        latest = resolver.Resolver(
+            strategy_class=LatestBlessedModelStrategy,
+            model=model or channel.Channel(type=standard_artifacts.Model),
+            model_blessing=model_blessing or channel.Channel(type=standard_artifacts.ModelBlessing),
+        ).with_id("LatestBlessedBaseline")
+        comps.append(latest)
+        return comps, examples, latest.outputs["model"]
+    if model is not None:
+        return comps, examples, model
     if model_uri:
         imp = importer.Importer(source_uri=model_uri, artifact_type=standard_artifacts.Model,
                                 reimport=False).with_id("BaselineImporter")
@@ -120,18 +148,24 @@ def node_ids(path):
     return f"Convert_{path}", f"Evaluate_{path}", f"NPU_{path}"
 
 
-def create_pipeline(config, pipeline_root, metadata_path=None, beam_pipeline_args=None, publish_dir=None):
+def create_pipeline(config, pipeline_root, metadata_path=None, beam_pipeline_args=None, publish_dir=None, *,
+                    examples=None, model=None, model_blessing=None, components=()):
     """A TFX Pipeline of the configured paths. `config`: a merged config (load/merge) or a raw dict.
     With `metadata_path`, MLMD is SQLite there (local runs); KFP compiles leave it None. The report
-    is also written to `publish_dir` (default: the folder holding the pipeline root)."""
+    is also written to `publish_dir` (default: the folder holding the pipeline root).
+
+    Your own pieces plug in: `examples` (an ExampleGen's output), `model` (a Trainer's), and with
+    `baseline.resolve: latest_blessed`, `model_blessing` (an Evaluator's); pass their components in
+    `components` so they run in the same pipeline."""
     from tfx.dsl.experimental.conditionals import conditional
     from tfx.orchestration import metadata, pipeline
 
-    from collabopt.components import (LeafEvaluator, NPUCompiler, PreservingQAT, Pruner, Reporter,
+    from collabopt.components import (LeafEvaluator, LeafPusher, NPUCompiler, PreservingQAT, Pruner, Reporter,
                                       SparseClusterer, TFLiteConverter)
 
     cfg = config if set(config) >= set(DEFAULTS) else merge(config)
-    comps, examples, baseline = _inputs(cfg)
+    comps, examples, baseline = _inputs(cfg, examples, model, model_blessing)
+    comps = [*components, *comps]
     data = cfg["data"]
     models = {(): baseline}  # stage prefix -> its Model channel; shared by every path through it
 
@@ -157,6 +191,7 @@ def create_pipeline(config, pipeline_root, metadata_path=None, beam_pipeline_arg
         return out
 
     npu_targets = cfg["npu"]["targets"]
+    push_to = cfg["push"]["destination"]
     requirements = {k: v for k, v in cfg["requirements"].items() if v is not None}
     evaluations = {}
     for path in tree.expand(cfg["paths"]):  # the reference (ptq) first: the others compare with it
@@ -166,14 +201,17 @@ def create_pipeline(config, pipeline_root, metadata_path=None, beam_pipeline_arg
         ev = LeafEvaluator(
             tflite_model=conv.outputs["tflite_model"], model=model, examples=examples, path=path,
             baseline=evaluations.get(tree.REFERENCE), requirements=requirements, npu_targets=npu_targets,
-            system_config=cfg["npu"]["system_config"], **data).with_id(eval_id)
+            system_config=cfg["npu"]["system_config"], push_destination=push_to, **data).with_id(eval_id)
         evaluations[path] = ev.outputs["evaluation"]
-        # Only a blessed leaf is compiled for the NPU (and would be pushed).
+        # Only a blessed leaf is compiled for the NPU and pushed.
         with conditional.Cond(ev.outputs["blessing"].future()[0].custom_property("blessed") == 1):
             npu = NPUCompiler(tflite_model=conv.outputs["tflite_model"], accelerator_config=npu_targets,
                               system_config=cfg["npu"]["system_config"],
                               memory_mode=cfg["npu"]["memory_mode"]).with_id(npu_id)
-        comps += [conv, ev, npu]
+            push = [LeafPusher(tflite_model=conv.outputs["tflite_model"], evaluation=ev.outputs["evaluation"],
+                               blessing=ev.outputs["blessing"], npu_model=npu.outputs["npu_model"], path=path,
+                               push_destination=push_to).with_id(f"Push_{path}")] if push_to else []
+        comps += [conv, ev, npu, *push]
     if publish_dir is None and "://" not in str(pipeline_root):
         publish_dir = os.path.dirname(os.path.abspath(str(pipeline_root)))
     comps.append(Reporter(evaluations, title=cfg["report"]["title"], publish_dir=publish_dir or ""))

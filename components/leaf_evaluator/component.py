@@ -1,5 +1,5 @@
 """LeafEvaluator: evaluates one deployment-tree leaf (Beam), gates it on the user's requirements and
-on preservation, and blesses it (standard ModelBlessing) or says why not."""
+on preservation, and blesses it (collabopt.LeafBlessing) or says why not."""
 import json
 
 from tfx import types
@@ -20,6 +20,7 @@ class LeafEvaluatorSpec(component_spec.ComponentSpec):
         "requirements": ExecutionParameter(type=str),  # JSON object, see REQUIREMENT_KEYS
         "npu_targets": ExecutionParameter(type=str),   # JSON list of Vela accelerator configs
         "system_config": ExecutionParameter(type=str),
+        "push_destination": ExecutionParameter(type=str),  # compare with the leaf deployed there ("" = no)
         **common.DATA_PARAMETERS,
     }
     INPUTS = {
@@ -29,7 +30,7 @@ class LeafEvaluatorSpec(component_spec.ComponentSpec):
         "baseline": ChannelParameter(type=artifacts.LeafEvaluation, optional=True),  # the PTQ leaf
     }
     OUTPUTS = {"evaluation": ChannelParameter(type=artifacts.LeafEvaluation),
-               "blessing": ChannelParameter(type=standard_artifacts.ModelBlessing)}
+               "blessing": ChannelParameter(type=artifacts.LeafBlessing)}
 
 
 def check_requirements(requirements, npu_targets):
@@ -51,14 +52,14 @@ def check_requirements(requirements, npu_targets):
 
 class LeafEvaluator(base_component.BaseComponent):
     """Outputs `evaluation` (collabopt.LeafEvaluation: fp32/int8 accuracy, sizes, sparsity, distinct
-    values, per-target Vela estimates `<target>.<key>`, the gate's reasons) and `blessing` (ModelBlessing
+    values, per-target Vela estimates `<target>.<key>`, the gate's reasons) and `blessing` (collabopt.LeafBlessing
     with custom property blessed = 1/0, as TFX's Evaluator writes it, so TFX conditionals can gate on it)."""
     SPEC_CLASS = LeafEvaluatorSpec
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
 
     def __init__(self, tflite_model: types.BaseChannel, examples: types.BaseChannel, path: str,
                  model: types.BaseChannel = None, baseline: types.BaseChannel = None, requirements=None,
-                 npu_targets=(), system_config="", **data_kwargs):
+                 npu_targets=(), system_config="", push_destination="", **data_kwargs):
         if not isinstance(path, str) or not path:
             raise ValueError(f"path must name the leaf's deployment-tree path, got {path!r}")
         targets = [npu_targets] if isinstance(npu_targets, str) else list(npu_targets)
@@ -69,5 +70,6 @@ class LeafEvaluator(base_component.BaseComponent):
         super().__init__(spec=LeafEvaluatorSpec(
             tflite_model=tflite_model, model=model, examples=examples, baseline=baseline, path=path,
             requirements=json.dumps(req, sort_keys=True), npu_targets=json.dumps(targets),
-            system_config=system_config, evaluation=types.Channel(type=artifacts.LeafEvaluation),
-            blessing=types.Channel(type=standard_artifacts.ModelBlessing), **common.data_params(**data_kwargs)))
+            system_config=system_config, push_destination=push_destination or "",
+            evaluation=types.Channel(type=artifacts.LeafEvaluation),
+            blessing=types.Channel(type=artifacts.LeafBlessing), **common.data_params(**data_kwargs)))

@@ -24,7 +24,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             npu_targets=json.loads(exec_properties["npu_targets"]),
             system_config=exec_properties.get("system_config") or None,
             requirements=json.loads(exec_properties["requirements"] or "{}"),
-            baseline_dir=_optional_uri(input_dict, "baseline"), make_pipeline=self._make_beam_pipeline)
+            baseline_dir=_optional_uri(input_dict, "baseline"), make_pipeline=self._make_beam_pipeline,
+            push_destination=exec_properties.get("push_destination") or None)
         common.record(evaluation, {k: v for k, v in leaf.items() if k not in ("npu", "reasons")})
         for target, est in leaf["npu"].items():
             common.record(evaluation, est, prefix=f"{target}.")

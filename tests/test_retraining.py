@@ -1,0 +1,114 @@
+"""Retraining semantics: a blessed leaf is pushed; a later run blesses (and pushes) a leaf only if it
+is not worse than the one deployed (INT8 accuracy, gzip bytes, NPU time)."""
+import json
+import os
+
+import pytest
+
+from collabopt import report
+from collabopt.core import stages
+
+from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact
+from tfx.dsl.component.experimental.decorators import component
+from tfx.types import standard_artifacts
+
+from conftest import TREE_CONFIG, run_tree
+from test_pipeline import by_node
+
+
+@component
+def BlessModel(model: InputArtifact[standard_artifacts.Model],  # noqa: N802 - a TFX component
+               blessing: OutputArtifact[standard_artifacts.ModelBlessing]):
+    """What TFX's Evaluator writes for a model it blesses."""
+    blessing.set_int_custom_property("blessed", 1)
+    blessing.set_int_custom_property("current_model_id", model.id)
+
+
+@pytest.fixture(scope="module")
+def retrain_config(local_run, tmp_path_factory):
+    _, nodes = by_node(local_run)
+    return {**TREE_CONFIG, "name": "retrain", "paths": ["ptq"],
+            "baseline": {"model_uri": nodes["BaselineTrainer"]["outputs"]["model"][0].uri},
+            "examples": {"uri": nodes["FashionMnistExampleGen"]["outputs"]["examples"][0].uri},
+            "requirements": {}, "npu": {"targets": ["ethos-u55-128"]},
+            "push": {"destination": str(tmp_path_factory.mktemp("deployed"))}}
+
+
+def test_push_then_refuse_a_worse_leaf(retrain_config, tmp_path):
+    dest = retrain_config["push"]["destination"]
+    first = run_tree(tmp_path / "first", retrain_config)
+    _, nodes = by_node(first)
+    pushed = report.props(nodes["Push_ptq"]["outputs"]["pushed_model"][0])
+    assert nodes["Push_ptq"]["state"] == "COMPLETE" and pushed["pushed"] == 1
+    version = pushed["pushed_version"]
+    assert pushed["pushed_destination"] == os.path.join(dest, "ptq", version)
+    assert sorted(os.listdir(os.path.join(dest, "ptq"))) == sorted([version, "latest"])
+    deployed = stages.last_pushed(dest, "ptq")
+    leaf = report.props(nodes["Evaluate_ptq"]["outputs"]["evaluation"][0])
+    assert deployed["version"] == version and deployed["int8_accuracy"] == leaf["int8_accuracy"]
+    assert os.path.isfile(os.path.join(dest, "ptq", "latest", "model.tflite"))
+    assert os.path.isfile(os.path.join(dest, "ptq", "latest", "npu", "ethos-u55-128", "model_vela.tflite"))
+
+    # The deployed leaf is now (say, after a better model was pushed) smaller and more accurate.
+    latest_json = os.path.join(dest, "ptq", "latest", "leaf.json")
+    better = {**deployed, "int8_accuracy": deployed["int8_accuracy"] + 0.01, "gzip_bytes": deployed["gzip_bytes"] - 1}
+    with open(latest_json, "w") as f:
+        json.dump(better, f)
+    second = run_tree(tmp_path / "second", retrain_config)
+    _, nodes = by_node(second)
+    reasons = json.loads(report.props(nodes["Evaluate_ptq"]["outputs"]["evaluation"][0])["reasons"])
+    assert reasons == [
+        f"worse than deployed version {version}: INT8 accuracy {leaf['int8_accuracy']:.2%} < "
+        f"{better['int8_accuracy']:.2%}",
+        f"worse than deployed version {version}: gzip size {leaf['gzip_bytes']:,} B > {better['gzip_bytes']:,} B"]
+    assert "Push_ptq" not in nodes and "NPU_ptq" not in nodes  # skipped: not blessed
+    assert sorted(os.listdir(os.path.join(dest, "ptq"))) == sorted([version, "latest"])
+    with open(latest_json) as f:
+        assert json.load(f) == better  # the deployed leaf is untouched
+
+
+def test_resolvers_pick_the_latest_examples_and_the_latest_blessed_baseline(local_run, tmp_path):
+    """As a scheduled run does: the examples and the baseline are resolved from MLMD (what a TFX
+    ExampleGen / Trainer / Evaluator wrote), not fixed when the pipeline was compiled."""
+    from tfx.dsl.components.common import importer
+    from tfx.orchestration import metadata, pipeline
+
+    from collabopt import runners
+    from collabopt.core.tfenv import keras
+
+    _, nodes = by_node(local_run)
+    baseline_uri = nodes["BaselineTrainer"]["outputs"]["model"][0].uri
+    examples_uri = nodes["FashionMnistExampleGen"]["outputs"]["examples"][0].uri
+    unblessed_uri = str(tmp_path / "unblessed")  # a newer Model nobody blessed
+    keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)]).save(unblessed_uri)
+    root, mlmd = runners.paths(tmp_path / "run")
+    name = "scheduled"
+
+    def imp(uri, kind, node_id, **kw):
+        return importer.Importer(source_uri=uri, artifact_type=kind, **kw).with_id(node_id)
+
+    good = imp(baseline_uri, standard_artifacts.Model, "TrainedModel")
+    examples = imp(examples_uri, standard_artifacts.Examples, "NewExamples", properties={"split_names": '["train", "eval"]'})
+    upstream = pipeline.Pipeline(
+        pipeline_name=name, pipeline_root=root,
+        components=[good, BlessModel(model=good.outputs["result"]), examples,
+                    imp(unblessed_uri, standard_artifacts.Model, "UnblessedModel")],
+        metadata_connection_config=metadata.sqlite_metadata_connection_config(mlmd))
+    runners.run(upstream)
+    store, up = by_node(mlmd)
+    blessed_id = up["TrainedModel"]["outputs"]["result"][0].id
+    assert up["UnblessedModel"]["outputs"]["result"][0].id > blessed_id
+
+    config = {**TREE_CONFIG, "name": name, "paths": ["ptq"], "requirements": {},
+              "examples": {"resolve": "latest"}, "baseline": {"resolve": "latest_blessed"},
+              "npu": {"targets": ["ethos-u55-128"]}}
+    from collabopt.pipelines import tree
+    runners.run(tree.create_pipeline(config, root, mlmd))
+    store, nodes = by_node(mlmd)
+    assert "BaselineTrainer" not in nodes and "FashionMnistExampleGen" not in nodes
+    conv = nodes["Convert_ptq"]
+    inputs = {e.path.steps[0].key: e.artifact_id for e in store.get_events_by_execution_ids([conv["id"]])
+              if e.type == e.INPUT}
+    assert inputs["model"] == blessed_id  # the blessed model, not the newer unblessed one
+    assert inputs["examples"] == up["NewExamples"]["outputs"]["result"][0].id
+    assert conv["state"] == "COMPLETE"
