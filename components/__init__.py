@@ -3,6 +3,7 @@ from collabopt.components.artifacts import (LeafBlessing, LeafEvaluation, NPUMod
                                             TFLiteModel)
 from collabopt.components.baseline_trainer.component import BaselineTrainer
 from collabopt.components.examples_gen.component import FashionMnistExampleGen
+from collabopt.components.latest_pushed_model.component import LatestPushedModel
 from collabopt.components.leaf_evaluator.component import LeafEvaluator
 from collabopt.components.leaf_pusher.component import LeafPusher
 from collabopt.components.npu_compiler.component import NPUCompiler
@@ -12,6 +13,6 @@ from collabopt.components.reporter.component import Reporter
 from collabopt.components.sparse_clusterer.component import SparseClusterer
 from collabopt.components.tflite_converter.component import TFLiteConverter
 
-__all__ = ["BaselineTrainer", "FashionMnistExampleGen", "LeafBlessing", "LeafEvaluation", "LeafEvaluator", "LeafPusher", "NPUCompiler",
+__all__ = ["BaselineTrainer", "FashionMnistExampleGen", "LatestPushedModel", "LeafBlessing", "LeafEvaluation", "LeafEvaluator", "LeafPusher", "NPUCompiler",
            "NPUModel", "OptimizationReport", "PreservingQAT", "Pruner", "Reporter", "SparseClusterer",
            "TFLiteConverter", "TFLiteModel"]

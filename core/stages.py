@@ -397,3 +397,21 @@ def push_leaf(path_name, tflite_dir, evaluation_dir, destination, *, npu_dir=Non
         tf.io.gfile.rmtree(latest)
     _copy_tree(folder, latest)
     return version, folder
+
+
+def latest_pushed_model(base_directory, out_dir):
+    """Copy the newest version of a TFX Pusher destination (<base>/<integer version>/, the
+    SavedModel pushed last; a Pusher pushes blessed models only) to out_dir/Format-Serving.
+    Returns (version, its folder)."""
+    from collabopt.core.tfenv import tf
+    base = str(base_directory)
+    if not tf.io.gfile.isdir(base):
+        raise keras_io.ModelError(f"pushed models folder {base!r} does not exist")
+    versions = sorted((int(v.rstrip("/")) for v in tf.io.gfile.listdir(base) if v.rstrip("/").isdigit()))
+    versions = [v for v in versions if tf.io.gfile.exists(os.path.join(base, str(v), "saved_model.pb"))]
+    if not versions:
+        raise keras_io.ModelError(f"no pushed model in {base!r}: expected <version>/saved_model.pb "
+                                  f"folders with integer versions, as TFX's Pusher writes them")
+    folder = os.path.join(base, str(versions[-1]))
+    _copy_tree(folder, os.path.join(str(out_dir), MODEL_DIR))
+    return versions[-1], folder

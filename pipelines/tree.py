@@ -16,7 +16,7 @@ from collabopt.core import tree
 DEFAULTS = {
     "name": "collabopt-tree",
     "paths": "all",
-    "baseline": {"model_uri": None, "epochs": 3, "learning_rate": 1e-3, "width": 64, "blocks": 4},
+    "baseline": {"model_uri": None, "pushed_models": None, "epochs": 3, "learning_rate": 1e-3, "width": 64, "blocks": 4},
     "examples": {"uri": None, "data_dir": None, "seed": 0},
     "data": {"train_limit": 0, "eval_limit": 0},  # 0: whole split
     "prune": {"target_sparsity": 0.5, "schedule": "polynomial", "epochs": 2, "learning_rate": 1e-4},
@@ -67,6 +67,9 @@ def merge(config):
         else:
             cfg[key].update(value or {})
     problems = []
+    sources = [k for k in ("model_uri", "pushed_models", "resolve") if cfg["baseline"].get(k)]
+    if len(sources) > 1:
+        problems.append(f"baseline: {' and '.join(sources)} are alternatives; set one")
     for section, key in (("baseline", "model_uri"), ("examples", "uri")):
         uri = cfg[section][key]
         if uri and "://" not in uri and not os.path.exists(uri):
@@ -96,7 +99,7 @@ def _inputs(cfg, examples=None, model=None, model_blessing=None):
     from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import LatestBlessedModelStrategy
     from tfx.types import channel, standard_artifacts
 
-    from collabopt.components import BaselineTrainer, FashionMnistExampleGen
+    from collabopt.components import BaselineTrainer, FashionMnistExampleGen, LatestPushedModel
 
     comps, data = [], cfg["data"]
     ex = dict(cfg["examples"])
@@ -123,6 +126,11 @@ def _inputs(cfg, examples=None, model=None, model_blessing=None):
         examples = latest.outputs["examples"]
     base = dict(cfg["baseline"])
     model_uri, resolve_model = base.pop("model_uri"), base.pop("resolve", None)
+    pushed = base.pop("pushed_models")
+    if pushed:
+        latest = LatestPushedModel(base_directory=pushed)
+        comps.append(latest)
+        return comps, examples, latest.outputs["model"]
     if resolve_model == "latest_blessed":
         latest = resolver.Resolver(
             strategy_class=LatestBlessedModelStrategy,

@@ -30,6 +30,8 @@ MISTAKES = [
     ({"paths": "all", "beam_pipeline_args": ["direct_num_workers=2"]},
      "beam_pipeline_args.0: 'direct_num_workers=2' does not match '^--'"),
     ({"paths": "all", "name": "my pipeline"}, "name: 'my pipeline' does not match"),
+    ({"paths": "all", "baseline": {"model_uri": "/tmp", "pushed_models": "/tmp"}},
+     "baseline: model_uri and pushed_models are alternatives; set one"),
 ]
 
 

@@ -112,3 +112,34 @@ def test_resolvers_pick_the_latest_examples_and_the_latest_blessed_baseline(loca
     assert inputs["model"] == blessed_id  # the blessed model, not the newer unblessed one
     assert inputs["examples"] == up["NewExamples"]["outputs"]["result"][0].id
     assert conv["state"] == "COMPLETE"
+
+
+def test_latest_pushed_model_is_the_newest_version(local_run, tmp_path):
+    """KFP runs no resolvers: scheduled runs take the baseline from a TFX Pusher's destination."""
+    import shutil
+    from collabopt import runners
+    from collabopt.pipelines import tree
+    _, nodes = by_node(local_run)
+    trained = nodes["BaselineTrainer"]["outputs"]["model"][0].uri
+    serving = tmp_path / "serving"
+    shutil.copytree(os.path.join(trained, stages.MODEL_DIR), serving / "1700000000")
+    shutil.copytree(os.path.join(trained, stages.MODEL_DIR), serving / "1800000000")
+    (serving / "1900000000-partial").mkdir()  # not a version
+    config = {**TREE_CONFIG, "name": "pushed", "paths": ["ptq"], "requirements": {},
+              "baseline": {"pushed_models": str(serving)}, "npu": {"targets": ["ethos-u55-128"]},
+              "examples": {"uri": nodes["FashionMnistExampleGen"]["outputs"]["examples"][0].uri}}
+    mlmd = run_tree(tmp_path / "run", config)
+    _, run = by_node(mlmd)
+    model = run["LatestPushedModel"]["outputs"]["model"][0]
+    assert report.props(model) == {"source_uri": str(serving / "1800000000"), "version": 1800000000}
+    assert os.path.isfile(os.path.join(model.uri, stages.MODEL_DIR, "saved_model.pb"))
+    assert run["Evaluate_ptq"]["state"] == "COMPLETE"
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    root, mlmd = runners.paths(tmp_path / "bad")
+    with pytest.raises(Exception, match="no pushed model in .*empty.*: expected <version>/saved_model.pb"):
+        runners.run(tree.create_pipeline({**config, "baseline": {"pushed_models": str(empty)}}, root, mlmd))
+    _, bad = by_node(mlmd)
+    assert bad["LatestPushedModel"]["state"] == "FAILED"
+    assert not [a for a in bad["LatestPushedModel"]["outputs"].get("model", []) if a.state == a.LIVE]
