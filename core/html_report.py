@@ -51,7 +51,7 @@ def _storage(est):
 def table(leaves):
     targets = targets_of(leaves)
     head = ["path", "FP32 / QAT acc", "INT8 acc", "drop (pp)", "bytes -> gzip", "saving", "sparsity",
-            "uniq/ch", "uniq/tensor"] + [f"{t}<br>cycles / flash" for t in targets] + ["blessed"]
+            "clusters", "uniq/ch", "uniq/tensor"] + [f"{t}<br>cycles / flash" for t in targets] + ["blessed"]
     rows = []
     for leaf in leaves:
         npu = [f"{_f(leaf['npu'][t]['npu_cycles'], ',d')} / {_storage(leaf['npu'][t])}"
@@ -62,7 +62,8 @@ def table(leaves):
                      _f(leaf.get("fp32_accuracy"), ".2%"), _f(leaf["int8_accuracy"], ".2%"),
                      _f(leaf.get("int8_accuracy_drop_pp"), "+.2f"),
                      f"{leaf['tflite_bytes']:,} -> {leaf['gzip_bytes']:,}", _f(leaf["saving_pct"], ".2f", "%"),
-                     _f(leaf["sparsity"], ".1%"), leaf["max_unique_per_channel"], leaf["max_unique_per_tensor"],
+                     _f(leaf["sparsity"], ".1%"), leaf.get("promises", {}).get("number_of_clusters") or "-",
+                     leaf["max_unique_per_channel"], leaf["max_unique_per_tensor"],
                      *npu)),
                  f'<td class="l">{"yes" if leaf["blessed"] else "no"}{reasons}</td>']
         rows.append(f'<tr class="{"blessed" if leaf["blessed"] else "rejected"}">{"".join(cells)}</tr>')
@@ -173,8 +174,9 @@ def render(leaves, kernels=None, title="collabopt optimization report", meta=Non
              "<p>" + " &middot; ".join(f"<b>{html.escape(str(k))}</b>: {html.escape(str(v))}"
                                       for k, v in meta.items()) + "</p>",
              "<h2 id='leaves'>Leaves</h2>", table(leaves),
-             "<p>saving = INT8 .tflite bytes vs its gzip bytes; uniq = distinct int8 values in a Conv2D/Dense "
-             "kernel, per output channel and per tensor; drop is against the baseline's INT8 (PTQ) accuracy.</p>",
+             "<p>saving = INT8 .tflite bytes vs its gzip bytes; clusters = what the path promised; uniq = "
+             "distinct int8 values in a Conv2D/Dense kernel, per output channel and per tensor; drop is against "
+             "the baseline's INT8 (PTQ) accuracy.</p>",
              "<h2 id='tree'>Deployment tree</h2>", _png(tree_figure(leaves)),
              "<h2 id='pareto'>Pareto front</h2>", _png(pareto_figure(leaves))]
     kernels = {p: k for p, k in (kernels or {}).items() if k and k[1]}
