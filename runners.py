@@ -16,10 +16,13 @@ class _DropNoise:
         return not any(n in record.getMessage() for n in self.NOISE)
 
 
+_NOISE = _DropNoise()
+
+
 def run(pipeline, runner="local"):
     import logging
     for name in ("absl", "tensorflow"):
-        logging.getLogger(name).addFilter(_DropNoise())
+        logging.getLogger(name).addFilter(_NOISE)  # the same object: added once per process
     if runner == "local":
         from tfx.orchestration.local.local_dag_runner import LocalDagRunner
         return LocalDagRunner().run(pipeline)
