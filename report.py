@@ -121,7 +121,9 @@ def leaves(store, run=None):
             leaf["npu_compiled"] = leaf["path"] in compiled
             leaf["state"], leaf["uri"] = ex["state"], art.uri
             out.append(leaf)
-    return out
+    from collabopt.core import tree  # no heavy imports: the paths only
+    order = list(tree.PATHS)
+    return sorted(out, key=lambda l: order.index(l["path"]) if l["path"] in order else len(order))
 
 
 def leaf_table(rows):

@@ -11,6 +11,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 from collabopt.core import tree  # noqa: E402
@@ -139,6 +140,7 @@ def pareto_figure(leaves):
                     label="Pareto front")
             ax.legend(fontsize=8)
         ax.margins(0.15)
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(5))
         ax.set_xlabel(xlabel)
         ax.set_ylabel("INT8 accuracy (%)")
         ax.grid(alpha=0.3)
