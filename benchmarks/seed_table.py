@@ -12,7 +12,7 @@ tf_keras.applications, alpha 0.25, trained here from scratch on 32x32 zero-padde
      INT8; every leaf's NPU cycles and weight memory no worse than the baseline's), and write
      seed_table.json and one PNG per architecture to benchmarks/results/seed_table/.
 
-    .venv/bin/python benchmarks/seed_table.py                       # defaults: ~25 min on 2 cores
+    .venv/bin/python benchmarks/seed_table.py                       # defaults: ~16 min on 2 cores
     .venv/bin/python benchmarks/seed_table.py --train-limit 0 --baseline-epochs ds_cnn=10,mobilenet=20  # bigger
     .venv/bin/python benchmarks/seed_table.py --arch ds_cnn --baseline-train-limit 1000 \
         --train-limit 1000 --eval-limit 500 --baseline-epochs 1 --final-lr-epochs 0      # smoke test
