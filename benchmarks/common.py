@@ -1,9 +1,7 @@
 """What the benchmarks share: Fashion-MNIST Examples folders, baselines trained here, results I/O,
 markdown tables and timing. Not part of the library (and not tested); each benchmark script imports
 it from its own folder."""
-import csv
 import datetime
-import glob
 import json
 import os
 import platform
@@ -158,23 +156,3 @@ def train_baseline(model, examples_uri, out_dir, *, feature_shape, epochs, learn
     return {"fp32_accuracy": train.accuracy(model, xe, ye), "train_examples": int(len(y)),
             "eval_examples": int(len(ye)), "params": int(model.count_params()), "epochs": epochs,
             "final_lr_epochs": final_lr_epochs, "train_seconds": round(t.s, 1)}
-
-
-# ------------------------------------------------------------------------------ Vela outputs
-
-def vela_summary(vela_dir):
-    """Vela's summary CSV in a compile_for_npu output folder, as a dict (None if absent)."""
-    found = sorted(glob.glob(os.path.join(vela_dir, "*_summary_*.csv")))
-    if not found:
-        return None
-    with open(found[0], newline="") as f:
-        return next(csv.DictReader(f))
-
-
-def weights_storage_bytes(summary):
-    """(area, bytes) where Vela keeps the weights: off-chip flash on the U55's default system
-    config, DRAM on the U65's (whose off_chip_flash_memory_used is 0)."""
-    area = summary.get("weights_storage_area", "")
-    key = {"DRAM": "dram_memory_used", "On-chip Flash": "on_chip_flash_memory_used"}.get(
-        area, "off_chip_flash_memory_used")
-    return area, int(round(float(summary[key]) * 1024))  # vela 5.2: KiB

@@ -161,11 +161,10 @@ def run_arch(arch, a, out):
         detail = stages.read_leaf(leaf["uri"])
         vela = {}
         for target in targets:
-            summary = common.vela_summary(os.path.join(leaf["uri"], "npu", target))
-            area, weight_bytes = common.weights_storage_bytes(summary)
-            vela[target] = {**leaf["npu"][target], "encoded_weights_bytes": detail["npu"][target]["encoded_weights_bytes"],
-                            "weights_area": area, "weights_bytes": weight_bytes,
-                            "cpu_ops": detail["npu"][target]["cpu_ops"]}
+            est = detail["npu"][target]
+            vela[target] = {**leaf["npu"][target], "encoded_weights_bytes": est["encoded_weights_bytes"],
+                            "weights_area": est["weights_area"], "weights_bytes": est["weights_area_bytes"],
+                            "cpu_ops": est["cpu_ops"]}
         layers = detail["layers"]
         weighted = [l for l in layers if l["op"] != "DEPTHWISE_CONV_2D"]
         leaves.append({**{k2: v for k2, v in leaf.items() if k2 != "npu"}, "npu": vela,

@@ -262,7 +262,7 @@ def compile_npu(tflite_path, out_dir, *, accelerator_configs=("ethos-u55-128",),
 
 LEAF_FILE = "leaf.json"
 NPU_KEYS = ("npu_cycles", "inference_time_s", "flash_bytes", "dram_bytes", "sram_bytes", "encoded_weights_bytes",
-            "npu_op_pct", "npu_ops", "cpu_ops")
+            "npu_op_pct", "npu_ops", "cpu_ops", "weights_area", "weights_area_bytes")
 
 
 def read_leaf(evaluation_dir):

@@ -177,6 +177,11 @@ def compile_for_npu(tflite_path, output_dir, accelerator_config="ethos-u55-128",
     def kib(key):  # vela 5.2 writes *_memory_used in KiB (bytes / 1024.0); weights columns are bytes
         return int(round(_num(row, key) * 1024))
 
+    # Where the weights live (Vela's weights_storage_area): off-chip flash on the U55's default
+    # system config, DRAM on the U65/U85's.
+    area = row.get("weights_storage_area", "")
+    storage_key = {"DRAM": "dram_memory_used", "On-chip Flash": "on_chip_flash_memory_used"}.get(
+        area, "off_chip_flash_memory_used")
     cycles = int(_num(row, "cycles_total"))
     clock = _num(row, "core_clock")
     t = _num(row, "inference_time", cycles / clock if clock else 0.0)
@@ -196,6 +201,8 @@ def compile_for_npu(tflite_path, output_dir, accelerator_config="ethos-u55-128",
         "dram_bytes": kib("dram_memory_used"),
         "flash_bytes": kib("off_chip_flash_memory_used"),
         "on_chip_flash_bytes": kib("on_chip_flash_memory_used"),
+        "weights_area": area,
+        "weights_area_bytes": kib(storage_key),  # the whole memory area that holds the weights
         "encoded_weights_bytes": int(_num(row, "total_npu_encoded_weights")),
         # Includes weights Vela synthesises (e.g. MEAN -> depthwise kernel), so it can exceed the model's.
         "original_weights_bytes": int(_num(row, "total_original_weights")),

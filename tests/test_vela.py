@@ -60,6 +60,7 @@ def test_compile_u55_128(models, tmp_path):
     # Both 26x26x8 and 24x24x8 int8 feature maps must fit in SRAM at some point.
     assert r["sram_bytes"] >= 26 * 26 * 8 + 24 * 24 * 8
     assert r["flash_bytes"] > 0  # Shared_Sram mode keeps weights in off-chip flash
+    assert (r["weights_area"], r["weights_area_bytes"]) == ("Off-chip Flash", r["flash_bytes"])
 
     # KiB -> bytes conversion agrees with vela's printed summary.
     log = (tmp_path / "vela_stdout.txt").read_text()
@@ -111,6 +112,9 @@ def test_other_accelerators(models, tmp_path, accel, sys_cfg):
     assert r["npu_op_pct"] == 100.0 and os.path.isfile(r["optimized_tflite"])
     if accel != "ethos-u55-256":  # these default system configs keep weights in DRAM, not flash
         assert r["dram_bytes"] > 0 and r["flash_bytes"] == 0
+        assert (r["weights_area"], r["weights_area_bytes"]) == ("DRAM", r["dram_bytes"])
+    else:
+        assert (r["weights_area"], r["weights_area_bytes"]) == ("Off-chip Flash", r["flash_bytes"])
 
 
 def test_explicit_system_config_and_errors(models, tmp_path):
