@@ -8,17 +8,17 @@ import sys
 
 def _run(args):
     from collabopt import runners
-    from collabopt.core import tree as paths
-    from collabopt.pipelines import tree
+    from collabopt.core import tree_paths
+    from collabopt.pipelines import config as tree_config, tree
 
-    cfg = tree.load(args.config)  # a bad config fails here, before anything runs
+    cfg = tree_config.load(args.config)  # a bad config fails here, before anything runs
     root, mlmd = runners.paths(args.root or os.path.join("runs", cfg["name"]))
     if args.train_limit is not None:
         cfg["data"]["train_limit"] = args.train_limit
     if args.eval_limit is not None:
         cfg["data"]["eval_limit"] = args.eval_limit
     pipe = tree.create_pipeline(cfg, root, mlmd)
-    print(f"collabopt run: {cfg['name']} ({len(paths.expand(cfg['paths']))} leaves), runner={args.runner}, "
+    print(f"collabopt run: {cfg['name']} ({len(tree_paths.expand(cfg['paths']))} leaves), runner={args.runner}, "
           f"root={os.path.dirname(root)}", flush=True)
     runners.run(pipe, args.runner)
     _report(argparse.Namespace(mlmd=mlmd, root=None, pipeline_name=cfg["name"], format="table", output=None))
@@ -27,25 +27,25 @@ def _run(args):
 
 
 def _report(args):
-    from collabopt import report
+    from collabopt import results
 
     mlmd = args.mlmd or os.path.join(args.root, "metadata.sqlite")
     if not os.path.isfile(mlmd):
         raise SystemExit(f"collabopt report: no ML Metadata store at {mlmd}")
-    store = report.connect(mlmd)
-    run = report.latest_run(store, args.pipeline_name)
-    leaves = report.leaves(store, run)
+    store = results.connect(mlmd)
+    run = results.latest_run(store, args.pipeline_name)
+    leaves = results.leaves(store, run)
     if args.format == "json":
         text = json.dumps(leaves, indent=1)
     elif args.format == "html":
-        from collabopt.core import html_report, stages
-        kernels = {l["path"]: stages.kernel_history(l["uri"]) for l in leaves}
-        text = html_report.render([stages.read_leaf(l["uri"]) for l in leaves], kernels,
+        from collabopt.core import artifact_files, kernel_trace, report_page
+        kernels = {l["path"]: kernel_trace.history(l["uri"]) for l in leaves}
+        text = report_page.render([artifact_files.read_leaf(l["uri"]) for l in leaves], kernels,
                                   meta={"pipeline run": run.name, "ML Metadata": mlmd})
     elif leaves:
-        text = report.leaf_table(leaves)
+        text = results.leaf_table(leaves)
     else:  # a run without leaf evaluations: per-stage rows
-        text = report.table(report.stage_rows(report.executions(store, run)))
+        text = results.table(results.stage_rows(results.executions(store, run)))
     if args.output:
         with open(args.output, "w") as f:
             f.write(text)
@@ -56,9 +56,9 @@ def _report(args):
 
 def _compile(args):
     from collabopt import kfp_runner
-    from collabopt.pipelines import tree
+    from collabopt.pipelines import config as tree_config, tree
 
-    cfg = tree.load(args.config)
+    cfg = tree_config.load(args.config)
     # No local MLMD and no local report folder: on KFP the launcher records MLMD, the root is remote.
     pipe = tree.create_pipeline(cfg, args.pipeline_root or "", metadata_path=None, publish_dir="")
     kfp_runner.compile_pipeline(pipe, args.output, image=args.image, pipeline_root=args.pipeline_root)

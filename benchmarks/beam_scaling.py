@@ -19,8 +19,7 @@ import shutil
 import statistics
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402
+from collabopt.benchmarks import common  # noqa: E402
 
 MODES = {
     "in_memory": ["--direct_running_mode=in_memory"],
@@ -50,7 +49,7 @@ def prepare(a, out):
     and a bigger eval split of repeated shards."""
     import numpy as np
 
-    from collabopt.core import data, stages, train
+    from collabopt.core import artifact_files, data, stages, train
     work = os.path.join(out, "data")
     if os.path.isdir(work):
         shutil.rmtree(work)
@@ -69,7 +68,7 @@ def prepare(a, out):
         baseline = common.train_baseline(train.ds_cnn((a.size, a.size, 1)), examples, os.path.join(work, "baseline"),
                                          feature_shape=(a.size, a.size, 1), epochs=1, final_lr_epochs=0)
         stages.to_tflite(os.path.join(work, "baseline"), spec, os.path.join(work, "leaf"), evaluate=False)
-        tflite = os.path.join(work, "leaf", stages.TFLITE_FILE)
+        tflite = os.path.join(work, "leaf", artifact_files.TFLITE_FILE)
     return examples, big, tflite, baseline, spec
 
 

@@ -29,8 +29,7 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402
+from collabopt.benchmarks import common  # noqa: E402
 
 VARIANTS = ("script", "local", "beam")
 T0_ENV = "COLLABOPT_BENCH_T0"  # wall-clock time the parent spawned the child (start-up is counted)
@@ -86,7 +85,7 @@ def pipeline_config(s):
 # ------------------------------------------------------------------------------ child processes
 
 def child_script(s, work, times):
-    from collabopt.core import stages
+    from collabopt.core import artifact_files, stages
     cfg = pipeline_config(s)
     spec = stages.DataSpec(s["examples"], feature_shape=tuple(cfg["data"]["feature_shape"]))
     fit = lambda section: stages.FitSpec(epochs=cfg[section]["epochs"], batch_size=64,  # noqa: E731
@@ -113,9 +112,9 @@ def child_script(s, work, times):
               npu_targets=targets, system_config=None, requirements={},
               baseline_dir=None if leaf == "ptq" else evals["ptq"])
         # blessed (no requirements), so the pipeline's Cond compiles it for the NPU
-        timed(f"compile_npu {short}", stages.compile_npu, os.path.join(d(f"tflite_{short}"), stages.TFLITE_FILE),
+        timed(f"compile_npu {short}", stages.compile_npu, os.path.join(d(f"tflite_{short}"), artifact_files.TFLITE_FILE),
               d(f"npu_{short}"), accelerator_configs=targets, system_config=None, memory_mode=None)
-    timed("report", stages.report, evals, d("report"), title="collabopt optimization report", publish_dir=work)
+    timed("report", stages.write_report, evals, d("report"), title="collabopt optimization report", publish_dir=work)
 
 
 def child_pipeline(s, work, runner, times):
@@ -241,9 +240,9 @@ def child(a):
 
 def mlmd_times(mlmd):
     """{node: seconds from execution registration to its last update}, plus the span of the run."""
-    from collabopt import report
-    store = report.connect(mlmd)
-    run = report.latest_run(store)
+    from collabopt import results
+    store = results.connect(mlmd)
+    run = results.latest_run(store)
     out, first, last = {}, None, None
     for ex in store.get_executions_by_context(run.id):
         node = next((c.name.split(".", 1)[-1] for c in store.get_contexts_by_execution(ex.id)

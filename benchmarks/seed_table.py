@@ -6,7 +6,7 @@ tf_keras.applications, alpha 0.25, trained here from scratch on 32x32 zero-padde
   2. run `paths: all` of `pipelines/tree.py` on LocalDagRunner with that SavedModel and Examples
      folder imported (baseline.model_uri, examples.uri), the seed's parameters (50% sparsity;
      8 clusters for the DS-CNN, 16 for MobileNet) and Vela for ethos-u55-128 and ethos-u65-256;
-  3. read the 8 leaves back from MLMD (`report.leaves`) and each leaf.json for per-layer detail;
+  3. read the 8 leaves back from MLMD (`results.leaves`) and each leaf.json for per-layer detail;
   4. print one table per architecture with the seed's numbers beside ours, check the targets
      (PCQAT saving >= pruned+clustered PTQ saving - 1 pp; PCQAT INT8 within 1.5 pp of the baseline's
      INT8; every leaf's NPU cycles and weight memory no worse than the baseline's), and write
@@ -22,8 +22,7 @@ import os
 import shutil
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402
+from collabopt.benchmarks import common  # noqa: E402
 
 ARCHS = ("ds_cnn", "mobilenet")
 CLUSTERS = {"ds_cnn": 8, "mobilenet": 16}  # the seed: 8 for DS-CNN-L, 16 for MobileNet v1
@@ -99,19 +98,19 @@ def build(arch, a):
 
 def tflite_paths(store):
     """{path: .tflite file} from the Convert_<path> executions of the latest run."""
-    from collabopt import report
-    from collabopt.core import stages
+    from collabopt import results
+    from collabopt.core import artifact_files
     out = {}
-    for ex in report.executions(store):
+    for ex in results.executions(store):
         if ex["node"].startswith("Convert_") and ex["outputs"].get("tflite_model"):
-            out[ex["node"][len("Convert_"):]] = os.path.join(ex["outputs"]["tflite_model"][0].uri, stages.TFLITE_FILE)
+            out[ex["node"][len("Convert_"):]] = os.path.join(ex["outputs"]["tflite_model"][0].uri, artifact_files.TFLITE_FILE)
     return out
 
 
 def component_seconds(store):
     """{node: wall seconds} from MLMD execution timestamps (create -> last update)."""
-    from collabopt import report
-    run = report.latest_run(store)
+    from collabopt import results
+    run = results.latest_run(store)
     secs = {}
     for ex in store.get_executions_by_context(run.id):
         node = next((c.name.split(".", 1)[-1] for c in store.get_contexts_by_execution(ex.id)
@@ -121,8 +120,8 @@ def component_seconds(store):
 
 
 def run_arch(arch, a, out):
-    from collabopt import report, runners
-    from collabopt.core import stages
+    from collabopt import results, runners
+    from collabopt.core import artifact_files
     from collabopt.pipelines import tree
 
     work = os.path.join(out, arch)
@@ -154,11 +153,11 @@ def run_arch(arch, a, out):
     pipeline_root, mlmd = runners.paths(os.path.join(work, "run"))
     with common.Timer() as t:
         runners.run(tree.create_pipeline(config, pipeline_root, mlmd), "local")
-    store = report.connect(mlmd)
+    store = results.connect(mlmd)
     tflites = tflite_paths(store)
     leaves = []
-    for leaf in report.leaves(store):
-        detail = stages.read_leaf(leaf["uri"])
+    for leaf in results.leaves(store):
+        detail = artifact_files.read_leaf(leaf["uri"])
         vela = {}
         for target in targets:
             est = detail["npu"][target]

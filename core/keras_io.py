@@ -4,7 +4,7 @@ import os
 from collabopt.core.tfenv import keras, tf
 
 # A TFX Trainer writes its model under this folder of the Model artifact.
-SERVING_DIR = "Format-Serving"
+from collabopt.core.artifact_files import MODEL_DIR as SERVING_DIR  # noqa: E402
 
 
 class ModelError(ValueError):

@@ -11,17 +11,11 @@ import shutil
 
 import numpy as np
 
-from collabopt.core import analyze, convert, data, keras_io, optimize, train, vela
+from collabopt.core import analyze, convert, data, deploy, gates, kernel_trace, keras_io, optimize, train, vela
+from collabopt.core.artifact_files import (INT8_STAGE, KERNELS_FILE, LEAF_FILE, LEAVES_FILE, LOG_DIR, MODEL_DIR, REPORT_FILE,
+                                           STATS_FILE, TFLITE_FILE, promises, read_leaf, write_json)
 
 log = logging.getLogger("collabopt")
-
-MODEL_DIR = keras_io.SERVING_DIR  # SavedModel folder inside a Model artifact (as TFX Trainer writes)
-LOG_DIR = "logs"                  # TensorBoard logs inside a Model artifact
-TFLITE_FILE = "model.tflite"
-STATS_FILE = "stats.json"
-KERNELS_FILE = "kernels.npz"      # one sample kernel as it was after each stage (the report plots it)
-INT8_STAGE = "int8"               # its last entry: the codes stored in the flatbuffer (not floats)
-
 
 @dataclasses.dataclass
 class DataSpec:
@@ -57,11 +51,6 @@ class FitSpec:
     seed: int = 0
 
 
-def _write_json(path, obj):
-    with open(path, "w") as f:
-        json.dump(obj, f, indent=1, sort_keys=True)
-
-
 def keras_metrics(model, x, y):
     """Accuracy plus what the Keras kernels hold (sparsity, distinct values)."""
     kernels = [w for layer, w in optimize._kernels(model)]  # noqa: SLF001
@@ -75,63 +64,15 @@ def keras_metrics(model, x, y):
     }
 
 
-def promises(model_path):
-    """What upstream stages promised about this model (target sparsity, clusters), from the
-    stats.json our stages write next to the SavedModel; {} for a user's own model."""
-    path = os.path.join(str(model_path), STATS_FILE)
-    if not os.path.isfile(path):
-        return {}
-    with open(path) as f:
-        return dict(json.load(f).get("promises", {}))
-
-
-def sample_kernel(model):
-    """(layer name, kernel) of the largest Conv2D/Dense kernel: the one followed through the stages."""
-    layers = [(layer, w) for layer, w in optimize._kernels(model)  # noqa: SLF001
-              if not isinstance(layer, keras_io.keras.layers.DepthwiseConv2D)]
-    if not layers:
-        return None, None
-    layer, w = max(layers, key=lambda lw: lw[1].size)
-    return layer.name, w
-
-
-def kernel_history(model_path, model=None):
-    """(layer, {stage: kernel}) carried in the model artifact; a model from outside collabopt
-    starts its history as 'baseline'."""
-    path = os.path.join(str(model_path), KERNELS_FILE)
-    if os.path.isfile(path):
-        with np.load(path) as z:
-            return str(z["__layer__"]), {k: z[k] for k in z.files if k != "__layer__"}
-    if model is None:
-        return None, {}
-    layer, w = sample_kernel(model)
-    return layer, ({"baseline": w} if layer else {})
-
-
-def _model_or_none(model_path):
-    """The Keras model, only when its kernel history is not already in the artifact (outside models)."""
-    if os.path.isfile(os.path.join(str(model_path), KERNELS_FILE)):
-        return None
-    try:
-        return keras_io.load_model(model_path, check=False)
-    except keras_io.ModelError:  # e.g. a QAT model saved outside collabopt: no history, no plot
-        return None
-
-
-def _save_kernels(out_dir, layer, history):
-    if layer:
-        np.savez_compressed(os.path.join(out_dir, KERNELS_FILE), __layer__=np.array(layer), **history)
-
-
 def _save(model, out_dir, metrics, *, source=None, stage=None):
     """SavedModel + stats.json + the kernel history (source: (input model path, input model))."""
     keras_io.save_model(model, os.path.join(out_dir, MODEL_DIR))
-    _write_json(os.path.join(out_dir, STATS_FILE), metrics)
-    layer, history = kernel_history(*source) if source else (None, {})
+    write_json(os.path.join(out_dir, STATS_FILE), metrics)
+    layer, history = kernel_trace.history(*source) if source else (None, {})
     if stage:
-        layer, w = sample_kernel(model)
+        layer, w = kernel_trace.sample_kernel(model)
         history = {**history, stage: w}
-    _save_kernels(out_dir, layer, history)
+    kernel_trace.save(out_dir, layer, history)
     return metrics
 
 
@@ -199,26 +140,6 @@ def is_qat_saved_model(saved_model_dir):
         return b"FakeQuantWithMinMaxVars" in f.read()
 
 
-def preservation(layers, promised, tolerance=0.02):
-    """Per Conv2D/Dense kernel of the flatbuffer: did the promised sparsity and clusters survive?
-
-    Returns one line per broken layer. DEPTHWISE_CONV_2D kernels are reported but not judged:
-    TFMOT clusters no depthwise kernels and its CQAT does not preserve them.
-    """
-    failures = []
-    target, k = promised.get("target_sparsity"), promised.get("number_of_clusters")
-    for l in layers:
-        if l["op"] == "DEPTHWISE_CONV_2D":
-            continue
-        if target and l["sparsity"] < target - tolerance:
-            failures.append(f"{l['layer']}: sparsity {l['sparsity']:.3f} < {target - tolerance:.3f}")
-        # Sparsity-preserving clustering keeps the zero as a centroid among the k.
-        if k and l["max_unique_per_channel"] > k:
-            failures.append(f"{l['layer']}: {l['max_unique_per_channel']} distinct values in an "
-                            f"output channel > {k} clusters")
-    return failures
-
-
 def to_tflite(model_path, data_spec, out_dir, *, representative_samples=200, evaluate=True):
     """Full-INT8 .tflite (QAT ranges if the model is a QAT model, else PTQ) and its analysis."""
     src = keras_io.saved_model_dir(model_path)
@@ -234,17 +155,17 @@ def to_tflite(model_path, data_spec, out_dir, *, representative_samples=200, eva
     stats = analyze.summarize(tflite)
     stats["mode"] = "qat" if qat else "ptq"
     stats["promises"] = promises(model_path)
-    stats["preservation_failures"] = preservation(stats["layers"], stats["promises"])
-    layer, history = kernel_history(model_path, _model_or_none(model_path))
+    stats["preservation_failures"] = gates.preservation(stats["layers"], stats["promises"])
+    layer, history = kernel_trace.history(model_path, kernel_trace.model_without_history(model_path))
     if layer:
         w = analyze.kernel_codes(tflite, layer)
         if w is not None:
             history = {**history, INT8_STAGE: w}
-        _save_kernels(out_dir, layer, history)
+        kernel_trace.save(out_dir, layer, history)
     if evaluate:
         xe, ye = data_spec.eval()
         stats["int8_accuracy"] = analyze.int8_accuracy(tflite, xe, ye)
-    _write_json(os.path.join(out_dir, STATS_FILE), stats)
+    write_json(os.path.join(out_dir, STATS_FILE), stats)
     return stats
 
 
@@ -256,18 +177,12 @@ def compile_npu(tflite_path, out_dir, *, accelerator_configs=("ethos-u55-128",),
     for acc in accelerator_configs:
         results[acc] = vela.compile_for_npu(tflite_path, os.path.join(out_dir, acc), acc,
                                             system_config=system_config, memory_mode=memory_mode)
-    _write_json(os.path.join(out_dir, STATS_FILE), results)
+    write_json(os.path.join(out_dir, STATS_FILE), results)
     return results
 
 
-LEAF_FILE = "leaf.json"
 NPU_KEYS = ("npu_cycles", "inference_time_s", "flash_bytes", "dram_bytes", "sram_bytes", "encoded_weights_bytes",
             "npu_op_pct", "npu_ops", "cpu_ops", "weights_area", "weights_area_bytes")
-
-
-def read_leaf(evaluation_dir):
-    with open(os.path.join(str(evaluation_dir), LEAF_FILE)) as f:
-        return json.load(f)
 
 
 def evaluate_leaf(path_name, tflite_dir, model_path, data_spec, out_dir, *, npu_targets=(),
@@ -310,108 +225,39 @@ def evaluate_leaf(path_name, tflite_dir, model_path, data_spec, out_dir, *, npu_
     leaf["baseline_int8_accuracy"] = baseline["int8_accuracy"]
     leaf["int8_accuracy_drop_pp"] = 100.0 * (baseline["int8_accuracy"] - leaf["int8_accuracy"])
     leaf["requirements"] = dict(requirements or {})
-    leaf["reasons"] = evaluate.gate(leaf, requirements, baseline["int8_accuracy"])
-    previous = last_pushed(push_destination, path_name) if push_destination else None
+    leaf["reasons"] = gates.gate(leaf, requirements, baseline["int8_accuracy"])
+    previous = deploy.last_pushed(push_destination, path_name) if push_destination else None
     if previous:  # retraining: bless only what is not worse than the leaf deployed now
         leaf["previous_version"] = previous["version"]
-        leaf["reasons"] += evaluate.not_worse(leaf, previous, requirements)
+        leaf["reasons"] += gates.not_worse(leaf, previous, requirements)
     leaf["blessed"] = not leaf["reasons"]
     kernels = os.path.join(str(tflite_dir), KERNELS_FILE)
     if os.path.isfile(kernels):
         shutil.copy(kernels, os.path.join(out_dir, KERNELS_FILE))
-    _write_json(os.path.join(out_dir, LEAF_FILE), leaf)
+    write_json(os.path.join(out_dir, LEAF_FILE), leaf)
     for reason in leaf["reasons"]:
         log.info("%s not blessed: %s", path_name, reason)
     return leaf
 
 
-REPORT_FILE = "report.html"
-LEAVES_FILE = "leaves.json"
-
-
-def report(evaluation_dirs, out_dir, *, title="collabopt optimization report", meta=None, publish_dir=None):
+def write_report(evaluation_dirs, out_dir, *, title="collabopt optimization report", meta=None, publish_dir=None):
     """The run's HTML report from its leaf evaluations ({path: evaluation dir}); also copied to
     publish_dir (e.g. next to the pipeline root). Returns the leaf dicts."""
-    from collabopt.core import html_report  # matplotlib only where it is used
+    from collabopt.core import report_page  # matplotlib only where it is used
 
     leaves, kernels = [], {}
     for path, d in evaluation_dirs.items():
         leaves.append(read_leaf(d))
-        layer, history = kernel_history(d)
+        layer, history = kernel_trace.history(d)
         if layer:
             kernels[path] = (layer, history)
-    page = html_report.render(leaves, kernels, title=title, meta=meta)
+    page = report_page.render(leaves, kernels, title=title, meta=meta)
     os.makedirs(out_dir, exist_ok=True)
     for folder in filter(None, (out_dir, publish_dir)):
         os.makedirs(folder, exist_ok=True)
         with open(os.path.join(folder, REPORT_FILE), "w") as f:
             f.write(page)
-    _write_json(os.path.join(out_dir, LEAVES_FILE), [{k: v for k, v in l.items() if k != "layers"} for l in leaves])
+    write_json(os.path.join(out_dir, LEAVES_FILE), [{k: v for k, v in l.items() if k != "layers"} for l in leaves])
     return leaves
 
 
-LATEST = "latest"  # <destination>/<path>/latest/: the leaf deployed now (a copy of its newest version)
-
-
-def last_pushed(destination, path_name):
-    """The leaf dict of the last pushed (= last blessed) version of a path, with its 'version'; None
-    before the first push."""
-    from collabopt.core.tfenv import tf
-    leaf_json = os.path.join(str(destination), path_name, LATEST, LEAF_FILE)
-    if not tf.io.gfile.exists(leaf_json):
-        return None
-    with tf.io.gfile.GFile(leaf_json) as f:
-        return json.load(f)
-
-
-def _copy_tree(src, dst):
-    from collabopt.core.tfenv import tf
-    for root, _, files in tf.io.gfile.walk(src):
-        rel = os.path.relpath(root, src)
-        target = os.path.normpath(os.path.join(dst, rel))
-        tf.io.gfile.makedirs(target)
-        for name in files:
-            tf.io.gfile.copy(os.path.join(root, name), os.path.join(target, name), overwrite=True)
-
-
-def push_leaf(path_name, tflite_dir, evaluation_dir, destination, *, npu_dir=None, version=None):
-    """Copy a blessed leaf (model.tflite, leaf.json, Vela output) to <destination>/<path>/<version>/
-    and make it <destination>/<path>/latest/. Returns (version, version folder)."""
-    import time
-
-    from collabopt.core.tfenv import tf
-    version = str(version or int(time.time() * 1000))
-    folder = os.path.join(str(destination), path_name, version)
-    staging = folder + ".partial"  # nothing half-written under a version name
-    tf.io.gfile.makedirs(staging)
-    tf.io.gfile.copy(os.path.join(str(tflite_dir), TFLITE_FILE), os.path.join(staging, TFLITE_FILE), overwrite=True)
-    leaf = read_leaf(evaluation_dir)
-    leaf["version"] = version
-    with tf.io.gfile.GFile(os.path.join(staging, LEAF_FILE), "w") as f:
-        json.dump({k: v for k, v in leaf.items() if k != "layers"}, f, indent=1, sort_keys=True)
-    if npu_dir:
-        _copy_tree(str(npu_dir), os.path.join(staging, "npu"))
-    tf.io.gfile.rename(staging, folder, overwrite=True)
-    latest = os.path.join(str(destination), path_name, LATEST)
-    if tf.io.gfile.exists(latest):
-        tf.io.gfile.rmtree(latest)
-    _copy_tree(folder, latest)
-    return version, folder
-
-
-def latest_pushed_model(base_directory, out_dir):
-    """Copy the newest version of a TFX Pusher destination (<base>/<integer version>/, the
-    SavedModel pushed last; a Pusher pushes blessed models only) to out_dir/Format-Serving.
-    Returns (version, its folder)."""
-    from collabopt.core.tfenv import tf
-    base = str(base_directory)
-    if not tf.io.gfile.isdir(base):
-        raise keras_io.ModelError(f"pushed models folder {base!r} does not exist")
-    versions = sorted((int(v.rstrip("/")) for v in tf.io.gfile.listdir(base) if v.rstrip("/").isdigit()))
-    versions = [v for v in versions if tf.io.gfile.exists(os.path.join(base, str(v), "saved_model.pb"))]
-    if not versions:
-        raise keras_io.ModelError(f"no pushed model in {base!r}: expected <version>/saved_model.pb "
-                                  f"folders with integer versions, as TFX's Pusher writes them")
-    folder = os.path.join(base, str(versions[-1]))
-    _copy_tree(folder, os.path.join(str(out_dir), MODEL_DIR))
-    return versions[-1], folder

@@ -5,86 +5,10 @@ sparsity-preserving clusterer); every leaf is converted to INT8, evaluated the s
 (LeafEvaluator, Beam), gated, and only blessed leaves are compiled for the NPU (TFX Cond). A
 Reporter writes the run's HTML report.
 """
-import copy
 import os
 
-import yaml
-
-from collabopt import schemas
-from collabopt.core import tree
-
-DEFAULTS = {
-    "name": "collabopt-tree",
-    "paths": "all",
-    "baseline": {"model_uri": None, "pushed_models": None, "epochs": 3, "learning_rate": 1e-3, "width": 64, "blocks": 4},
-    "examples": {"uri": None, "data_dir": None, "seed": 0},
-    "data": {"train_limit": 0, "eval_limit": 0},  # 0: whole split
-    "prune": {"target_sparsity": 0.5, "schedule": "polynomial", "epochs": 2, "learning_rate": 1e-4},
-    "cluster": {"number_of_clusters": 8, "centroid_init": "kmeans++", "epochs": 1, "learning_rate": 1e-4},
-    "qat": {"scheme": "auto", "epochs": 1, "learning_rate": 1e-5},
-    "convert": {"representative_samples": 200},
-    "requirements": {"max_int8_accuracy_drop_pp": None, "max_gzip_bytes": None,
-                     "max_npu_inference_time_s": None, "npu_target": None},
-    "npu": {"targets": ["ethos-u55-128"], "system_config": "", "memory_mode": ""},
-    "push": {"destination": None},
-    "report": {"title": "collabopt optimization report"},
-    "beam_pipeline_args": ["--direct_running_mode=in_memory"],
-}
-CONFIG_DIR = os.path.join(os.path.dirname(__file__), "configs")
-SCALARS = ("name", "paths", "beam_pipeline_args")
-
-
-def load(path):
-    """A config file (YAML) -> validated, merged config; errors name the file and the field."""
-    path = str(path)
-    if not os.path.isfile(path):
-        packaged = os.path.join(CONFIG_DIR, path if path.endswith(".yaml") else path + ".yaml")
-        if not os.path.isfile(packaged):
-            raise schemas.ConfigError(f"config file {path!r} does not exist (packaged configs: "
-                                      f"{', '.join(sorted(os.listdir(CONFIG_DIR)))})")
-        path = packaged
-    try:
-        with open(path) as f:
-            raw = yaml.safe_load(f)
-    except yaml.YAMLError as e:
-        raise schemas.ConfigError(f"{path}: not valid YAML: {e}") from e
-    if not isinstance(raw, dict):
-        raise schemas.ConfigError(f"{path}: a config is a mapping of sections, got {type(raw).__name__}")
-    try:
-        return merge(raw)
-    except schemas.ConfigError as e:
-        raise schemas.ConfigError(f"{path}: {e}") from e
-
-
-def merge(config):
-    """DEFAULTS overridden per section by `config`, after checking it against
-    schemas/tree_config.schema.json and what a schema cannot say (files exist, targets agree)."""
-    schemas.validate(config, "tree_config")
-    cfg = copy.deepcopy(DEFAULTS)
-    for key, value in config.items():
-        if key in SCALARS:
-            cfg[key] = value
-        else:
-            cfg[key].update(value or {})
-    problems = []
-    sources = [k for k in ("model_uri", "pushed_models", "resolve") if cfg["baseline"].get(k)]
-    if len(sources) > 1:
-        problems.append(f"baseline: {' and '.join(sources)} are alternatives; set one")
-    for section, key in (("baseline", "model_uri"), ("examples", "uri")):
-        uri = cfg[section][key]
-        if uri and "://" not in uri and not os.path.exists(uri):
-            problems.append(f"{section}.{key}: {uri!r} does not exist")
-    req = cfg["requirements"]
-    if req["max_npu_inference_time_s"] is not None and (req["npu_target"] or cfg["npu"]["targets"][0]) \
-            not in cfg["npu"]["targets"]:
-        problems.append(f"requirements.npu_target: {req['npu_target']!r} is not among npu.targets "
-                        f"{cfg['npu']['targets']}")
-    if req["npu_target"] and req["max_npu_inference_time_s"] is None:
-        problems.append("requirements.npu_target: set, but max_npu_inference_time_s is not")
-    if problems:
-        raise schemas.ConfigError("invalid tree_config config:\n  " + "\n  ".join(problems))
-    return cfg
-
+from collabopt.core import tree_paths
+from collabopt.pipelines import config as tree_config
 
 def _inputs(cfg, examples=None, model=None, model_blessing=None):
     """(components, examples channel, baseline model channel).
@@ -158,7 +82,7 @@ def node_ids(path):
 
 def create_pipeline(config, pipeline_root, metadata_path=None, beam_pipeline_args=None, publish_dir=None, *,
                     examples=None, model=None, model_blessing=None, components=()):
-    """A TFX Pipeline of the configured paths. `config`: a merged config (load/merge) or a raw dict.
+    """A TFX Pipeline of the configured paths. `config`: a config dict (raw, or from config.load).
     With `metadata_path`, MLMD is SQLite there (local runs); KFP compiles leave it None. The report
     is also written to `publish_dir` (default: the folder holding the pipeline root).
 
@@ -171,7 +95,7 @@ def create_pipeline(config, pipeline_root, metadata_path=None, beam_pipeline_arg
     from collabopt.components import (LeafEvaluator, LeafPusher, NPUCompiler, PreservingQAT, Pruner, Reporter,
                                       SparseClusterer, TFLiteConverter)
 
-    cfg = config if set(config) >= set(DEFAULTS) else merge(config)
+    cfg = tree_config.merge(config)  # validated every time: a dict with every section is no exception
     comps, examples, baseline = _inputs(cfg, examples, model, model_blessing)
     comps = [*components, *comps]
     data = cfg["data"]
@@ -192,7 +116,7 @@ def create_pipeline(config, pipeline_root, metadata_path=None, beam_pipeline_arg
             out = node.outputs["clustered_model"]
         else:
             node = PreservingQAT(model=parent, examples=examples, **data, **cfg["qat"]).with_id(
-                tree.QAT_SCHEME[prefix[:-1]].upper())
+                tree_paths.QAT_SCHEME[prefix[:-1]].upper())
             out = node.outputs["qat_model"]
         comps.append(node)
         models[prefix] = out
@@ -202,13 +126,13 @@ def create_pipeline(config, pipeline_root, metadata_path=None, beam_pipeline_arg
     push_to = cfg["push"]["destination"]
     requirements = {k: v for k, v in cfg["requirements"].items() if v is not None}
     evaluations = {}
-    for path in tree.expand(cfg["paths"]):  # the reference (ptq) first: the others compare with it
+    for path in tree_paths.expand(cfg["paths"]):  # the reference (ptq) first: the others compare with it
         conv_id, eval_id, npu_id = node_ids(path)
-        model = model_for(tree.PATHS[path])
+        model = model_for(tree_paths.PATHS[path])
         conv = TFLiteConverter(model=model, examples=examples, **data, **cfg["convert"]).with_id(conv_id)
         ev = LeafEvaluator(
             tflite_model=conv.outputs["tflite_model"], model=model, examples=examples, path=path,
-            baseline=evaluations.get(tree.REFERENCE), requirements=requirements, npu_targets=npu_targets,
+            baseline=evaluations.get(tree_paths.REFERENCE), requirements=requirements, npu_targets=npu_targets,
             system_config=cfg["npu"]["system_config"], push_destination=push_to, **data).with_id(eval_id)
         evaluations[path] = ev.outputs["evaluation"]
         # Only a blessed leaf is compiled for the NPU and pushed.

@@ -4,26 +4,16 @@ import numpy as np
 import pytest
 from ml_metadata.proto import metadata_store_pb2
 
-from collabopt import report, runners
+from collabopt import results, runners
 from collabopt.components import NPUCompiler, Pruner, SparseClusterer, TFLiteModel
 from collabopt.core.tfenv import keras, tf
+from collabopt.tests.helpers import dense_model, save_model_dir
 
 from tfx.dsl.components.common import importer
 from tfx.orchestration import metadata, pipeline
 from tfx.types import standard_artifacts
 
 SMALL = {"train_limit": 200, "eval_limit": 100, "epochs": 1}
-
-
-def _model_dir(tmp_path, model, name="model"):
-    path = str(tmp_path / name)
-    model.save(path, save_format="tf")
-    return path
-
-
-def _dense_model():
-    inp = keras.Input((28, 28, 1))
-    return keras.Model(inp, keras.layers.Dense(10)(keras.layers.Flatten()(inp)))
 
 
 def _run_failing(tmp_path, make_component, model_uri=None, examples_uri=None, tflite_uri=None):
@@ -46,8 +36,8 @@ def _run_failing(tmp_path, make_component, model_uri=None, examples_uri=None, tf
                           metadata_connection_config=metadata.sqlite_metadata_connection_config(mlmd))
     with pytest.raises(Exception) as err:
         runners.run(p, "local")
-    store = report.connect(mlmd)
-    execs = {e["node"]: e for e in report.executions(store)}
+    store = results.connect(mlmd)
+    execs = {e["node"]: e for e in results.executions(store)}
     failed = execs[comp.id]
     live = [a for arts in failed["outputs"].values() for a in arts
             if a.state == metadata_store_pb2.Artifact.LIVE]
@@ -92,7 +82,7 @@ class Subclassed(keras.Model):
 def test_subclassed_model(tmp_path, examples_uri):
     m = Subclassed()
     m(np.zeros((1, 28, 28, 1), np.float32))
-    _assert_failed(_run_failing(tmp_path, _pruner, _model_dir(tmp_path, m), examples_uri),
+    _assert_failed(_run_failing(tmp_path, _pruner, save_model_dir(tmp_path / 'model', m), examples_uri),
                    "only Sequential/Functional tf_keras models are supported; got a subclassed model")
 
 
@@ -105,26 +95,26 @@ def test_custom_layer_is_named(tmp_path, examples_uri):
     inp = keras.Input((28, 28, 1))
     x = TimesTwo(name="times_two")(inp)
     m = keras.Model(inp, keras.layers.Dense(10)(keras.layers.Flatten()(x)))
-    _assert_failed(_run_failing(tmp_path, _pruner, _model_dir(tmp_path, m), examples_uri),
+    _assert_failed(_run_failing(tmp_path, _pruner, save_model_dir(tmp_path / 'model', m), examples_uri),
                    "layer 'times_two' is a custom layer")
 
 
 def test_examples_without_label_key(tmp_path, examples_uri):
     make = lambda **kw: Pruner(**kw, label_key="target", **SMALL)  # noqa: E731
-    _assert_failed(_run_failing(tmp_path, make, _model_dir(tmp_path, _dense_model()), examples_uri),
+    _assert_failed(_run_failing(tmp_path, make, save_model_dir(tmp_path / 'model', dense_model()), examples_uri),
                    "Examples split 'train' has no feature 'target'; available features: image, label")
 
 
 def test_examples_without_feature_key(tmp_path, examples_uri):
     make = lambda **kw: SparseClusterer(**kw, feature_key="pixels", **SMALL)  # noqa: E731
-    _assert_failed(_run_failing(tmp_path, make, _model_dir(tmp_path, _dense_model()), examples_uri),
+    _assert_failed(_run_failing(tmp_path, make, save_model_dir(tmp_path / 'model', dense_model()), examples_uri),
                    "Examples split 'train' has no feature 'pixels'; available features: image, label")
 
 
 def test_float_tflite_rejected_by_npu_compiler(tmp_path):
     d = tmp_path / "float_tflite"
     d.mkdir()
-    (d / "model.tflite").write_bytes(tf.lite.TFLiteConverter.from_keras_model(_dense_model()).convert())
+    (d / "model.tflite").write_bytes(tf.lite.TFLiteConverter.from_keras_model(dense_model()).convert())
     _assert_failed(_run_failing(tmp_path, NPUCompiler, tflite_uri=str(d)),
                    "NPUCompiler needs a fully INT8 TFLite model", "float32 tensors")
 
@@ -142,7 +132,7 @@ def test_target_sparsity_checked_again_at_run_time(tmp_path, examples_uri):
         p = _pruner(**kw)
         p.exec_properties["target_sparsity"] = 1.5
         return p
-    _assert_failed(_run_failing(tmp_path, make, _model_dir(tmp_path, _dense_model()), examples_uri),
+    _assert_failed(_run_failing(tmp_path, make, save_model_dir(tmp_path / 'model', dense_model()), examples_uri),
                    "target_sparsity must be in (0, 1), got 1.5")
 
 
@@ -158,7 +148,7 @@ def test_clusters_checked_again_at_run_time(tmp_path, examples_uri):
         c = SparseClusterer(**kw, **SMALL)
         c.exec_properties["number_of_clusters"] = 1
         return c
-    _assert_failed(_run_failing(tmp_path, make, _model_dir(tmp_path, _dense_model()), examples_uri),
+    _assert_failed(_run_failing(tmp_path, make, save_model_dir(tmp_path / 'model', dense_model()), examples_uri),
                    "number_of_clusters must be an integer >= 2, got 1")
 
 

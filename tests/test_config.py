@@ -4,7 +4,7 @@ import os
 import pytest
 
 from collabopt import cli, schemas
-from collabopt.pipelines import tree
+from collabopt.pipelines import config as tree_config
 
 OK = {"paths": "all"}
 MISTAKES = [
@@ -38,14 +38,14 @@ MISTAKES = [
 @pytest.mark.parametrize("config,message", MISTAKES, ids=[m[:40] for _, m in MISTAKES])
 def test_each_mistake_has_its_own_message(config, message):
     with pytest.raises(schemas.ConfigError) as e:
-        tree.merge(config)
+        tree_config.merge(config)
     assert message in str(e.value)
 
 
 def test_messages_are_distinct_and_several_mistakes_are_listed_together():
     assert len({m for _, m in MISTAKES}) == len(MISTAKES) >= 8
     with pytest.raises(schemas.ConfigError) as e:
-        tree.merge({"paths": "all", "prune": {"target_sparsty": 0.5}, "cluster": {"number_of_clusters": 1}})
+        tree_config.merge({"paths": "all", "prune": {"target_sparsty": 0.5}, "cluster": {"number_of_clusters": 1}})
     assert "prune: Additional properties are not allowed ('target_sparsty' was unexpected)" in str(e.value)
     assert "cluster.number_of_clusters: 1 is less than the minimum of 2" in str(e.value)
 
@@ -60,17 +60,17 @@ def test_yaml_files(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("paths: all\nprune: {target_sparsity: 0.5\n")
     with pytest.raises(schemas.ConfigError, match=r"(?s)bad.yaml: not valid YAML: .*line 2, column 8"):
-        tree.load(bad)
+        tree_config.load(bad)
     bad.write_text("- paths\n")
     with pytest.raises(schemas.ConfigError, match="a config is a mapping of sections, got list"):
-        tree.load(bad)
+        tree_config.load(bad)
     with pytest.raises(schemas.ConfigError, match=r"config file '/no/such.yaml' does not exist \(packaged configs: "
                                                    r"all_paths.yaml, demo.yaml\)"):
-        tree.load("/no/such.yaml")
+        tree_config.load("/no/such.yaml")
     for name in ("demo", "all_paths"):  # the packaged configs are valid
-        cfg = tree.load(name)
+        cfg = tree_config.load(name)
         assert cfg["paths"] and cfg["npu"]["targets"]
-    assert tree.merge({"paths": ["prune_ptq"], "prune": {"target_sparsity": 0.7}})["prune"]["target_sparsity"] == 0.7
+    assert tree_config.merge({"paths": ["prune_ptq"], "prune": {"target_sparsity": 0.7}})["prune"]["target_sparsity"] == 0.7
 
 
 def test_cli_run_stops_before_anything_runs(tmp_path, capsys):

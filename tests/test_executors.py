@@ -8,24 +8,17 @@ from collabopt.components import NPUModel, TFLiteModel, common
 from collabopt.components.npu_compiler.executor import Executor as NPUExecutor
 from collabopt.components.tflite_converter.executor import Executor as ConverterExecutor
 from collabopt.core import keras_io, train
-
-
-def _artifact(cls, uri, **attrs):
-    a = cls()
-    a.uri = str(uri)
-    for k, v in attrs.items():
-        setattr(a, k, v)
-    return a
+from collabopt.tests.helpers import artifact
 
 
 def test_converter_then_npu_compiler(tmp_path, examples_uri):
     model = train.ds_cnn(width=16, blocks=1)
     keras_io.save_model(model, str(tmp_path / "model" / keras_io.SERVING_DIR))  # a Trainer's layout
-    examples = _artifact(standard_artifacts.Examples, examples_uri,
+    examples = artifact(standard_artifacts.Examples, examples_uri,
                          split_names=artifact_utils.encode_split_names(["train", "eval"]))
-    tflite = _artifact(TFLiteModel, tmp_path / "tflite")
+    tflite = artifact(TFLiteModel, tmp_path / "tflite")
     props = {"representative_samples": 50, **common.data_params(train_limit=100, eval_limit=100)}
-    ConverterExecutor().Do({"model": [_artifact(standard_artifacts.Model, tmp_path / "model")],
+    ConverterExecutor().Do({"model": [artifact(standard_artifacts.Model, tmp_path / "model")],
                             "examples": [examples]}, {"tflite_model": [tflite]}, props)
     size = os.path.getsize(tmp_path / "tflite" / "model.tflite")
     assert tflite.get_int_custom_property("tflite_bytes") == size
@@ -36,7 +29,7 @@ def test_converter_then_npu_compiler(tmp_path, examples_uri):
     with open(tmp_path / "tflite" / "stats.json") as f:
         assert [l["layer"] for l in json.load(f)["layers"]] == ["conv_1", "dw_1", "pw_1", "logits"]
 
-    npu = _artifact(NPUModel, tmp_path / "npu")
+    npu = artifact(NPUModel, tmp_path / "npu")
     NPUExecutor().Do({"tflite_model": [tflite]}, {"npu_model": [npu]},
                      {"accelerator_configs": json.dumps(["ethos-u55-128", "ethos-u65-256"]),
                       "system_config": "", "memory_mode": ""})

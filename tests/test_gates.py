@@ -1,47 +1,47 @@
 """The gate functions on their own: each requirement, preservation, and the retraining comparison."""
-from collabopt.core import evaluate
+from collabopt.core import gates
 
 LEAF = {"int8_accuracy": 0.85, "gzip_bytes": 20_000, "preservation_failures": [],
         "npu": {"ethos-u55-128": {"inference_time_s": 0.0020}, "ethos-u65-256": {"inference_time_s": 0.0010}}}
 
 
 def test_each_requirement_alone():
-    assert evaluate.gate(LEAF, {}, 0.86) == []
-    assert evaluate.gate(LEAF, {"max_int8_accuracy_drop_pp": 1.0}, 0.86) == []
-    assert evaluate.gate(LEAF, {"max_int8_accuracy_drop_pp": 0.5}, 0.86) == [
+    assert gates.gate(LEAF, {}, 0.86) == []
+    assert gates.gate(LEAF, {"max_int8_accuracy_drop_pp": 1.0}, 0.86) == []
+    assert gates.gate(LEAF, {"max_int8_accuracy_drop_pp": 0.5}, 0.86) == [
         "INT8 accuracy 85.00% is 1.00 pp below the baseline's 86.00% (max drop 0.5 pp)"]
-    assert evaluate.gate(LEAF, {"max_gzip_bytes": 20_000}, 0.85) == []
-    assert evaluate.gate(LEAF, {"max_gzip_bytes": 19_999}, 0.85) == ["gzip size 20,000 B > max 19,999 B"]
+    assert gates.gate(LEAF, {"max_gzip_bytes": 20_000}, 0.85) == []
+    assert gates.gate(LEAF, {"max_gzip_bytes": 19_999}, 0.85) == ["gzip size 20,000 B > max 19,999 B"]
     # NPU time: the named target, else the first one estimated
-    assert evaluate.gate(LEAF, {"max_npu_inference_time_s": 0.0015}, 0.85) == [
+    assert gates.gate(LEAF, {"max_npu_inference_time_s": 0.0015}, 0.85) == [
         "ethos-u55-128 inference time 2.000 ms > max 1.500 ms"]
-    assert evaluate.gate(LEAF, {"max_npu_inference_time_s": 0.0015, "npu_target": "ethos-u65-256"}, 0.85) == []
-    assert evaluate.gate(LEAF, {"max_npu_inference_time_s": 0.0015, "npu_target": "ethos-u85-256"}, 0.85) == [
+    assert gates.gate(LEAF, {"max_npu_inference_time_s": 0.0015, "npu_target": "ethos-u65-256"}, 0.85) == []
+    assert gates.gate(LEAF, {"max_npu_inference_time_s": 0.0015, "npu_target": "ethos-u85-256"}, 0.85) == [
         "no NPU estimate for 'ethos-u85-256' to check max_npu_inference_time_s"]
 
 
 def test_preservation_and_several_reasons_together():
     broken = {**LEAF, "preservation_failures": ["pw_1: 23 distinct values in an output channel > 8 clusters",
                                                 "pw_2: sparsity 0.310 < 0.480"]}
-    assert evaluate.gate(broken, {"max_gzip_bytes": 1}, 0.85) == [
+    assert gates.gate(broken, {"max_gzip_bytes": 1}, 0.85) == [
         "gzip size 20,000 B > max 1 B",
         "preservation: pw_1: 23 distinct values in an output channel > 8 clusters; pw_2: sparsity 0.310 < 0.480"]
 
 
 def test_not_worse_than_the_deployed_leaf():
     deployed = {**LEAF, "version": "7"}
-    assert evaluate.not_worse(LEAF, deployed) == []  # equal is not worse
+    assert gates.not_worse(LEAF, deployed) == []  # equal is not worse
     better = {**LEAF, "int8_accuracy": 0.86, "gzip_bytes": 19_000,
               "npu": {"ethos-u55-128": {"inference_time_s": 0.0019}}}
-    assert evaluate.not_worse(better, deployed) == []
+    assert gates.not_worse(better, deployed) == []
     worse = {**LEAF, "int8_accuracy": 0.84, "gzip_bytes": 21_000,
              "npu": {"ethos-u55-128": {"inference_time_s": 0.0021}}}
-    assert evaluate.not_worse(worse, deployed) == [
+    assert gates.not_worse(worse, deployed) == [
         "worse than deployed version 7: INT8 accuracy 84.00% < 85.00%",
         "worse than deployed version 7: gzip size 21,000 B > 20,000 B",
         "worse than deployed version 7: ethos-u55-128 inference time 2.1000 ms > 2.0000 ms"]
     # compared on the requirement's target when one is named
     slower_u65 = {**LEAF, "npu": {**LEAF["npu"], "ethos-u65-256": {"inference_time_s": 0.0011}}}
-    assert evaluate.not_worse(slower_u65, deployed, {"npu_target": "ethos-u65-256"}) == [
+    assert gates.not_worse(slower_u65, deployed, {"npu_target": "ethos-u65-256"}) == [
         "worse than deployed version 7: ethos-u65-256 inference time 1.1000 ms > 1.0000 ms"]
-    assert evaluate.not_worse(slower_u65, deployed) == []  # first common target: u55, unchanged
+    assert gates.not_worse(slower_u65, deployed) == []  # first common target: u55, unchanged

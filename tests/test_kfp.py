@@ -21,17 +21,17 @@ import pytest
 import yaml
 from ml_metadata.proto import metadata_store_pb2
 
-from collabopt import __version__, kfp_runner, report
-from collabopt.core import tree as paths_tree
+from collabopt import __version__, kfp_runner, results
+from collabopt.core import tree_paths
 from collabopt.kfp_runner import KfpError
-from collabopt.pipelines import tree
+from collabopt.pipelines import config as tree_config, tree
 
-from test_pipeline import lineage  # the local runs' own lineage walk
+from collabopt.tests.helpers import lineage  # the local runs' own lineage walk
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GOLDEN = os.path.join(REPO, "tests", "golden", "kfp_demo_spec.json")
 ROOT = "gs://collabopt-test/root"  # what the packages are compiled for; local runs override it
-DEMO_CONFIG = os.path.join(tree.CONFIG_DIR, "demo.yaml")
+DEMO_CONFIG = os.path.join(tree_config.CONFIG_DIR, "demo.yaml")
 LOCKED = ("tensorflow", "tf-keras", "tensorflow-model-optimization", "tfx", "ml-pipelines-sdk", "ml-metadata",
           "ethos-u-vela", "kfp", "kfp-pipeline-spec", "apache-beam")
 
@@ -49,7 +49,7 @@ RUN_CONFIG = {**_demo_raw(), "name": "collabopt-kfp-test", "data": {"train_limit
 
 
 def _compile(config, path, **kw):
-    pipe = tree.create_pipeline(tree.merge(config), ROOT)
+    pipe = tree.create_pipeline(tree_config.merge(config), ROOT)
     return kfp_runner.compile_pipeline(pipe, str(path), **kw)
 
 
@@ -57,7 +57,7 @@ def _compile(config, path, **kw):
 def packages(tmp_path_factory):
     d = tmp_path_factory.mktemp("kfp")
     out = {}
-    for key, cfg in (("demo", _demo_raw()), ("run", RUN_CONFIG), ("all", tree.load("all_paths"))):
+    for key, cfg in (("demo", _demo_raw()), ("run", RUN_CONFIG), ("all", tree_config.load("all_paths"))):
         path = d / f"{key}.yaml"
         out[key] = (str(path), _compile(cfg, path))
     return out
@@ -120,9 +120,9 @@ def test_demo_and_all_paths_compile_to_packages_kfp_loads(packages):
             assert not title.startswith("collabopt.") or cls.TYPE_NAME == title
     tasks = packages["all"][1]["root"]["dag"]["tasks"]
     npu = sorted(t for t in tasks if t.startswith("NPU_"))
-    assert npu == sorted(f"NPU_{p}" for p in paths_tree.PATHS)  # every path of the tree, each gated
+    assert npu == sorted(f"NPU_{p}" for p in tree_paths.PATHS)  # every path of the tree, each gated
     assert all("blessed" in tasks[t]["triggerPolicy"]["condition"] for t in npu)
-    assert sorted(tasks["Reporter"]["inputs"]["artifacts"]) == sorted(paths_tree.PATHS)
+    assert sorted(tasks["Reporter"]["inputs"]["artifacts"]) == sorted(tree_paths.PATHS)
 
 
 def stable_view(spec):
@@ -178,7 +178,7 @@ def test_compiled_demo_spec_matches_golden(packages):
 
 
 def test_compile_refuses_what_kfp_cannot_use(tmp_path):
-    cfg = tree.merge({**_demo_raw(), "paths": ["ptq"]})
+    cfg = tree_config.merge({**_demo_raw(), "paths": ["ptq"]})
     with pytest.raises(KfpError, match="must end in .yaml"):
         kfp_runner.compile_pipeline(tree.create_pipeline(cfg, ROOT), str(tmp_path / "p.json"))
     local = tree.create_pipeline(cfg, str(tmp_path / "root"), metadata_path=str(tmp_path / "m.sqlite"))
@@ -229,7 +229,7 @@ def test_runtime_parameter_defaults_survive_into_the_package(param_package, tmp_
     res = kfp_runner.run_compiled_locally(param_package, str(tmp_path / "root"), str(tmp_path / "m.sqlite"),
                                           params=[f"model_uri={model}"])
     assert res["tasks"]["ModelImporter"]["outputs"]["result"]["uri"] == str(model)
-    store = report.connect(str(tmp_path / "m.sqlite"))
+    store = results.connect(str(tmp_path / "m.sqlite"))
     assert [a.uri for a in store.get_artifacts_by_type("Model")] == [str(model)]
 
 
@@ -268,8 +268,8 @@ def test_compiled_demo_runs_task_by_task_to_the_npu_model(compiled_run, packages
 
 def test_mlmd_lineage_as_in_a_local_run(compiled_run):
     result, mlmd = compiled_run
-    store = report.connect(mlmd)
-    execs = report.executions(store)
+    store = results.connect(mlmd)
+    execs = results.executions(store)
     ran = sorted(t for t, r in result["tasks"].items() if r["state"] == "COMPLETE")
     assert sorted(e["node"] for e in execs) == ran and {e["state"] for e in execs} == {"COMPLETE"}
     # Contexts, types and events in LocalDagRunner's shape.
@@ -291,9 +291,9 @@ def test_mlmd_lineage_as_in_a_local_run(compiled_run):
     # No artifact registered twice: consumers point at their producer's artifact.
     assert len(store.get_artifacts()) == sum(len(a) for e in execs for a in e["outputs"].values())
     # The numbers the components recorded, typed as they recorded them (report's formats need ints).
-    props = report.props(npu)
+    props = results.props(npu)
     assert props["npu_op_pct"] == 100 and isinstance(props["npu_cycles"], int) and props["npu_cycles"] > 0
-    conv = report.props(next(e for e in execs if e["node"] == "Convert_prune_cluster_pcqat")["outputs"]
+    conv = results.props(next(e for e in execs if e["node"] == "Convert_prune_cluster_pcqat")["outputs"]
                         ["tflite_model"][0])
     assert conv["preservation_ok"] == 1 and conv["max_unique_per_channel"] <= 8
     assert isinstance(conv["int8_accuracy"], float) and conv["int8_accuracy"] > 0.5
@@ -313,10 +313,10 @@ def test_importers_feed_the_containers(compiled_run, tmp_path, task_env):
         "ExamplesImporter", "BaselineImporter", "Convert_ptq"}, env=task_env)
     assert first["tasks"]["Convert_ptq"]["state"] == "COMPLETE"
     assert first["tasks"]["Convert_ptq"]["outputs"]["tflite_model"]["metadata"]["mode"] == "ptq"
-    store = report.connect(mlmd)
+    store = results.connect(mlmd)
     [examples] = store.get_artifacts_by_type("Examples")
     assert examples.properties["split_names"].string_value == '["train", "eval"]'  # the importer's metadata
-    execs = {e["node"]: e for e in report.executions(store)}
+    execs = {e["node"]: e for e in results.executions(store)}
     [conv_ex] = store.get_executions_by_id([execs["Convert_ptq"]["id"]])
     assert {store.get_execution_types_by_id([store.get_executions_by_id([execs[n]["id"]])[0].type_id])[0].name
             for n in ("ExamplesImporter", "BaselineImporter")} == {"tfx.dsl.components.common.importer.Importer"}
@@ -342,8 +342,8 @@ def test_a_failing_task_fails_the_run_and_its_execution(tmp_path, param_package)
     pkg.write_text(yaml.safe_dump(spec))
     with pytest.raises(KfpError, match=r"task Broken failed: exit code 1(.|\n)*no such model"):
         kfp_runner.run_compiled_locally(str(pkg), str(tmp_path / "root"), str(tmp_path / "m.sqlite"))
-    store = report.connect(str(tmp_path / "m.sqlite"))
-    assert {e["node"]: e["state"] for e in report.executions(store)}["Broken"] == "FAILED"
+    store = results.connect(str(tmp_path / "m.sqlite"))
+    assert {e["node"]: e["state"] for e in results.executions(store)}["Broken"] == "FAILED"
 
 
 # ---------------------------------------------------------------------- kfp.Client against a fake API

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from collabopt.core import analyze, convert, optimize, stages, train
+from collabopt.core import analyze, convert, gates, optimize, train
 from collabopt.core.data import load_fashion_mnist
 from collabopt.core.tfenv import keras
 
@@ -105,9 +105,9 @@ def test_preservation_names_broken_layers():
         {"op": "FULLY_CONNECTED", "layer": "logits", "sparsity": 0.5, "max_unique_per_channel": 40},
         {"op": "DEPTHWISE_CONV_2D", "layer": "dw_1", "sparsity": 0.0, "max_unique_per_channel": 9},
     ]
-    f = stages.preservation(layers, {"target_sparsity": 0.5, "number_of_clusters": 8})
+    f = gates.preservation(layers, {"target_sparsity": 0.5, "number_of_clusters": 8})
     assert f == ["pw_2: sparsity 0.310 < 0.480", "logits: 40 distinct values in an output channel > 8 clusters"]
-    assert stages.preservation(layers, {}) == []
+    assert gates.preservation(layers, {}) == []
 
 
 def test_artifact_types_resolve_as_kfp_needs():

@@ -2,46 +2,16 @@
 import json
 import os
 
-import pytest
-from ml_metadata.proto import metadata_store_pb2
+from collabopt import results
+from collabopt.core import analyze, artifact_files
 
-from collabopt import report
-from collabopt.core import analyze, stages
-
-from conftest import TREE_CONFIG
+from collabopt.tests.helpers import TREE_CONFIG, by_node, lineage
 
 TARGET = TREE_CONFIG["prune"]["target_sparsity"]
 CLUSTERS = TREE_CONFIG["cluster"]["number_of_clusters"]
 PCQAT_NODES = ["FashionMnistExampleGen", "BaselineTrainer", "Pruner", "SparseClusterer", "PCQAT",
                "Convert_prune_cluster_pcqat", "Evaluate_prune_cluster_pcqat", "NPU_prune_cluster_pcqat",
                "Convert_ptq", "Evaluate_ptq", "NPU_ptq", "Reporter"]
-
-
-def by_node(mlmd):
-    store = report.connect(mlmd)
-    return store, {e["node"]: e for e in report.executions(store)}
-
-
-def node_of(store, execution_id):
-    return next(c.name.split(".", 1)[-1] for c in store.get_contexts_by_execution(execution_id)
-                if store.get_context_types_by_id([c.type_id])[0].name == "node")
-
-
-def lineage(store, artifact_id):
-    """Node names from the artifact back to the first producer, following model INPUT events."""
-    chain = []
-    while True:
-        producers = [e for e in store.get_events_by_artifact_ids([artifact_id])
-                     if e.type == metadata_store_pb2.Event.OUTPUT]
-        if not producers:
-            return chain
-        ex_id = producers[0].execution_id
-        chain.append(node_of(store, ex_id))
-        inputs = [e for e in store.get_events_by_execution_ids([ex_id])
-                  if e.type == metadata_store_pb2.Event.INPUT and e.path.steps[0].key in ("model", "tflite_model")]
-        if not inputs:
-            return chain
-        artifact_id = inputs[0].artifact_id
 
 
 def test_beam_runner_runs_the_pcqat_path_with_lineage(beam_run):
@@ -55,7 +25,7 @@ def test_beam_runner_runs_the_pcqat_path_with_lineage(beam_run):
 
 def _tflite(nodes, node):
     art = nodes[node]["outputs"]["tflite_model"][0]
-    with open(os.path.join(art.uri, stages.TFLITE_FILE), "rb") as f:
+    with open(os.path.join(art.uri, artifact_files.TFLITE_FILE), "rb") as f:
         return art, f.read()
 
 
@@ -70,10 +40,10 @@ def test_flatbuffer_keeps_sparsity_and_clusters(local_run):
               for l in judged if l["sparsity"] < TARGET - 0.02 or l["unique_per_tensor"] > CLUSTERS]
     assert not broken, f"PCQAT lost sparsity/clusters in: {broken}"
     # The component reports the same, per layer, and its MLMD properties agree.
-    assert report.props(art)["preservation_ok"] == 1
-    assert report.props(art)["mode"] == "qat"
-    assert report.props(art)["max_unique_per_channel"] <= CLUSTERS
-    with open(os.path.join(art.uri, stages.STATS_FILE)) as f:
+    assert results.props(art)["preservation_ok"] == 1
+    assert results.props(art)["mode"] == "qat"
+    assert results.props(art)["max_unique_per_channel"] <= CLUSTERS
+    with open(os.path.join(art.uri, artifact_files.STATS_FILE)) as f:
         stats = json.load(f)
     assert stats["promises"] == {"target_sparsity": TARGET, "number_of_clusters": CLUSTERS, "per_channel": False}
     assert [l["max_unique_per_channel"] for l in stats["layers"]] == [l["max_unique_per_channel"] for l in layers]
@@ -90,9 +60,9 @@ def test_depthwise_kernels_are_reported_not_clustered(local_run):
 
 def test_pcqat_keeps_the_compression_of_prune_cluster_ptq(local_run):
     _, nodes = by_node(local_run)
-    pcqat = report.props(nodes["Convert_prune_cluster_pcqat"]["outputs"]["tflite_model"][0])
-    ptq = report.props(nodes["Convert_prune_cluster_ptq"]["outputs"]["tflite_model"][0])
-    base = report.props(nodes["Convert_ptq"]["outputs"]["tflite_model"][0])
+    pcqat = results.props(nodes["Convert_prune_cluster_pcqat"]["outputs"]["tflite_model"][0])
+    ptq = results.props(nodes["Convert_prune_cluster_ptq"]["outputs"]["tflite_model"][0])
+    base = results.props(nodes["Convert_ptq"]["outputs"]["tflite_model"][0])
     assert pcqat["saving_pct"] >= ptq["saving_pct"] - 1.0, (pcqat["saving_pct"], ptq["saving_pct"])
     assert ptq["saving_pct"] > base["saving_pct"] + 10  # the collaborative techniques do compress
     # Shared centroids and ranges: k int8 values per tensor, fewer than PTQ's per-channel scales give.
@@ -103,7 +73,7 @@ def test_pcqat_keeps_the_compression_of_prune_cluster_ptq(local_run):
 def test_vela_compiles_everything_to_the_npu(local_run):
     _, nodes = by_node(local_run)
     art = nodes["NPU_prune_cluster_pcqat"]["outputs"]["npu_model"][0]
-    p = report.props(art)
+    p = results.props(art)
     assert p["accelerator_config"] == "ethos-u55-128"
     assert p["npu_op_pct"] == 100.0 and p["cpu_ops"] == 0 and p["npu_ops"] >= 10
     assert p["npu_cycles"] > 0 and p["inference_time_s"] > 0 and p["encoded_weights_bytes"] > 0

@@ -5,15 +5,14 @@ import os
 
 import pytest
 
-from collabopt import report
-from collabopt.core import stages
+from collabopt import results
+from collabopt.core import artifact_files, deploy
 
 from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifacts
 
-from conftest import TREE_CONFIG, run_tree
-from test_pipeline import by_node
+from collabopt.tests.helpers import TREE_CONFIG, by_node, run_tree
 
 
 @component
@@ -38,13 +37,13 @@ def test_push_then_refuse_a_worse_leaf(retrain_config, tmp_path):
     dest = retrain_config["push"]["destination"]
     first = run_tree(tmp_path / "first", retrain_config)
     _, nodes = by_node(first)
-    pushed = report.props(nodes["Push_ptq"]["outputs"]["pushed_model"][0])
+    pushed = results.props(nodes["Push_ptq"]["outputs"]["pushed_model"][0])
     assert nodes["Push_ptq"]["state"] == "COMPLETE" and pushed["pushed"] == 1
     version = pushed["pushed_version"]
     assert pushed["pushed_destination"] == os.path.join(dest, "ptq", version)
     assert sorted(os.listdir(os.path.join(dest, "ptq"))) == sorted([version, "latest"])
-    deployed = stages.last_pushed(dest, "ptq")
-    leaf = report.props(nodes["Evaluate_ptq"]["outputs"]["evaluation"][0])
+    deployed = deploy.last_pushed(dest, "ptq")
+    leaf = results.props(nodes["Evaluate_ptq"]["outputs"]["evaluation"][0])
     assert deployed["version"] == version and deployed["int8_accuracy"] == leaf["int8_accuracy"]
     assert os.path.isfile(os.path.join(dest, "ptq", "latest", "model.tflite"))
     assert os.path.isfile(os.path.join(dest, "ptq", "latest", "npu", "ethos-u55-128", "model_vela.tflite"))
@@ -56,7 +55,7 @@ def test_push_then_refuse_a_worse_leaf(retrain_config, tmp_path):
         json.dump(better, f)
     second = run_tree(tmp_path / "second", retrain_config)
     _, nodes = by_node(second)
-    reasons = json.loads(report.props(nodes["Evaluate_ptq"]["outputs"]["evaluation"][0])["reasons"])
+    reasons = json.loads(results.props(nodes["Evaluate_ptq"]["outputs"]["evaluation"][0])["reasons"])
     assert reasons == [
         f"worse than deployed version {version}: INT8 accuracy {leaf['int8_accuracy']:.2%} < "
         f"{better['int8_accuracy']:.2%}",
@@ -122,8 +121,8 @@ def test_latest_pushed_model_is_the_newest_version(local_run, tmp_path):
     _, nodes = by_node(local_run)
     trained = nodes["BaselineTrainer"]["outputs"]["model"][0].uri
     serving = tmp_path / "serving"
-    shutil.copytree(os.path.join(trained, stages.MODEL_DIR), serving / "1700000000")
-    shutil.copytree(os.path.join(trained, stages.MODEL_DIR), serving / "1800000000")
+    shutil.copytree(os.path.join(trained, artifact_files.MODEL_DIR), serving / "1700000000")
+    shutil.copytree(os.path.join(trained, artifact_files.MODEL_DIR), serving / "1800000000")
     (serving / "1900000000-partial").mkdir()  # not a version
     config = {**TREE_CONFIG, "name": "pushed", "paths": ["ptq"], "requirements": {},
               "baseline": {"pushed_models": str(serving)}, "npu": {"targets": ["ethos-u55-128"]},
@@ -131,9 +130,9 @@ def test_latest_pushed_model_is_the_newest_version(local_run, tmp_path):
     mlmd = run_tree(tmp_path / "run", config)
     _, run = by_node(mlmd)
     model = run["LatestPushedModel"]["outputs"]["model"][0]
-    props = report.props(model)
+    props = results.props(model)
     assert (props["source_uri"], props["version"]) == (str(serving / "1800000000"), 1800000000)
-    assert os.path.isfile(os.path.join(model.uri, stages.MODEL_DIR, "saved_model.pb"))
+    assert os.path.isfile(os.path.join(model.uri, artifact_files.MODEL_DIR, "saved_model.pb"))
     assert run["Evaluate_ptq"]["state"] == "COMPLETE"
 
     empty = tmp_path / "empty"

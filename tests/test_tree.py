@@ -13,11 +13,10 @@ import numpy as np
 import pytest
 from ml_metadata.proto import metadata_store_pb2
 
-from collabopt import cli, report
-from collabopt.core import analyze, data, evaluate, stages, tree
+from collabopt import cli, results
+from collabopt.core import analyze, artifact_files, data, evaluate, tree_paths
 
-from conftest import TREE_CONFIG, run_tree
-from test_pipeline import by_node, node_of
+from collabopt.tests.helpers import TREE_CONFIG, by_node, node_of, run_tree
 
 LEAF_FIELDS = ("path", "fp32_accuracy", "int8_accuracy", "tflite_bytes", "gzip_bytes", "saving_pct", "sparsity",
                "max_unique_per_channel", "blessed")
@@ -31,7 +30,7 @@ def _cli_json(capsys, mlmd):
 
 def test_all_paths_give_8_leaves_with_every_field(local_run, capsys):
     leaves = _cli_json(capsys, local_run)
-    assert sorted(l["path"] for l in leaves) == sorted(tree.PATHS)
+    assert sorted(l["path"] for l in leaves) == sorted(tree_paths.PATHS)
     for leaf in leaves:
         missing = [k for k in LEAF_FIELDS if leaf.get(k) is None]
         assert not missing, (leaf["path"], missing)
@@ -42,14 +41,14 @@ def test_all_paths_give_8_leaves_with_every_field(local_run, capsys):
         assert 0 < leaf["gzip_bytes"] < leaf["tflite_bytes"]
     by_path = {l["path"]: l for l in leaves}
     # What each path promises shows in its flatbuffer: pruned paths are sparse, clustered ones have few values.
-    assert all(by_path[p]["sparsity"] > 0.4 for p in tree.PATHS if "prune" in tree.PATHS[p])
+    assert all(by_path[p]["sparsity"] > 0.4 for p in tree_paths.PATHS if "prune" in tree_paths.PATHS[p])
     assert all(by_path[p]["sparsity"] < 0.1 for p in ("ptq", "qat", "cluster_ptq", "cluster_cqat"))
-    assert all(by_path[p]["max_unique_per_channel"] <= 8 for p in tree.PATHS if "cluster" in tree.PATHS[p])
+    assert all(by_path[p]["max_unique_per_channel"] <= 8 for p in tree_paths.PATHS if "cluster" in tree_paths.PATHS[p])
 
 
 def test_shared_prefixes_execute_once(local_run):
     store, nodes = by_node(local_run)
-    execs = report.executions(store)
+    execs = results.executions(store)
     names = [e["node"] for e in execs]
     assert len(names) == len(set(names))  # no node ran twice
     stage_nodes = {"BaselineTrainer", "Pruner", "Clusterer", "SparseClusterer", "QAT", "PQAT", "CQAT", "PCQAT"}
@@ -70,13 +69,13 @@ def test_beam_int8_accuracy_equals_single_process(local_run):
     """Each leaf's INT8 accuracy from the Beam evaluator equals the converter's in-process figure
     on the same eval split; the baseline's FP32 accuracy agrees with the trainer's."""
     _, nodes = by_node(local_run)
-    for path in tree.PATHS:
-        beam = report.props(nodes[f"Evaluate_{path}"]["outputs"]["evaluation"][0])
-        single = report.props(nodes[f"Convert_{path}"]["outputs"]["tflite_model"][0])
+    for path in tree_paths.PATHS:
+        beam = results.props(nodes[f"Evaluate_{path}"]["outputs"]["evaluation"][0])
+        single = results.props(nodes[f"Convert_{path}"]["outputs"]["tflite_model"][0])
         assert beam["eval_examples"] == TREE_CONFIG["data"]["eval_limit"]
         assert beam["int8_accuracy"] == single["int8_accuracy"], path
-    trainer = report.props(nodes["BaselineTrainer"]["outputs"]["model"][0])
-    ptq = report.props(nodes["Evaluate_ptq"]["outputs"]["evaluation"][0])
+    trainer = results.props(nodes["BaselineTrainer"]["outputs"]["model"][0])
+    ptq = results.props(nodes["Evaluate_ptq"]["outputs"]["evaluation"][0])
     assert abs(ptq["fp32_accuracy"] - trainer["accuracy"]) <= 1 / 500
 
 
@@ -86,7 +85,7 @@ def test_beam_evaluation_on_two_worker_processes(local_run, examples_uri, tmp_pa
     from apache_beam.options.pipeline_options import PipelineOptions
     _, nodes = by_node(local_run)
     tflite_dir = nodes["Convert_prune_cluster_pcqat"]["outputs"]["tflite_model"][0].uri
-    tflite_path = os.path.join(tflite_dir, stages.TFLITE_FILE)
+    tflite_path = os.path.join(tflite_dir, artifact_files.TFLITE_FILE)
     x, y = data.read_examples(examples_uri, "eval")
     sharded = str(tmp_path / "sharded")
     data.write_examples(sharded, {"eval": (x, y)}, num_shards=3)
@@ -131,7 +130,7 @@ def test_impossible_requirement_blesses_nothing_and_compiles_nothing(gated_run, 
     for leaf in leaves:
         assert f"gzip size {leaf['gzip_bytes']:,} B > max 1,000 B" in leaf["reasons"]
         blessing = nodes[f"Evaluate_{leaf['path']}"]["outputs"]["blessing"][0]
-        assert report.props(blessing)["blessed"] == 0
+        assert results.props(blessing)["blessed"] == 0
     assert nodes["Reporter"]["state"] == "COMPLETE"
 
 
@@ -142,7 +141,7 @@ def test_preservation_gate_names_the_layers(gated_run, capsys):
     named = dict(re.findall(r"(\w+): (\d+) distinct values in an output channel > 8 clusters", reason))
     # Exactly the Conv2D/Dense kernels whose flatbuffer channels hold more than the 8 clusters.
     _, nodes = by_node(gated_run)
-    with open(os.path.join(nodes["Convert_cluster_cqat"]["outputs"]["tflite_model"][0].uri, stages.TFLITE_FILE),
+    with open(os.path.join(nodes["Convert_cluster_cqat"]["outputs"]["tflite_model"][0].uri, artifact_files.TFLITE_FILE),
               "rb") as f:
         layers = [l for l in analyze.layer_stats(f.read()) if l["op"] != "DEPTHWISE_CONV_2D"]
     over = {l["layer"]: str(l["max_unique_per_channel"]) for l in layers if l["max_unique_per_channel"] > 8}
@@ -157,10 +156,10 @@ def _chromium():
 
 def test_html_report_renders_in_headless_chromium(local_run, tmp_path):
     run_dir = os.path.dirname(local_run)
-    page = os.path.join(run_dir, stages.REPORT_FILE)  # written next to the pipeline root
+    page = os.path.join(run_dir, artifact_files.REPORT_FILE)  # written next to the pipeline root
     store, nodes = by_node(local_run)
     artifact = nodes["Reporter"]["outputs"]["report"][0]
-    with open(page) as f, open(os.path.join(artifact.uri, stages.REPORT_FILE)) as g:
+    with open(page) as f, open(os.path.join(artifact.uri, artifact_files.REPORT_FILE)) as g:
         html = f.read()
         assert g.read() == html
     # self-contained: no external resources
@@ -191,4 +190,4 @@ def test_report_html_from_mlmd_matches_the_run(local_run, tmp_path, capsys):
     assert html.count("<tr class=") == 8 and "id='density'" in html
     assert cli.main(["report", "--mlmd", local_run]) == 0
     table = capsys.readouterr().out
-    assert all(p in table for p in tree.PATHS) and "ethos-u65-256 cycles" in table
+    assert all(p in table for p in tree_paths.PATHS) and "ethos-u65-256 cycles" in table

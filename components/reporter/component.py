@@ -6,14 +6,14 @@ from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from collabopt.components import artifacts
 from collabopt.components.reporter import executor
-from collabopt.core import tree
+from collabopt.core import tree_paths
 
 
 class ReporterSpec(component_spec.ComponentSpec):
     PARAMETERS = {"title": ExecutionParameter(type=str),
                   "publish_dir": ExecutionParameter(type=str)}  # also write report.html here ("" = no)
     # One optional input per deployment-tree path (fixed names compile everywhere, KFP included).
-    INPUTS = {p: ChannelParameter(type=artifacts.LeafEvaluation, optional=True) for p in tree.PATHS}
+    INPUTS = {p: ChannelParameter(type=artifacts.LeafEvaluation, optional=True) for p in tree_paths.PATHS}
     OUTPUTS = {"report": ChannelParameter(type=artifacts.OptimizationReport)}
 
 
@@ -24,9 +24,9 @@ class Reporter(base_component.BaseComponent):
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
 
     def __init__(self, evaluations: dict, title="collabopt optimization report", publish_dir=""):
-        unknown = sorted(set(evaluations) - set(tree.PATHS))
+        unknown = sorted(set(evaluations) - set(tree_paths.PATHS))
         if unknown or not evaluations:
-            raise ValueError(f"evaluations must map deployment-tree paths ({', '.join(tree.PATHS)}) to "
+            raise ValueError(f"evaluations must map deployment-tree paths ({', '.join(tree_paths.PATHS)}) to "
                              f"LeafEvaluation channels; got {sorted(evaluations) or 'none'}")
         super().__init__(spec=ReporterSpec(
             title=title, publish_dir=publish_dir, report=types.Channel(type=artifacts.OptimizationReport),

@@ -14,9 +14,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
-from collabopt.core import tree  # noqa: E402
+from collabopt.core import tree_paths  # noqa: E402
+from collabopt.core.artifact_files import INT8_STAGE  # noqa: E402
 
-INT8_STAGE = "int8"  # = stages.INT8_STAGE (not imported: stages pulls in TensorFlow)
 
 CSS = """body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;font-size:13px}
 th,td{border:1px solid #bbb;padding:3px 7px;text-align:right}th{background:#eee}td.l{text-align:left}
@@ -58,7 +58,7 @@ def table(leaves):
         npu = [f"{_f(leaf['npu'][t]['npu_cycles'], ',d')} / {_storage(leaf['npu'][t])}"
                if t in leaf.get("npu", {}) else "-" for t in targets]
         reasons = "".join(f'<div class="reason">{html.escape(r)}</div>' for r in leaf.get("reasons", []))
-        cells = [f'<td class="l">{html.escape(tree.label(leaf["path"]))}</td>',
+        cells = [f'<td class="l">{html.escape(tree_paths.label(leaf["path"]))}</td>',
                  *(f"<td>{c}</td>" for c in (
                      _f(leaf.get("fp32_accuracy"), ".2%"), _f(leaf["int8_accuracy"], ".2%"),
                      _f(leaf.get("int8_accuracy_drop_pp"), "+.2f"),
@@ -74,16 +74,16 @@ def table(leaves):
 def tree_figure(leaves):
     """The deployment tree left to right: stage nodes, then one box per leaf with its numbers."""
     by_path = {leaf["path"]: leaf for leaf in leaves}
-    paths = [p for p in tree.PATHS if p in by_path]
+    paths = [p for p in tree_paths.PATHS if p in by_path]
     fig, ax = plt.subplots(figsize=(13, 0.9 * len(paths) + 1.2))
     ax.axis("off")
     y_leaf = {p: -i for i, p in enumerate(paths)}
     # Each prefix node sits at the mean height of the leaves under it.
     nodes = {(): np.mean(list(y_leaf.values()))}
     for p in paths:
-        for pre in tree.prefixes(p):
+        for pre in tree_paths.prefixes(p):
             if pre and pre[-1] != "qat":
-                nodes.setdefault(pre, np.mean([y_leaf[q] for q in paths if tree.PATHS[q][:len(pre)] == pre]))
+                nodes.setdefault(pre, np.mean([y_leaf[q] for q in paths if tree_paths.PATHS[q][:len(pre)] == pre]))
     names = {(): "baseline", ("prune",): "pruned", ("cluster",): "clustered",
              ("prune", "cluster"): "pruned +\nclustered"}
     for pre, y in nodes.items():
@@ -94,9 +94,9 @@ def tree_figure(leaves):
         ax.text(len(pre), y, names.get(pre, "+".join(pre)), ha="center", va="center", fontsize=9,
                 bbox=dict(boxstyle="round", fc="#dde8f5", ec="#557"))
     for p in paths:
-        leaf, steps = by_path[p], tree.PATHS[p]
+        leaf, steps = by_path[p], tree_paths.PATHS[p]
         parent = steps[:-1] if steps and steps[-1] == "qat" else steps
-        method = tree.QAT_SCHEME[parent].upper() if steps and steps[-1] == "qat" else "PTQ"
+        method = tree_paths.QAT_SCHEME[parent].upper() if steps and steps[-1] == "qat" else "PTQ"
         npu = next(iter(leaf.get("npu", {}).items()), None)
         text = (f"{method}: INT8 {leaf['int8_accuracy']:.2%}  gzip {leaf['gzip_bytes']:,} B "
                 f"({leaf['saving_pct']:.1f}% saved)  sparsity {leaf['sparsity']:.0%}  "
@@ -161,14 +161,14 @@ def density_figure(layer, history, path):
         ax.set_title(f"{'INT8 codes in the .tflite' if int8 else stage}\nsparsity {np.mean(w == 0):.0%}, "
                      f"{len(np.unique(w))} distinct values", fontsize=9)
         ax.tick_params(labelsize=7)
-    fig.suptitle(f"kernel of layer {layer!r} along {tree.label(path)}", fontsize=10)
+    fig.suptitle(f"kernel of layer {layer!r} along {tree_paths.label(path)}", fontsize=10)
     fig.tight_layout()
     return fig
 
 
 def render(leaves, kernels=None, title="collabopt optimization report", meta=None):
     """HTML text. leaves: leaf dicts; kernels: {path: (layer, {stage: kernel})}; meta: {label: value}."""
-    leaves = sorted(leaves, key=lambda l: list(tree.PATHS).index(l["path"]) if l["path"] in tree.PATHS else 99)
+    leaves = sorted(leaves, key=lambda l: list(tree_paths.PATHS).index(l["path"]) if l["path"] in tree_paths.PATHS else 99)
     meta = {"generated": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             **(meta or {})}
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
@@ -184,11 +184,11 @@ def render(leaves, kernels=None, title="collabopt optimization report", meta=Non
     kernels = {p: k for p, k in (kernels or {}).items() if k and k[1]}
     if kernels:
         # The deepest path shows every stage; the others are in its prefix.
-        path = max(kernels, key=lambda p: (len(kernels[p][1]), list(tree.PATHS).index(p)))
+        path = max(kernels, key=lambda p: (len(kernels[p][1]), list(tree_paths.PATHS).index(p)))
         layer, history = kernels[path]
         parts += ["<h2 id='density'>Weight density through the stages</h2>",
                   f"<p>Kernel of layer <b>{html.escape(layer)}</b> after each stage of "
-                  f"<b>{html.escape(tree.label(path))}</b>: {html.escape(', '.join(history))}"
+                  f"<b>{html.escape(tree_paths.label(path))}</b>: {html.escape(', '.join(history))}"
                   + (" (the int8 codes stored in the .tflite)" if INT8_STAGE in history else "") + ".</p>",
                   _png(density_figure(layer, history, path))]
     parts.append("</body></html>")

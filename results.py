@@ -121,8 +121,8 @@ def leaves(store, run=None):
             leaf["npu_compiled"] = leaf["path"] in compiled
             leaf["state"], leaf["uri"] = ex["state"], art.uri
             out.append(leaf)
-    from collabopt.core import tree  # no heavy imports: the paths only
-    order = list(tree.PATHS)
+    from collabopt.core import tree_paths  # no heavy imports: the paths only
+    order = list(tree_paths.PATHS)
     return sorted(out, key=lambda l: order.index(l["path"]) if l["path"] in order else len(order))
 
 

@@ -1,0 +1,37 @@
+"""What lives inside collabopt's artifact folders: file names, and reading/writing them.
+
+One home for these names: stages write them, components and the MLMD reader find them, the
+deployment folder copies them.
+"""
+import json
+import os
+
+MODEL_DIR = "Format-Serving"      # SavedModel folder inside a Model artifact (as TFX Trainer writes)
+LOG_DIR = "logs"                  # TensorBoard logs inside a Model artifact
+TFLITE_FILE = "model.tflite"
+STATS_FILE = "stats.json"
+KERNELS_FILE = "kernels.npz"      # one sample kernel as it was after each stage (the report plots it)
+INT8_STAGE = "int8"               # its last entry: the codes stored in the flatbuffer (not floats)
+LEAF_FILE = "leaf.json"           # a LeafEvaluation's numbers (and a deployed leaf's)
+REPORT_FILE = "report.html"
+LEAVES_FILE = "leaves.json"
+
+
+def write_json(path, obj):
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=1, sort_keys=True)
+
+
+def read_leaf(evaluation_dir):
+    with open(os.path.join(str(evaluation_dir), LEAF_FILE)) as f:
+        return json.load(f)
+
+
+def promises(model_path):
+    """What upstream stages promised about this model (target sparsity, clusters), from the
+    stats.json our stages write next to the SavedModel; {} for a user's own model."""
+    path = os.path.join(str(model_path), STATS_FILE)
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as f:
+        return dict(json.load(f).get("promises", {}))

@@ -1,0 +1,69 @@
+"""The gates a leaf passes before it is blessed: what its path promised survived into the flatbuffer
+(preservation), the user's requirements, and, when retraining, not worse than the leaf deployed now.
+Each returns the reasons a leaf fails ([] = passes)."""
+
+
+def preservation(layers, promised, tolerance=0.02):
+    """Per Conv2D/Dense kernel of the flatbuffer: did the promised sparsity and clusters survive?
+
+    Returns one line per broken layer. DEPTHWISE_CONV_2D kernels are reported but not judged:
+    TFMOT clusters no depthwise kernels and its CQAT does not preserve them.
+    """
+    failures = []
+    target, k = promised.get("target_sparsity"), promised.get("number_of_clusters")
+    for l in layers:
+        if l["op"] == "DEPTHWISE_CONV_2D":
+            continue
+        if target and l["sparsity"] < target - tolerance:
+            failures.append(f"{l['layer']}: sparsity {l['sparsity']:.3f} < {target - tolerance:.3f}")
+        # Sparsity-preserving clustering keeps the zero as a centroid among the k.
+        if k and l["max_unique_per_channel"] > k:
+            failures.append(f"{l['layer']}: {l['max_unique_per_channel']} distinct values in an "
+                            f"output channel > {k} clusters")
+    return failures
+
+
+def gate(leaf, requirements, baseline_int8_accuracy):
+    """Why `leaf` misses the user's requirements or lost what its path promised; [] = blessed."""
+    req = requirements or {}
+    reasons = []
+    drop = req.get("max_int8_accuracy_drop_pp")
+    if drop is not None:
+        lost = round(100.0 * (baseline_int8_accuracy - leaf["int8_accuracy"]), 9)  # at the limit passes
+        if lost > drop:
+            reasons.append(f"INT8 accuracy {leaf['int8_accuracy']:.2%} is {lost:.2f} pp below the "
+                           f"baseline's {baseline_int8_accuracy:.2%} (max drop {drop} pp)")
+    max_gzip = req.get("max_gzip_bytes")
+    if max_gzip is not None and leaf["gzip_bytes"] > max_gzip:
+        reasons.append(f"gzip size {leaf['gzip_bytes']:,} B > max {max_gzip:,} B")
+    max_time = req.get("max_npu_inference_time_s")
+    if max_time is not None:
+        target = req.get("npu_target") or next(iter(leaf["npu"]), None)
+        est = leaf["npu"].get(target)
+        if est is None:
+            reasons.append(f"no NPU estimate for {target!r} to check max_npu_inference_time_s")
+        elif est["inference_time_s"] > max_time:
+            reasons.append(f"{target} inference time {est['inference_time_s'] * 1e3:.3f} ms > max "
+                           f"{max_time * 1e3:.3f} ms")
+    if leaf.get("preservation_failures"):
+        reasons.append("preservation: " + "; ".join(leaf["preservation_failures"]))
+    return reasons
+
+
+def not_worse(leaf, previous, requirements=None):
+    """Retraining: why `leaf` is worse than the leaf deployed now (`previous`); [] = not worse.
+    Compared: INT8 accuracy, gzip bytes, and the NPU time of the requirement's target (or the
+    first target both were estimated on)."""
+    reasons = []
+    tag = f"worse than deployed version {previous.get('version', '?')}"
+    if leaf["int8_accuracy"] < previous["int8_accuracy"]:
+        reasons.append(f"{tag}: INT8 accuracy {leaf['int8_accuracy']:.2%} < {previous['int8_accuracy']:.2%}")
+    if leaf["gzip_bytes"] > previous["gzip_bytes"]:
+        reasons.append(f"{tag}: gzip size {leaf['gzip_bytes']:,} B > {previous['gzip_bytes']:,} B")
+    target = (requirements or {}).get("npu_target") or next(
+        (t for t in leaf["npu"] if t in previous.get("npu", {})), None)
+    if target and target in leaf["npu"] and target in previous.get("npu", {}):
+        new, old = leaf["npu"][target]["inference_time_s"], previous["npu"][target]["inference_time_s"]
+        if new > old:
+            reasons.append(f"{tag}: {target} inference time {new * 1e3:.4f} ms > {old * 1e3:.4f} ms")
+    return reasons
