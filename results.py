@@ -4,6 +4,8 @@ import json
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
+from collabopt.components import keys
+
 STATE = {v: k for k, v in metadata_store_pb2.Execution.State.items()}
 
 
@@ -103,22 +105,23 @@ NPU_FIELDS = {"cycles": "npu_cycles", "inference_time_s": "inference_time_s", "f
 
 def leaves(store, run=None):
     """Every evaluated leaf of a run (the latest by default), from MLMD properties alone:
-    LEAF_FIELDS, 'reasons', 'npu': {target: NPU_FIELDS}, 'npu_compiled' (its NPU_<path> node ran),
+    LEAF_FIELDS, 'reasons', 'npu': {target: NPU_FIELDS}, 'pushed' (its Push_<path> node deployed it),
     'uri' (the LeafEvaluation folder)."""
     execs = executions(store, run)
-    compiled = {e["node"][len("NPU_"):] for e in execs if e["node"].startswith("NPU_") and e["state"] == "COMPLETE"}
+    pushed = {e["node"][len("Push_"):] for e in execs if e["node"].startswith("Push_") and e["state"] == "COMPLETE"
+              and any(props(a).get(keys.PUSHED) == 1 for a in e["outputs"].get(keys.PUSHED_MODEL_KEY, []))}
     out = []
     for ex in execs:
-        for art in ex["outputs"].get("evaluation", []):
+        for art in ex["outputs"].get(keys.EVALUATION_KEY, []):
             p = props(art)
-            if "path" not in p:
+            if keys.PATH not in p:
                 continue
-            targets = [t for t in (p.get("npu_targets") or "").split(",") if t]
+            targets = [t for t in (p.get(keys.NPU_TARGETS) or "").split(",") if t]
             leaf = {k: p.get(k) for k in LEAF_FIELDS}
-            leaf["blessed"] = bool(leaf["blessed"])
-            leaf["reasons"] = json.loads(p.get("reasons") or "[]")
+            leaf["blessed"] = bool(leaf[keys.BLESSED])
+            leaf["reasons"] = json.loads(p.get(keys.REASONS) or "[]")
             leaf["npu"] = {t: {k: p.get(f"{t}.{v}") for k, v in NPU_FIELDS.items()} for t in targets}
-            leaf["npu_compiled"] = leaf["path"] in compiled
+            leaf["pushed"] = leaf["path"] in pushed
             leaf["state"], leaf["uri"] = ex["state"], art.uri
             out.append(leaf)
     from collabopt.core import tree_paths  # no heavy imports: the paths only

@@ -1,18 +1,21 @@
-"""The collabopt TFX components (one folder each: component spec, executor, README)."""
-from collabopt.components.artifacts import (LeafBlessing, LeafEvaluation, NPUModel, OptimizationReport,
-                                            TFLiteModel)
-from collabopt.components.baseline_trainer.component import BaselineTrainer
-from collabopt.components.examples_gen.component import FashionMnistExampleGen
-from collabopt.components.latest_pushed_model.component import LatestPushedModel
-from collabopt.components.leaf_evaluator.component import LeafEvaluator
-from collabopt.components.leaf_pusher.component import LeafPusher
-from collabopt.components.npu_compiler.component import NPUCompiler
-from collabopt.components.preserving_qat.component import PreservingQAT
-from collabopt.components.pruner.component import Pruner
-from collabopt.components.reporter.component import Reporter
-from collabopt.components.sparse_clusterer.component import SparseClusterer
-from collabopt.components.tflite_converter.component import TFLiteConverter
+"""The collabopt TFX components (one folder each: component spec, executor, README, tests).
 
-__all__ = ["BaselineTrainer", "FashionMnistExampleGen", "LatestPushedModel", "LeafBlessing", "LeafEvaluation", "LeafEvaluator", "LeafPusher", "NPUCompiler",
-           "NPUModel", "OptimizationReport", "PreservingQAT", "Pruner", "Reporter", "SparseClusterer",
-           "TFLiteConverter", "TFLiteModel"]
+Loaded on first use, so `collabopt.components.keys` (plain constants) imports without TFX."""
+import importlib
+
+_WHERE = {
+    "LeafBlessing": "artifacts", "LeafEvaluation": "artifacts", "NPUModel": "artifacts",
+    "OptimizationReport": "artifacts", "TFLiteModel": "artifacts",
+    "BaselineTrainer": "baseline_trainer.component", "FashionMnistExampleGen": "examples_gen.component",
+    "LatestPushedModel": "latest_pushed_model.component", "LeafEvaluator": "leaf_evaluator.component",
+    "LeafPusher": "leaf_pusher.component", "NPUCompiler": "npu_compiler.component",
+    "PreservingQAT": "preserving_qat.component", "Pruner": "pruner.component", "Reporter": "reporter.component",
+    "SparseClusterer": "sparse_clusterer.component", "TFLiteConverter": "tflite_converter.component",
+}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name):
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,5 +1,6 @@
-"""What every collabopt component shares: data/fit parameters, their validation, and recording
-metrics as MLMD custom properties."""
+"""What every collabopt component shares: parameters derived from the config schema and checked by
+it (at construction and again at run time), the data/fit specs, and recording metrics as MLMD
+custom properties."""
 import json
 import logging
 import os
@@ -8,71 +9,94 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
-from collabopt.core import stages
+from collabopt import schemas
+from collabopt.components import keys
+from collabopt.core import data, stages
 
 # Every model stage reads a standard Model and the Examples it fine-tunes/evaluates on.
-MODEL_STAGE_INPUTS = {"model": ChannelParameter(type=standard_artifacts.Model),
-                      "examples": ChannelParameter(type=standard_artifacts.Examples)}
-DATA_PARAMETERS = {
-    "feature_key": ExecutionParameter(type=str),
-    "label_key": ExecutionParameter(type=str),
-    "feature_shape": ExecutionParameter(type=str),  # JSON list, e.g. "[28, 28, 1]"
-    "train_split": ExecutionParameter(type=str),
-    "eval_split": ExecutionParameter(type=str),
-    "train_limit": ExecutionParameter(type=int),
-    "eval_limit": ExecutionParameter(type=int),
-}
-FIT_PARAMETERS = {
-    "epochs": ExecutionParameter(type=int),
-    "batch_size": ExecutionParameter(type=int),
-    "learning_rate": ExecutionParameter(type=float),
-    "seed": ExecutionParameter(type=int),
-}
+MODEL_STAGE_INPUTS = {keys.MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
+                      keys.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples)}
+DATA_DEFAULTS = {"feature_key": "image", "label_key": "label", "feature_shape": list(data.FASHION_MNIST_SHAPE),
+                 "train_split": "train", "eval_split": "eval", "train_limit": 0, "eval_limit": 0}
+FIT_KEYS = ("epochs", "batch_size", "learning_rate", "seed")
 
 
-def data_params(feature_key="image", label_key="label", feature_shape=(28, 28, 1), train_split="train",
-                eval_split="eval", train_limit=0, eval_limit=0):
-    """Validated data parameters, ready for a ComponentSpec."""
-    for name, v in (("feature_key", feature_key), ("label_key", label_key),
-                    ("train_split", train_split), ("eval_split", eval_split)):
-        if not isinstance(v, str) or not v:
-            raise ValueError(f"{name} must be a non-empty string, got {v!r}")
-    shape = list(feature_shape)
-    if not shape or not all(isinstance(d, int) and d > 0 for d in shape):
-        raise ValueError(f"feature_shape must be a list of positive integers, got {feature_shape!r}")
-    for name, v in (("train_limit", train_limit), ("eval_limit", eval_limit)):
-        if not isinstance(v, int) or v < 0:
-            raise ValueError(f"{name} must be an integer >= 0 (0 = whole split), got {v!r}")
-    return dict(feature_key=feature_key, label_key=label_key, feature_shape=json.dumps(shape),
-                train_split=train_split, eval_split=eval_split, train_limit=train_limit,
-                eval_limit=eval_limit)
+def _types(section, key):
+    t = schemas.load("tree_config")["properties"][section]["properties"][key].get("type", "string")
+    return set(t) if isinstance(t, list) else {t}
 
 
-def fit_params(epochs, batch_size=64, learning_rate=1e-4, seed=0):
-    if not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-    if not isinstance(learning_rate, (int, float)) or not learning_rate > 0:
-        raise ValueError(f"learning_rate must be > 0, got {learning_rate!r}")
-    return dict(epochs=epochs, batch_size=batch_size, learning_rate=float(learning_rate), seed=int(seed))
+def parameters(section, names):
+    """ExecutionParameters for config keys `section.<name>`, typed from the schema (lists, booleans
+    and nullable values travel as JSON strings: TFX parameters are int, float or str)."""
+    def kind(name):
+        t = _types(section, name)
+        if len(t) == 1 and t <= {"integer", "number", "string"}:
+            return {"integer": int, "number": float, "string": str}[t.pop()]
+        return str
+    return {name: ExecutionParameter(type=kind(name)) for name in names}
+
+
+def encode(section, **values):
+    """Check `values` as config keys of `section` (schemas.check: the rule config load applies), then
+    encode them for a ComponentSpec."""
+    schemas.check({section: values})
+    spec = parameters(section, values)
+
+    def one(k, v):
+        if spec[k].type is not str:
+            return spec[k].type(v)
+        return "" if v is None else v if isinstance(v, str) else json.dumps(v)  # None travels as ""
+    return {k: one(k, v) for k, v in values.items()}
+
+
+def decode(section, props, names):
+    """The inverse of `encode`, checked again: a bad value that reached the executor fails here with
+    the same message as at config load."""
+    spec, out = parameters(section, names), {}
+    for name in names:
+        v = props[name]
+        if spec[name].type is str and v in ("", None) and "null" in _types(section, name):
+            v = None
+        elif spec[name].type is str and "string" not in _types(section, name):
+            v = json.loads(v)
+        out[name] = v
+    schemas.check({section: out})
+    return out
+
+
+DATA_PARAMETERS = parameters("data", DATA_DEFAULTS)
+
+
+def fit_parameters(section):
+    return parameters(section, FIT_KEYS)
+
+
+def data_params(**kwargs):
+    """Checked, encoded data parameters (defaults: Fashion-MNIST as our ExampleGen writes it)."""
+    return encode("data", **{**DATA_DEFAULTS, **kwargs})
+
+
+def fit_params(section, epochs, batch_size=64, learning_rate=1e-4, seed=0):
+    return encode(section, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed)
 
 
 def single_uri(input_dict, key):
     return artifact_utils.get_single_instance(input_dict[key]).uri
 
 
-def data_spec(input_dict, props, key="examples"):
-    return stages.DataSpec(
-        examples_uri=single_uri(input_dict, key), feature_key=props["feature_key"],
-        label_key=props["label_key"], feature_shape=tuple(json.loads(props["feature_shape"])),
-        train_split=props["train_split"], eval_split=props["eval_split"],
-        train_limit=int(props["train_limit"]), eval_limit=int(props["eval_limit"]))
+def optional_uri(input_dict, key):
+    arts = input_dict.get(key) or []
+    return artifact_utils.get_single_instance(arts).uri if arts else None
 
 
-def fit_spec(props):
-    return stages.FitSpec(epochs=int(props["epochs"]), batch_size=int(props["batch_size"]),
-                          learning_rate=float(props["learning_rate"]), seed=int(props["seed"]))
+def data_spec(input_dict, props, key=keys.EXAMPLES_KEY):
+    d = decode("data", props, DATA_DEFAULTS)
+    return stages.DataSpec(examples_uri=single_uri(input_dict, key), **{**d, "feature_shape": tuple(d["feature_shape"])})
+
+
+def fit_spec(section, props):
+    return stages.FitSpec(**decode(section, props, FIT_KEYS))
 
 
 def record(artifact, metrics, prefix=""):

@@ -11,6 +11,7 @@ import numpy as np
 from collabopt.core.tfenv import tf
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+FASHION_MNIST_SHAPE = (28, 28, 1)  # the one default feature shape (what our ExampleGen writes)
 _SPLIT_PREFIX = "Split-"
 # IDX type codes -> numpy dtypes (multi-byte values are big-endian).
 _IDX_DTYPES = {0x08: "u1", 0x09: "i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -221,17 +222,3 @@ def read_examples(uri, split, feature_key="image", label_key="label", feature_sh
         raise ExamplesError(f"Examples split {split!r}: records do not all match the first one "
                             f"({kind} of {size} values for {feature_key!r}): {e.message}") from e
     return np.concatenate(xs).reshape((-1,) + feature_shape), np.concatenate(ys)
-
-
-def representative_dataset(uri, split="train", num_samples=100, **read_kwargs):
-    """A TFLite post-training-quantization representative dataset: yields [x[i:i+1]] (float32).
-
-    The samples are read eagerly so that a bad artifact fails here, not inside the converter.
-    """
-    x, _ = read_examples(uri, split, limit=num_samples, **read_kwargs)
-
-    def generator():
-        for i in range(len(x)):
-            yield [x[i:i + 1]]
-
-    return generator

@@ -64,11 +64,18 @@ def keras_metrics(model, x, y):
     }
 
 
-def _save(model, out_dir, metrics, *, source=None, stage=None):
-    """SavedModel + stats.json + the kernel history (source: (input model path, input model))."""
+def _load(model_path):
+    """The input model and its kernel trace, taken before any stage touches it: TFMOT's wrappers
+    prune/cluster the input model's variables in place."""
+    model = keras_io.load_model(model_path)
+    return model, kernel_trace.history(model_path, model)
+
+
+def _save(model, out_dir, metrics, *, trace=(None, {}), stage=None):
+    """SavedModel + stats.json + the kernel trace (the input's, then this stage's kernel)."""
     keras_io.save_model(model, os.path.join(out_dir, MODEL_DIR))
     write_json(os.path.join(out_dir, STATS_FILE), metrics)
-    layer, history = kernel_trace.history(*source) if source else (None, {})
+    layer, history = trace
     if stage:
         layer, w = kernel_trace.sample_kernel(model)
         history = {**history, stage: w}
@@ -88,7 +95,7 @@ def train_baseline(data_spec, out_dir, *, width=64, blocks=4, num_classes=10, fi
 
 def prune(model_path, data_spec, out_dir, *, target_sparsity=0.5, schedule="polynomial", frequency=100,
           m_by_n=None, fit=FitSpec(epochs=2)):
-    model = keras_io.load_model(model_path)
+    model, trace = _load(model_path)
     x, y = data_spec.train()
     xe, ye = data_spec.eval()
     pruned = optimize.prune(model, x, y, target_sparsity=target_sparsity, schedule=schedule,
@@ -98,12 +105,12 @@ def prune(model_path, data_spec, out_dir, *, target_sparsity=0.5, schedule="poly
     target = m_by_n[0] / m_by_n[1] if m_by_n else target_sparsity  # (M, N): M zeros per N
     return _save(pruned, out_dir, {**keras_metrics(pruned, xe, ye), "technique": "prune",
                                    "promises": {**promises(model_path), "target_sparsity": target}},
-                 source=(model_path, model), stage="pruned")
+                 trace=trace, stage="pruned")
 
 
 def cluster(model_path, data_spec, out_dir, *, number_of_clusters=8, centroid_init="kmeans++",
             preserve_sparsity=True, per_channel=False, fit=FitSpec(epochs=1)):
-    model = keras_io.load_model(model_path)
+    model, trace = _load(model_path)
     x, y = data_spec.train()
     xe, ye = data_spec.eval()
     clustered = optimize.cluster(model, x, y, number_of_clusters=number_of_clusters,
@@ -115,13 +122,13 @@ def cluster(model_path, data_spec, out_dir, *, number_of_clusters=8, centroid_in
     kept = promises(model_path) if preserve_sparsity else {}
     return _save(clustered, out_dir, {**m, "technique": "cluster", "promises": {
         **kept, "number_of_clusters": number_of_clusters, "per_channel": per_channel}},
-        source=(model_path, model), stage="clustered")
+        trace=trace, stage="clustered")
 
 
 def preserving_qat(model_path, data_spec, out_dir, *, scheme="auto", shared_centroids=True,
                    fit=FitSpec(epochs=1, learning_rate=1e-5)):
     """QAT with the scheme that preserves what the model has; saves the QAT SavedModel."""
-    model = keras_io.load_model(model_path)
+    model, trace = _load(model_path)
     x, y = data_spec.train()
     xe, ye = data_spec.eval()
     per_channel = None if shared_centroids else True
@@ -132,7 +139,7 @@ def preserving_qat(model_path, data_spec, out_dir, *, scheme="auto", shared_cent
     m = {"accuracy": train.accuracy(qat_model, xe, ye), "scheme": scheme, "technique": scheme,
          "num_params": int(model.count_params()), "promises": promises(model_path)}
     # The fake-quant kernel is not the deployed one: the converter adds the INT8 kernel instead.
-    return _save(qat_model, out_dir, m, source=(model_path, model))
+    return _save(qat_model, out_dir, m, trace=trace)
 
 
 def is_qat_saved_model(saved_model_dir):
@@ -185,12 +192,20 @@ NPU_KEYS = ("npu_cycles", "inference_time_s", "flash_bytes", "dram_bytes", "sram
             "npu_op_pct", "npu_ops", "cpu_ops", "weights_area", "weights_area_bytes")
 
 
-def evaluate_leaf(path_name, tflite_dir, model_path, data_spec, out_dir, *, npu_targets=(),
-                  system_config=None, requirements=None, baseline_dir=None, make_pipeline=None,
-                  push_destination=None):
+def read_npu(npu_dir):
+    """{target: NPU_KEYS numbers} of a compile_npu output folder ({} without one)."""
+    if not npu_dir:
+        return {}
+    with open(os.path.join(str(npu_dir), STATS_FILE)) as f:
+        return {t: {k: est[k] for k in NPU_KEYS} for t, est in json.load(f).items()}
+
+
+def evaluate_leaf(path_name, tflite_dir, model_path, data_spec, out_dir, *, npu_dir=None, requirements=None,
+                  baseline_dir=None, make_pipeline=None, push_destination=None):
     """Evaluate one deployment-tree leaf the same way as every other: accuracies with Beam over the
-    eval split, the flatbuffer's size and per-layer analysis (from the converter's stats.json), Vela
-    estimates per target, then the requirement and preservation gates. Writes leaf.json (+ the
+    eval split, the flatbuffer's size and per-layer analysis (from the converter's stats.json), the
+    Vela numbers of its compile_npu output (npu_dir: compiled once, judged here), then the
+    requirement and preservation gates. Writes leaf.json (+ the
     kernel history) to out_dir; returns the leaf dict with 'blessed' and 'reasons'."""
     from collabopt.core import evaluate  # Beam only where it is used
 
@@ -203,11 +218,7 @@ def evaluate_leaf(path_name, tflite_dir, model_path, data_spec, out_dir, *, npu_
         feature_key=data_spec.feature_key, label_key=data_spec.label_key,
         feature_shape=data_spec.feature_shape, make_pipeline=make_pipeline)
     os.makedirs(out_dir, exist_ok=True)
-    npu = {}
-    for target in npu_targets:
-        est = vela.compile_for_npu(tflite_path, os.path.join(out_dir, "npu", target), target,
-                                   system_config=system_config)
-        npu[target] = {k: est[k] for k in NPU_KEYS}
+    npu = read_npu(npu_dir)
     leaf = {
         "path": path_name,
         "mode": conv.get("mode"),  # ptq | qat

@@ -54,7 +54,7 @@ def load(path):
 def merge(config):
     """DEFAULTS overridden per section by `config`, after checking it against
     schemas/tree_config.schema.json and what a schema cannot say (files exist, targets agree)."""
-    schemas.validate(config, "tree_config")
+    schemas.validate(config)
     cfg = copy.deepcopy(DEFAULTS)
     for key, value in config.items():
         if key in SCALARS:
@@ -69,13 +69,7 @@ def merge(config):
         uri = cfg[section][key]
         if uri and "://" not in uri and not os.path.exists(uri):
             problems.append(f"{section}.{key}: {uri!r} does not exist")
-    req = cfg["requirements"]
-    if req["max_npu_inference_time_s"] is not None and (req["npu_target"] or cfg["npu"]["targets"][0]) \
-            not in cfg["npu"]["targets"]:
-        problems.append(f"requirements.npu_target: {req['npu_target']!r} is not among npu.targets "
-                        f"{cfg['npu']['targets']}")
-    if req["npu_target"] and req["max_npu_inference_time_s"] is None:
-        problems.append("requirements.npu_target: set, but max_npu_inference_time_s is not")
+    problems += schemas.rule_problems(cfg)
     if problems:
         raise schemas.ConfigError("invalid tree_config config:\n  " + "\n  ".join(problems))
     return cfg

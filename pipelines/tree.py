@@ -1,12 +1,13 @@
 """The deployment tree as one TFX pipeline, assembled from a config (YAML or dict).
 
 Every configured path shares its prefix nodes (one Pruner feeds prune_ptq, prune_pqat and the
-sparsity-preserving clusterer); every leaf is converted to INT8, evaluated the same way
-(LeafEvaluator, Beam), gated, and only blessed leaves are compiled for the NPU (TFX Cond). A
+sparsity-preserving clusterer); every leaf is converted to INT8, compiled once per NPU target (Vela),
+evaluated the same way (LeafEvaluator, Beam) and gated; only blessed leaves are pushed (TFX Cond). A
 Reporter writes the run's HTML report.
 """
 import os
 
+from collabopt.components import keys
 from collabopt.core import tree_paths
 from collabopt.pipelines import config as tree_config
 
@@ -41,20 +42,20 @@ def _inputs(cfg, examples=None, model=None, model_blessing=None):
         gen = FashionMnistExampleGen(train_limit=data["train_limit"], eval_limit=data["eval_limit"],
                                      **{k: v for k, v in ex.items() if k != "uri" and v is not None})
         comps.append(gen)
-        examples = gen.outputs["examples"]
+        examples = gen.outputs[keys.EXAMPLES_KEY]
     if resolve_examples == "latest":
         latest = resolver.Resolver(strategy_class=LatestArtifactStrategy,
                                    examples=examples or channel.Channel(type=standard_artifacts.Examples)
                                    ).with_id("LatestExamples")
         comps.append(latest)
-        examples = latest.outputs["examples"]
+        examples = latest.outputs[keys.EXAMPLES_KEY]
     base = dict(cfg["baseline"])
     model_uri, resolve_model = base.pop("model_uri"), base.pop("resolve", None)
     pushed = base.pop("pushed_models")
     if pushed:
-        latest = LatestPushedModel(base_directory=pushed)
+        latest = LatestPushedModel(pushed_models=pushed)
         comps.append(latest)
-        return comps, examples, latest.outputs["model"]
+        return comps, examples, latest.outputs[keys.MODEL_KEY]
     if resolve_model == "latest_blessed":
         latest = resolver.Resolver(
             strategy_class=LatestBlessedModelStrategy,
@@ -62,7 +63,7 @@ def _inputs(cfg, examples=None, model=None, model_blessing=None):
             model_blessing=model_blessing or channel.Channel(type=standard_artifacts.ModelBlessing),
         ).with_id("LatestBlessedBaseline")
         comps.append(latest)
-        return comps, examples, latest.outputs["model"]
+        return comps, examples, latest.outputs[keys.MODEL_KEY]
     if model is not None:
         return comps, examples, model
     if model_uri:
@@ -72,7 +73,7 @@ def _inputs(cfg, examples=None, model=None, model_blessing=None):
         return comps, examples, imp.outputs["result"]
     trainer = BaselineTrainer(examples=examples, **data, **base)
     comps.append(trainer)
-    return comps, examples, trainer.outputs["model"]
+    return comps, examples, trainer.outputs[keys.MODEL_KEY]
 
 
 def node_ids(path):
@@ -108,42 +109,43 @@ def create_pipeline(config, pipeline_root, metadata_path=None, beam_pipeline_arg
         step = prefix[-1]
         if step == "prune":
             node = Pruner(model=parent, examples=examples, **data, **cfg["prune"]).with_id("Pruner")
-            out = node.outputs["pruned_model"]
+            out = node.outputs[keys.PRUNED_MODEL_KEY]
         elif step == "cluster":
             sparse = "prune" in prefix
             node = SparseClusterer(model=parent, examples=examples, preserve_sparsity=sparse, **data,
                                    **cfg["cluster"]).with_id("SparseClusterer" if sparse else "Clusterer")
-            out = node.outputs["clustered_model"]
+            out = node.outputs[keys.CLUSTERED_MODEL_KEY]
         else:
             node = PreservingQAT(model=parent, examples=examples, **data, **cfg["qat"]).with_id(
                 tree_paths.QAT_SCHEME[prefix[:-1]].upper())
-            out = node.outputs["qat_model"]
+            out = node.outputs[keys.QAT_MODEL_KEY]
         comps.append(node)
         models[prefix] = out
         return out
 
-    npu_targets = cfg["npu"]["targets"]
-    push_to = cfg["push"]["destination"]
+    npu, push_to = cfg["npu"], cfg["push"]["destination"]
     requirements = {k: v for k, v in cfg["requirements"].items() if v is not None}
     evaluations = {}
     for path in tree_paths.expand(cfg["paths"]):  # the reference (ptq) first: the others compare with it
         conv_id, eval_id, npu_id = node_ids(path)
         model = model_for(tree_paths.PATHS[path])
         conv = TFLiteConverter(model=model, examples=examples, **data, **cfg["convert"]).with_id(conv_id)
+        tflite = conv.outputs[keys.TFLITE_MODEL_KEY]
+        # One Vela compile per leaf and target, with the configured options: the gate judges it, the push deploys it.
+        npu_node = NPUCompiler(tflite_model=tflite, targets=npu["targets"], system_config=npu["system_config"],
+                               memory_mode=npu["memory_mode"]).with_id(npu_id)
         ev = LeafEvaluator(
-            tflite_model=conv.outputs["tflite_model"], model=model, examples=examples, path=path,
-            baseline=evaluations.get(tree_paths.REFERENCE), requirements=requirements, npu_targets=npu_targets,
-            system_config=cfg["npu"]["system_config"], push_destination=push_to, **data).with_id(eval_id)
-        evaluations[path] = ev.outputs["evaluation"]
-        # Only a blessed leaf is compiled for the NPU and pushed.
-        with conditional.Cond(ev.outputs["blessing"].future()[0].custom_property("blessed") == 1):
-            npu = NPUCompiler(tflite_model=conv.outputs["tflite_model"], accelerator_config=npu_targets,
-                              system_config=cfg["npu"]["system_config"],
-                              memory_mode=cfg["npu"]["memory_mode"]).with_id(npu_id)
-            push = [LeafPusher(tflite_model=conv.outputs["tflite_model"], evaluation=ev.outputs["evaluation"],
-                               blessing=ev.outputs["blessing"], npu_model=npu.outputs["npu_model"], path=path,
-                               push_destination=push_to).with_id(f"Push_{path}")] if push_to else []
-        comps += [conv, ev, npu, *push]
+            tflite_model=tflite, model=model, examples=examples, path=path,
+            npu_model=npu_node.outputs[keys.NPU_MODEL_KEY], baseline=evaluations.get(tree_paths.REFERENCE),
+            requirements=requirements, destination=push_to, **data).with_id(eval_id)
+        evaluations[path] = ev.outputs[keys.EVALUATION_KEY]
+        comps += [conv, npu_node, ev]
+        if push_to:  # only a blessed leaf is pushed
+            with conditional.Cond(ev.outputs[keys.BLESSING_KEY].future()[0].custom_property(keys.BLESSED) == 1):
+                comps.append(LeafPusher(
+                    tflite_model=tflite, evaluation=ev.outputs[keys.EVALUATION_KEY],
+                    blessing=ev.outputs[keys.BLESSING_KEY], npu_model=npu_node.outputs[keys.NPU_MODEL_KEY],
+                    path=path, destination=push_to).with_id(f"Push_{path}"))
     if publish_dir is None and "://" not in str(pipeline_root):
         publish_dir = os.path.dirname(os.path.abspath(str(pipeline_root)))
     comps.append(Reporter(evaluations, title=cfg["report"]["title"], publish_dir=publish_dir or ""))

@@ -1,4 +1,11 @@
-"""JSON Schemas for collabopt configs; `validate` names the bad field and why."""
+"""The config contract: JSON Schemas, and the one validator that every check calls.
+
+A rule is written once, here (the schema, plus the few cross-field rules a schema cannot state), and
+applied the same way at config load (`validate`), at component construction and again in the
+executor (`check`): the same value fails with the same `section.key: why` message everywhere.
+"""
+import copy
+import functools
 import json
 import os
 
@@ -6,12 +13,17 @@ import jsonschema
 
 
 class ConfigError(ValueError):
-    """A config does not match its schema."""
+    """A config (or a component parameter) breaks the config contract; the message names the field."""
+
+
+@functools.lru_cache(maxsize=None)
+def _load(name):
+    with open(os.path.join(os.path.dirname(__file__), f"{name}.schema.json")) as f:
+        return json.load(f)
 
 
 def load(name):
-    with open(os.path.join(os.path.dirname(__file__), f"{name}.schema.json")) as f:
-        return json.load(f)
+    return copy.deepcopy(_load(name))
 
 
 def _depth(error):
@@ -19,13 +31,51 @@ def _depth(error):
     return len(error.absolute_path), error.validator not in ("type", "const")
 
 
-def validate(config, name):
-    """Raise ConfigError listing every bad field as `section.key: reason`."""
-    v = jsonschema.Draft202012Validator(load(name))
+def _schema_problems(doc, schema):
+    v = jsonschema.Draft202012Validator(schema)
     # For oneOf/anyOf, the alternative that got furthest says more than "not valid under any".
-    errors = [max(e.context, key=_depth) if e.context else e for e in v.iter_errors(config)]
+    errors = [max(e.context, key=_depth) if e.context else e for e in v.iter_errors(doc)]
     errors = sorted(errors, key=lambda e: [str(p) for p in e.absolute_path])
-    if errors:
-        lines = [f"{'.'.join(str(p) for p in e.absolute_path) or '<top>'}: {e.message}" for e in errors]
-        raise ConfigError(f"invalid {name} config:\n  " + "\n  ".join(lines))
+    return [f"{'.'.join(str(p) for p in e.absolute_path) or '<top>'}: {e.message}" for e in errors]
+
+
+def rule_problems(doc):
+    """The cross-field rules of a tree config a schema cannot state, over the sections `doc` has."""
+    problems = []
+    m_by_n = (doc.get("prune") or {}).get("m_by_n")
+    if isinstance(m_by_n, list) and len(m_by_n) == 2 and all(isinstance(v, int) for v in m_by_n) \
+            and not 0 < m_by_n[0] < m_by_n[1]:
+        problems.append(f"prune.m_by_n: {m_by_n} must be [M, N] with 0 < M < N (M zeros in every N weights)")
+    req = doc.get("requirements") or {}
+    if req.get("npu_target") and req.get("max_npu_inference_time_s") is None:
+        problems.append("requirements.npu_target: set, but max_npu_inference_time_s is not")
+    targets = (doc.get("npu") or {}).get("targets")
+    if req.get("max_npu_inference_time_s") is not None and targets:
+        target = req.get("npu_target") or targets[0]
+        if target not in targets:
+            problems.append(f"requirements.npu_target: {target!r} is not among npu.targets {targets}")
+    return problems
+
+
+def _raise(problems, header):
+    if problems:
+        raise ConfigError(header + "\n  ".join(problems) if header else "; ".join(problems))
+
+
+def validate(config, name="tree_config"):
+    """A whole config: raise ConfigError listing every bad field as `section.key: reason`."""
+    problems = _schema_problems(config, _load(name))
+    if name == "tree_config" and not problems:
+        problems = rule_problems(config)
+    _raise(problems, f"invalid {name} config:\n  ")
     return config
+
+
+def check(doc):
+    """Some sections of a tree config, e.g. {"prune": {"target_sparsity": 0.5}}, by the same schema and
+    rules as a whole config (nothing is required): what components check when they are built and
+    executors check again at run time. Raises ConfigError naming each bad field; returns `doc`."""
+    schema = dict(_load("tree_config"))
+    schema.pop("required", None)
+    _raise(_schema_problems(doc, schema) or rule_problems(doc), "")
+    return doc

@@ -31,7 +31,7 @@ def test_converter_then_npu_compiler(tmp_path, examples_uri):
 
     npu = artifact(NPUModel, tmp_path / "npu")
     NPUExecutor().Do({"tflite_model": [tflite]}, {"npu_model": [npu]},
-                     {"accelerator_configs": json.dumps(["ethos-u55-128", "ethos-u65-256"]),
+                     {"targets": json.dumps(["ethos-u55-128", "ethos-u65-256"]),
                       "system_config": "", "memory_mode": ""})
     assert npu.get_string_custom_property("accelerator_config") == "ethos-u55-128"
     u55 = npu.get_int_custom_property("ethos-u55-128.npu_cycles")

@@ -98,11 +98,11 @@ def test_beam_evaluation_on_two_worker_processes(local_run, examples_uri, tmp_pa
     assert got["int8_accuracy"] == expected and got["keras_accuracy"] is None
 
 
-def test_loose_requirements_bless_and_compile_only_blessed_leaves(local_run, capsys):
+def test_loose_requirements_bless(local_run, capsys):
     leaves = _cli_json(capsys, local_run)
     blessed = [l["path"] for l in leaves if l["blessed"]]
     assert "prune_cluster_pcqat" in blessed and "ptq" in blessed
-    assert all(l["npu_compiled"] == l["blessed"] for l in leaves)
+    assert not any(l["pushed"] for l in leaves)  # no push destination configured
     assert all(l["reasons"] == [] for l in leaves if l["blessed"])
 
 
@@ -121,12 +121,12 @@ def gated_run(local_run, tmp_path_factory):
     return run_tree(tmp_path_factory.mktemp("gated"), config)
 
 
-def test_impossible_requirement_blesses_nothing_and_compiles_nothing(gated_run, capsys):
+def test_impossible_requirement_blesses_nothing_and_pushes_nothing(gated_run, capsys):
     store, nodes = by_node(gated_run)
     leaves = _cli_json(capsys, gated_run)
     assert sorted(l["path"] for l in leaves) == ["cluster_cqat", "ptq"]
-    assert not any(l["blessed"] or l["npu_compiled"] for l in leaves)
-    assert not [n for n in nodes if n.startswith("NPU_")]  # skipped by the TFX conditional
+    assert not any(l["blessed"] or l["pushed"] for l in leaves)
+    assert not [n for n in nodes if n.startswith("Push_")]  # skipped by the TFX conditional
     for leaf in leaves:
         assert f"gzip size {leaf['gzip_bytes']:,} B > max 1,000 B" in leaf["reasons"]
         blessing = nodes[f"Evaluate_{leaf['path']}"]["outputs"]["blessing"][0]

@@ -3,28 +3,33 @@
 from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import component_spec, standard_artifacts
-from tfx.types.component_spec import ChannelParameter, ExecutionParameter
+from tfx.types.component_spec import ChannelParameter
 
+from collabopt.components import common, keys
 from collabopt.components.examples_gen import executor
 from collabopt.core.data import FASHION_MNIST_DIR
 
 
 class FashionMnistExampleGenSpec(component_spec.ComponentSpec):
-    PARAMETERS = {"data_dir": ExecutionParameter(type=str), "train_limit": ExecutionParameter(type=int),
-                  "eval_limit": ExecutionParameter(type=int), "seed": ExecutionParameter(type=int)}
+    PARAMETERS = {**common.parameters("examples", ("data_dir", "seed")),
+                  **common.parameters("data", ("train_limit", "eval_limit"))}
     INPUTS = {}
-    OUTPUTS = {"examples": ChannelParameter(type=standard_artifacts.Examples)}
+    OUTPUTS = {keys.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples)}
 
 
 class FashionMnistExampleGen(base_component.BaseComponent):
-    """Outputs `examples` with features 'image' (784 uint8 pixels as int64) and 'label'."""
+    """Outputs `examples` with features 'image' (784 uint8 pixels as int64) and 'label'.
+
+    Args:
+      data_dir: the folder of the four IDX .gz files (Debian's dataset-fashion-mnist by default).
+      train_limit, eval_limit: class-balanced subsets (0: the whole split).
+      seed: which subset.
+    """
     SPEC_CLASS = FashionMnistExampleGenSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
 
     def __init__(self, data_dir=FASHION_MNIST_DIR, train_limit=0, eval_limit=0, seed=0):
-        for name, v in (("train_limit", train_limit), ("eval_limit", eval_limit)):
-            if not isinstance(v, int) or v < 0:
-                raise ValueError(f"{name} must be an integer >= 0 (0 = all), got {v!r}")
         super().__init__(spec=FashionMnistExampleGenSpec(
-            data_dir=data_dir, train_limit=train_limit, eval_limit=eval_limit, seed=seed,
-            examples=types.Channel(type=standard_artifacts.Examples)))
+            examples=types.Channel(type=standard_artifacts.Examples),
+            **common.encode("examples", data_dir=data_dir, seed=seed),
+            **common.encode("data", train_limit=train_limit, eval_limit=eval_limit)))

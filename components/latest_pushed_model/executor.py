@@ -1,10 +1,11 @@
 """LatestPushedModel executor: call core.deploy.latest_pushed_model, record where it came from."""
-from collabopt.components import common
+from collabopt.components import common, keys
 from collabopt.core import deploy
 
 
 class Executor(common.StageExecutor):
     def Do(self, input_dict, output_dict, exec_properties):
-        out = common.output(output_dict, "model")
-        version, folder = deploy.latest_pushed_model(exec_properties["base_directory"], out.uri)
+        out = common.output(output_dict, keys.MODEL_KEY)
+        pushed = common.decode("baseline", exec_properties, ("pushed_models",))["pushed_models"]
+        version, folder = deploy.latest_pushed_model(pushed, out.uri)
         common.record(out, {"source_uri": folder, "version": version})

@@ -1,19 +1,25 @@
-"""LeafPusher executor: decode, refuse an unblessed leaf, call core.deploy.push_leaf, record."""
+"""LeafPusher executor: decode; an unblessed leaf is marked not pushed, a blessed one goes through
+core.deploy.push_leaf."""
+import logging
+
 from tfx.types import artifact_utils
 
-from collabopt.components import common
+from collabopt.components import common, keys
 from collabopt.core import deploy
 
 
 class Executor(common.StageExecutor):
     def Do(self, input_dict, output_dict, exec_properties):
-        out = common.output(output_dict, "pushed_model")
-        blessing = artifact_utils.get_single_instance(input_dict["blessing"])
-        path = exec_properties["path"]
-        if blessing.get_int_custom_property("blessed") != 1:
-            raise ValueError(f"leaf {path!r} is not blessed; LeafPusher pushes blessed leaves only")
-        npu = input_dict.get("npu_model") or []
+        out = common.output(output_dict, keys.PUSHED_MODEL_KEY)
+        blessing = artifact_utils.get_single_instance(input_dict[keys.BLESSING_KEY])
+        path = exec_properties[keys.PATH]
+        if blessing.get_int_custom_property(keys.BLESSED) != 1:
+            logging.getLogger("collabopt").info("leaf %s is not blessed: not pushed", path)
+            common.record(out, {keys.PUSHED: 0, keys.PATH: path})
+            return
+        destination = common.decode("push", exec_properties, ("destination",))["destination"]
         version, folder = deploy.push_leaf(
-            path, common.single_uri(input_dict, "tflite_model"), common.single_uri(input_dict, "evaluation"),
-            exec_properties["push_destination"], npu_dir=npu[0].uri if npu else None)
-        common.record(out, {"pushed": 1, "pushed_destination": folder, "pushed_version": version, "path": path})
+            path, common.single_uri(input_dict, keys.TFLITE_MODEL_KEY),
+            common.single_uri(input_dict, keys.EVALUATION_KEY), destination,
+            npu_dir=common.optional_uri(input_dict, keys.NPU_MODEL_KEY))
+        common.record(out, {keys.PUSHED: 1, "pushed_destination": folder, "pushed_version": version, keys.PATH: path})

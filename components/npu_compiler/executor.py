@@ -1,22 +1,23 @@
-"""NPUCompiler executor: decode, call core.stages.compile_npu, record metrics."""
-import json
+"""NPUCompiler executor: decode (and check again), call core.stages.compile_npu, record metrics."""
 import os
 
-from collabopt.components import common
-from collabopt.core import artifact_files, stages
+from collabopt.components import common, keys
+from collabopt.core import stages
+from collabopt.core.artifact_files import TFLITE_FILE
 
-_KEYS = ("npu_cycles", "inference_time_s", "sram_bytes", "flash_bytes", "dram_bytes",
-         "encoded_weights_bytes", "npu_ops", "cpu_ops", "npu_op_pct", "system_config")
+RECORDED = ("npu_cycles", "inference_time_s", "sram_bytes", "flash_bytes", "dram_bytes",
+            "encoded_weights_bytes", "npu_ops", "cpu_ops", "npu_op_pct", "system_config", "memory_mode")
 
 
 class Executor(common.StageExecutor):
     def Do(self, input_dict, output_dict, exec_properties):
-        out = common.output(output_dict, "npu_model")
-        targets = json.loads(exec_properties["accelerator_configs"])
+        out = common.output(output_dict, keys.NPU_MODEL_KEY)
+        p = common.decode("npu", exec_properties, ("targets", "system_config", "memory_mode"))
+        targets = p["targets"]
         results = stages.compile_npu(
-            os.path.join(common.single_uri(input_dict, "tflite_model"), artifact_files.TFLITE_FILE), out.uri,
-            accelerator_configs=targets, system_config=exec_properties.get("system_config") or None,
-            memory_mode=exec_properties.get("memory_mode") or None)
-        common.record(out, {"accelerator_config": targets[0], **{k: results[targets[0]][k] for k in _KEYS}})
+            os.path.join(common.single_uri(input_dict, keys.TFLITE_MODEL_KEY), TFLITE_FILE), out.uri,
+            accelerator_configs=targets, system_config=p["system_config"] or None,
+            memory_mode=p["memory_mode"] or None)
+        common.record(out, {"accelerator_config": targets[0], **{k: results[targets[0]][k] for k in RECORDED}})
         for t in targets:
-            common.record(out, {k: results[t][k] for k in _KEYS}, prefix=f"{t}.")
+            common.record(out, {k: results[t][k] for k in RECORDED}, prefix=f"{t}.")

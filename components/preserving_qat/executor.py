@@ -1,13 +1,15 @@
-"""PreservingQAT executor: decode, call core.stages.preserving_qat, record metrics."""
-from collabopt.components import common
+"""PreservingQAT executor: decode (and check again), call core.stages.preserving_qat, record metrics."""
+from collabopt.components import common, keys
 from collabopt.core import stages
+
+SECTION = "qat"
 
 
 class Executor(common.StageExecutor):
     def Do(self, input_dict, output_dict, exec_properties):
-        out = common.output(output_dict, "qat_model")
+        out = common.output(output_dict, keys.QAT_MODEL_KEY)
+        p = common.decode(SECTION, exec_properties, ("scheme", "shared_centroids"))
         metrics = stages.preserving_qat(
-            common.single_uri(input_dict, "model"), common.data_spec(input_dict, exec_properties), out.uri,
-            scheme=exec_properties["scheme"], shared_centroids=bool(exec_properties["shared_centroids"]),
-            fit=common.fit_spec(exec_properties))
+            common.single_uri(input_dict, keys.MODEL_KEY), common.data_spec(input_dict, exec_properties), out.uri,
+            **p, fit=common.fit_spec(SECTION, exec_properties))
         common.record(out, {**metrics, "fake_int8_accuracy": metrics["accuracy"]})

@@ -1,16 +1,15 @@
-"""Pruner executor: decode artifacts and properties, call core.stages.prune, record metrics."""
-import json
-
-from collabopt.components import common
+"""Pruner executor: decode (and check again) the parameters, call core.stages.prune, record metrics."""
+from collabopt.components import common, keys
 from collabopt.core import stages
+
+SECTION = "prune"
 
 
 class Executor(common.StageExecutor):
     def Do(self, input_dict, output_dict, exec_properties):
-        out = common.output(output_dict, "pruned_model")
-        m_by_n = json.loads(exec_properties["m_by_n"]) if exec_properties.get("m_by_n") else None
+        out = common.output(output_dict, keys.PRUNED_MODEL_KEY)
+        p = common.decode(SECTION, exec_properties, ("target_sparsity", "schedule", "frequency", "m_by_n"))
         metrics = stages.prune(
-            common.single_uri(input_dict, "model"), common.data_spec(input_dict, exec_properties), out.uri,
-            target_sparsity=float(exec_properties["target_sparsity"]), schedule=exec_properties["schedule"],
-            frequency=int(exec_properties["frequency"]), m_by_n=m_by_n, fit=common.fit_spec(exec_properties))
+            common.single_uri(input_dict, keys.MODEL_KEY), common.data_spec(input_dict, exec_properties), out.uri,
+            **p, fit=common.fit_spec(SECTION, exec_properties))
         common.record(out, metrics)

@@ -4,17 +4,17 @@ from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import component_spec
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
-from collabopt.components import artifacts
+from collabopt.components import artifacts, common, keys
 from collabopt.components.reporter import executor
 from collabopt.core import tree_paths
 
 
 class ReporterSpec(component_spec.ComponentSpec):
-    PARAMETERS = {"title": ExecutionParameter(type=str),
+    PARAMETERS = {**common.parameters("report", ("title",)),
                   "publish_dir": ExecutionParameter(type=str)}  # also write report.html here ("" = no)
     # One optional input per deployment-tree path (fixed names compile everywhere, KFP included).
     INPUTS = {p: ChannelParameter(type=artifacts.LeafEvaluation, optional=True) for p in tree_paths.PATHS}
-    OUTPUTS = {"report": ChannelParameter(type=artifacts.OptimizationReport)}
+    OUTPUTS = {keys.REPORT_KEY: ChannelParameter(type=artifacts.OptimizationReport)}
 
 
 class Reporter(base_component.BaseComponent):
@@ -29,5 +29,5 @@ class Reporter(base_component.BaseComponent):
             raise ValueError(f"evaluations must map deployment-tree paths ({', '.join(tree_paths.PATHS)}) to "
                              f"LeafEvaluation channels; got {sorted(evaluations) or 'none'}")
         super().__init__(spec=ReporterSpec(
-            title=title, publish_dir=publish_dir, report=types.Channel(type=artifacts.OptimizationReport),
+            **common.encode("report", title=title), publish_dir=publish_dir, report=types.Channel(type=artifacts.OptimizationReport),
             **evaluations))

@@ -1,15 +1,16 @@
-"""SparseClusterer executor: decode, call core.stages.cluster, record metrics."""
-from collabopt.components import common
+"""SparseClusterer executor: decode (and check again), call core.stages.cluster, record metrics."""
+from collabopt.components import common, keys
 from collabopt.core import stages
+
+SECTION = "cluster"
 
 
 class Executor(common.StageExecutor):
     def Do(self, input_dict, output_dict, exec_properties):
-        out = common.output(output_dict, "clustered_model")
+        out = common.output(output_dict, keys.CLUSTERED_MODEL_KEY)
+        p = common.decode(SECTION, exec_properties, ("number_of_clusters", "centroid_init", "per_channel"))
         metrics = stages.cluster(
-            common.single_uri(input_dict, "model"), common.data_spec(input_dict, exec_properties), out.uri,
-            number_of_clusters=int(exec_properties["number_of_clusters"]),
-            centroid_init=exec_properties["centroid_init"],
-            preserve_sparsity=bool(exec_properties["preserve_sparsity"]),
-            per_channel=bool(exec_properties["per_channel"]), fit=common.fit_spec(exec_properties))
+            common.single_uri(input_dict, keys.MODEL_KEY), common.data_spec(input_dict, exec_properties), out.uri,
+            **p, preserve_sparsity=bool(exec_properties["preserve_sparsity"]),
+            fit=common.fit_spec(SECTION, exec_properties))
         common.record(out, metrics)

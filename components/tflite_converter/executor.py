@@ -1,14 +1,14 @@
-"""TFLiteConverter executor: decode, call core.stages.to_tflite, record metrics."""
-from collabopt.components import common
+"""TFLiteConverter executor: decode (and check again), call core.stages.to_tflite, record metrics."""
+from collabopt.components import common, keys
 from collabopt.core import stages
 
 
 class Executor(common.StageExecutor):
     def Do(self, input_dict, output_dict, exec_properties):
-        out = common.output(output_dict, "tflite_model")
+        out = common.output(output_dict, keys.TFLITE_MODEL_KEY)
         stats = stages.to_tflite(
-            common.single_uri(input_dict, "model"), common.data_spec(input_dict, exec_properties), out.uri,
-            representative_samples=int(exec_properties["representative_samples"]))
+            common.single_uri(input_dict, keys.MODEL_KEY), common.data_spec(input_dict, exec_properties), out.uri,
+            **common.decode("convert", exec_properties, ("representative_samples",)))
         failures = stats["preservation_failures"]
         common.record(out, {k: v for k, v in stats.items() if k not in ("layers", "promises")})
         common.record(out, {"preservation_ok": not failures, "preservation_failures": "; ".join(failures)})
