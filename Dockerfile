@@ -4,7 +4,8 @@
 # Base: Debian 12 (bookworm, glibc 2.36), the same as the dev machines, so the SAME uv.lock recipe
 # works here: ml-metadata is overridden to 1.17.1 (manylinux2014), because ml-metadata 1.21 ships only
 # manylinux_2_39 wheels that cannot load on glibc 2.36. TFDV is dropped by the lock (needs
-# GLIBC_2.38). See /work/shared/ENVIRONMENT.md. The lock covers linux/x86_64 only, hence the platform.
+# GLIBC_2.38). Why every pin is what it is: STACK.md at the repository root. The lock covers
+# linux/x86_64 only, hence the platform.
 FROM --platform=linux/amd64 python:3.11-slim-bookworm
 
 ARG VERSION=0.1.0
