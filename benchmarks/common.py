@@ -1,6 +1,6 @@
 """What the benchmarks share: Fashion-MNIST Examples folders, baselines trained here, results I/O,
-markdown tables and timing. Not part of the library (and not tested); each benchmark script imports
-it from its own folder."""
+markdown tables and timing. Not part of the library's API (and not tested); each benchmark script
+imports it as collabopt.benchmarks.common."""
 import datetime
 import json
 import os

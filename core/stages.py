@@ -23,7 +23,7 @@ class DataSpec:
     examples_uri: str
     feature_key: str = "image"
     label_key: str = "label"
-    feature_shape: tuple = (28, 28, 1)
+    feature_shape: tuple = data.FASHION_MNIST_SHAPE
     train_split: str = "train"
     eval_split: str = "eval"
     train_limit: int = 0  # 0: the whole split

@@ -81,3 +81,13 @@ def test_cli_run_stops_before_anything_runs(tmp_path, capsys):
     assert "cluster.number_of_clusters: 1 is less than the minimum of 2" in str(e.value)
     assert str(bad) in str(e.value)
     assert not os.path.exists(tmp_path / "run")  # no pipeline root, no MLMD
+
+
+def test_a_dict_with_every_section_is_validated_too(tmp_path):
+    """create_pipeline used to skip validation for a dict that had every top-level key."""
+    from collabopt.pipelines import tree
+    cfg = tree_config.merge({"paths": "all"})
+    assert set(cfg) == set(tree_config.DEFAULTS)
+    cfg["cluster"]["number_of_clusters"] = 1
+    with pytest.raises(schemas.ConfigError, match="cluster.number_of_clusters: 1 is less than the minimum of 2"):
+        tree.create_pipeline(cfg, str(tmp_path / "root"))
