@@ -1,10 +1,12 @@
 """What the deployable INT8 flatbuffer really holds: size, gzip size, per-layer sparsity and
-distinct values, and INT8 accuracy with the TFLite interpreter."""
+distinct values, and INT8 accuracy with the LiteRT (TFLite) interpreter.
+
+TensorFlow is not imported here: `interpreter` is LiteRT's, so vela.py can use it cheaply.
+"""
 import gzip
+import warnings
 
 import numpy as np
-
-from collabopt.core.tfenv import tf
 
 # Ops whose input #1 is the weight kernel, and the axis of the output channel in that tensor.
 KERNEL_OPS = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 0}
@@ -14,14 +16,30 @@ def gzip_size(data: bytes) -> int:
     return len(gzip.compress(data, compresslevel=9))
 
 
-def _interpreter(tflite_bytes, **kw):
-    return tf.lite.Interpreter(model_content=bytes(tflite_bytes), **kw)
+def interpreter(model_content=None, model_path=None, preserve_all_tensors=False):
+    """The one place the project creates a TFLite interpreter: LiteRT's (ai-edge-litert), the
+    successor of the deprecated tf.lite.Interpreter (same kernels, same INT8 results).
+
+    `preserve_all_tensors` keeps intermediate tensors readable (for reading weights); LiteRT's
+    warning that this is a debugging option is silenced, as we ask for it on purpose.
+    """
+    from ai_edge_litert.interpreter import Interpreter  # lazy: only the stages that run a model need it
+
+    if (model_content is None) == (model_path is None):
+        raise ValueError("interpreter() needs exactly one of model_content, model_path")
+    kw = {"model_content": bytes(model_content)} if model_content is not None else {
+        "model_path": str(model_path)}
+    if not preserve_all_tensors:
+        return Interpreter(**kw)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*experimental_preserve_all_tensors", category=UserWarning)
+        return Interpreter(**kw, experimental_preserve_all_tensors=True)
 
 
 def layer_stats(tflite_bytes):
     """Per kernel: op, tensor name, shape, dtype, sparsity, distinct values per tensor and per
     output channel (max over channels), and the number of quantization scales."""
-    it = _interpreter(tflite_bytes, experimental_preserve_all_tensors=True)
+    it = interpreter(tflite_bytes, preserve_all_tensors=True)
     tensors = {t["index"]: t for t in it.get_tensor_details()}
     out = []
     for op in it._get_ops_details():  # noqa: SLF001 - the public API has no op list
@@ -48,7 +66,7 @@ def layer_stats(tflite_bytes):
 def kernel_codes(tflite_bytes, layer):
     """The stored (int8) values of a kernel, found by the Keras layer name as `layer_stats` reports
     it; None if no kernel has that name."""
-    it = _interpreter(tflite_bytes, experimental_preserve_all_tensors=True)
+    it = interpreter(tflite_bytes, preserve_all_tensors=True)
     tensors = {t["index"]: t for t in it.get_tensor_details()}
     for op in it._get_ops_details():  # noqa: SLF001
         if op["op_name"] in KERNEL_OPS and len(op["inputs"]) >= 2:
@@ -73,10 +91,10 @@ def _layer_name(weight_tensor_name):
     return weight_tensor_name
 
 
-def int8_predictions(tflite_bytes, x, batch_size=256, interpreter=None):
+def int8_predictions(tflite_bytes, x, batch_size=256, interp=None):
     """Top-1 class of the quantized model per row of x (float): inputs quantized with the model's
     own input scale, as a device would."""
-    it = interpreter or _interpreter(tflite_bytes)
+    it = interp or interpreter(tflite_bytes)
     inp, outp = it.get_input_details()[0], it.get_output_details()[0]
     preds = []
     for start in range(0, len(x), batch_size):

@@ -1,4 +1,6 @@
 """Full-INT8 TFLite conversion: from a QAT model (ranges learned) or PTQ with representative data."""
+import warnings
+
 from collabopt.core.tfenv import tf
 
 
@@ -12,6 +14,15 @@ def _int8_converter(converter, representative_data=None):
     return converter
 
 
+def _convert(converter):
+    # TF 2.x's converter warns on every INT8-input conversion that it has no (mean, std) "statistics
+    # for quantized inputs"; those are a TF1 option: the input scale comes from QAT or calibration.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected",
+                                category=UserWarning)
+        return converter.convert()
+
+
 def representative(x, num_samples=100):
     """A representative_dataset callable over the first `num_samples` rows of x (float32)."""
     def gen():
@@ -22,11 +33,11 @@ def representative(x, num_samples=100):
 
 def to_int8(model, representative_data=None):
     """INT8 .tflite bytes from a Keras model (QAT, or float with representative data for PTQ)."""
-    return _int8_converter(tf.lite.TFLiteConverter.from_keras_model(model), representative_data).convert()
+    return _convert(_int8_converter(tf.lite.TFLiteConverter.from_keras_model(model), representative_data))
 
 
 def saved_model_to_int8(saved_model_dir, representative_data=None):
     """INT8 .tflite bytes from a SavedModel's serving signature (works for QAT models without
     re-creating TFMOT's quantizers in Keras)."""
     conv = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
-    return _int8_converter(conv, representative_data).convert()
+    return _convert(_int8_converter(conv, representative_data))

@@ -1,6 +1,6 @@
 """Leaf evaluation with Apache Beam over the shards of an Examples split.
 
-One pass computes the INT8 accuracy of the .tflite (TFLite interpreter) and the accuracy of the
+One pass computes the INT8 accuracy of the .tflite (LiteRT interpreter) and the accuracy of the
 Keras SavedModel it came from (FP32, or fake-INT8 for a QAT model). The same pipeline runs on the
 DirectRunner (in-process or multi-process workers) and on Dataflow/Flink/Spark for big eval sets.
 """
@@ -27,7 +27,7 @@ class _Predict(beam.DoFn):
 
     def setup(self):
         with tf.io.gfile.GFile(self._tflite_path, "rb") as f:
-            self._interpreter = tf.lite.Interpreter(model_content=f.read())
+            self._interpreter = analyze.interpreter(f.read())
         self._serve = None
         if self._saved_model_dir:
             # The serving signature: works for FP32 and QAT SavedModels without TFMOT's Keras scopes.
@@ -37,7 +37,7 @@ class _Predict(beam.DoFn):
         parse, _, _ = data.example_parser(batch[0], self._split, *self._keys, self._shape)
         x, y = parse(tf.constant(batch))
         x, y = x.numpy().reshape((-1,) + self._shape), y.numpy()
-        int8 = analyze.int8_predictions(None, x, interpreter=self._interpreter)
+        int8 = analyze.int8_predictions(None, x, interp=self._interpreter)
         keras_correct = 0
         if self._serve is not None:
             logits = next(iter(self._serve(tf.constant(x)).values())).numpy()

@@ -215,8 +215,3 @@ def preserving_qat(model, x, y, *, scheme="auto", epochs=1, batch_size=64, learn
         share_kernel_ranges(qat_model, shared)
         log.info("[%s] one quantization range per kernel for %s", scheme, ", ".join(shared))
     return qat_model, scheme
-
-
-def quantize_scope():
-    """Custom objects needed to load a saved QAT model with Keras."""
-    return tfmot.quantization.keras.quantize_scope()

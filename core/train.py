@@ -58,15 +58,14 @@ def compile_model(model, learning_rate=1e-3):
 
 
 def fit(model, x, y, *, epochs, batch_size=64, learning_rate=1e-3, stage="fit", log_dir=None,
-        callbacks=(), validation_data=None, seed=0):
+        callbacks=(), seed=0):
     """Compile and fit; logs each epoch and, with `log_dir`, writes TensorBoard logs there."""
     keras.utils.set_random_seed(seed)
     compile_model(model, learning_rate)
     cbs = [ProgressLog(stage), *callbacks]
     if log_dir:
         cbs.append(keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False, profile_batch=0))
-    return model.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0, callbacks=cbs,
-                     validation_data=validation_data)
+    return model.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0, callbacks=cbs)
 
 
 def accuracy(model, x, y, batch_size=256):

@@ -2,7 +2,7 @@
 
 Pure Python/TF-Lite (no TFX): ``check_int8`` rejects models the NPU cannot run, and
 ``compile_for_npu`` runs the ``vela`` CLI and turns its summary CSV into a flat, JSON-serialisable dict.
-TensorFlow is imported lazily so importing this module stays cheap.
+Models are read with LiteRT's interpreter (``analyze.interpreter``); no TensorFlow import.
 """
 from __future__ import annotations
 
@@ -13,10 +13,12 @@ import re
 import shutil
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
-__all__ = ["VelaError", "NotInt8Error", "check_int8", "compile_for_npu", "valid_accelerator_configs"]
+from collabopt.core.analyze import interpreter
+
+__all__ = ["VelaError", "NotInt8Error", "check_int8", "compile_for_npu", "parse_summary",
+           "valid_accelerator_configs"]
 
 _WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")
 _NPU_CUSTOM_OP = "ethos-u"  # Vela replaces each NPU-mapped subgraph with one custom op of this name
@@ -50,19 +52,11 @@ def valid_accelerator_configs() -> tuple[str, ...]:
     return tuple(m.group(1).split(","))
 
 
-def _interpreter(path):
-    import tensorflow as tf  # lazy: TF import is slow and only needed for model inspection
-
-    with warnings.catch_warnings():  # tf.lite.Interpreter's deprecation notice is noise here
-        warnings.simplefilter("ignore", UserWarning)
-        return tf.lite.Interpreter(model_path=str(path))
-
-
 def check_int8(tflite_path) -> None:
     """Raise NotInt8Error naming the first float tensors if the model is not fully INT8."""
     import numpy as np
 
-    interp = _interpreter(tflite_path)
+    interp = interpreter(model_path=tflite_path)
     tensors = {t["index"]: t for t in interp.get_tensor_details()}
     floats = (np.float32, np.float16, np.float64)
 
@@ -116,7 +110,7 @@ def _op_split(input_tflite, vela_tflite) -> tuple[int, int]:
     the NPU (ops Vela optimises away, e.g. a no-op RESHAPE, count as NPU). Primary subgraph only.
     """
     def op_outputs(path):
-        interp = _interpreter(path)
+        interp = interpreter(model_path=path)
         names = {t["index"]: t["name"] for t in interp.get_tensor_details()}
         return [(op["op_name"], {names.get(i) for i in op["outputs"] if i >= 0}) for op in interp._get_ops_details()]
 
@@ -126,12 +120,50 @@ def _op_split(input_tflite, vela_tflite) -> tuple[int, int]:
     return len(in_ops) - cpu, cpu
 
 
-def _num(row, key, default=0.0) -> float:
-    try:
-        v = float(row.get(key, ""))
-    except ValueError:
-        return default
-    return default if math.isnan(v) else v
+# Vela 5.2 writes every column for every target (stats_writer.write_summary_metrics_csv_common);
+# a value can be NaN (inferences_per_second of a model with 0 cycles), never absent or empty.
+_TEXT_COLUMNS = ("system_config", "memory_mode", "weights_storage_area")
+_MEMORY_COLUMNS = ("sram_memory_used", "dram_memory_used", "on_chip_flash_memory_used", "off_chip_flash_memory_used")
+_NUMBER_COLUMNS = ("core_clock", "cycles_total", "cycles_npu", "inference_time", "inferences_per_second",
+                   "nn_macs", "total_npu_encoded_weights", "total_original_weights", *_MEMORY_COLUMNS)
+
+
+def _area_key(area: str) -> str:
+    """Vela's display name of a memory area -> its *_memory_used column ('Off-chip Flash' ->
+    'off_chip_flash_memory_used', 'SRAM' -> 'sram_memory_used')."""
+    return area.lower().replace("-", "_").replace(" ", "_") + "_memory_used"
+
+
+def parse_summary(csv_path) -> dict:
+    """The columns `compile_for_npu` reports from Vela's summary CSV: text columns as str, number
+    columns as float (NaN where Vela wrote NaN), plus `weights_area_memory_used`, the *_memory_used
+    of the area that `weights_storage_area` names. A missing column, a value that is not a number or
+    an unknown weights area is a VelaError naming the column and the file: never a silent 0."""
+    csv_path = Path(csv_path)
+    with open(csv_path, newline="") as f:
+        row = next(csv.DictReader(f), None)
+    if row is None:
+        raise VelaError("Vela summary %s has no data row" % csv_path)
+    missing = [k for k in (*_TEXT_COLUMNS, *_NUMBER_COLUMNS) if row.get(k) is None]
+    if missing:
+        raise VelaError("Vela summary %s has no column %s (it has: %s)"
+                        % (csv_path, ", ".join(repr(k) for k in missing), ", ".join(row)))
+    out = {k: row[k] for k in _TEXT_COLUMNS}
+    for k in _NUMBER_COLUMNS:
+        try:
+            out[k] = float(row[k])
+        except ValueError:
+            raise VelaError("Vela summary %s: column %r is %r, not a number" % (csv_path, k, row[k])) from None
+    area_key = _area_key(row["weights_storage_area"])
+    if area_key not in _MEMORY_COLUMNS:
+        raise VelaError("Vela summary %s: weights_storage_area %r names no memory area we know (%s)"
+                        % (csv_path, row["weights_storage_area"], ", ".join(_MEMORY_COLUMNS)))
+    out["weights_area_memory_used"] = out[area_key]
+    return out
+
+
+def _num(value, default=0.0) -> float:
+    return default if math.isnan(value) else value
 
 
 def compile_for_npu(tflite_path, output_dir, accelerator_config="ethos-u55-128",
@@ -171,41 +203,37 @@ def compile_for_npu(tflite_path, output_dir, accelerator_config="ethos-u55-128",
     optimized = out / (stem + "_vela.tflite")
     if not csvs or not csvs[0].is_file() or not optimized.is_file():
         raise VelaError("vela succeeded but did not write %s_summary_*.csv / %s in %s" % (stem, optimized.name, out))
-    with open(csvs[0], newline="") as f:
-        row = next(csv.DictReader(f))
+    row = parse_summary(csvs[0])
 
     def kib(key):  # vela 5.2 writes *_memory_used in KiB (bytes / 1024.0); weights columns are bytes
-        return int(round(_num(row, key) * 1024))
+        return int(round(_num(row[key]) * 1024))
 
-    # Where the weights live (Vela's weights_storage_area): off-chip flash on the U55's default
-    # system config, DRAM on the U65/U85's.
-    area = row.get("weights_storage_area", "")
-    storage_key = {"DRAM": "dram_memory_used", "On-chip Flash": "on_chip_flash_memory_used"}.get(
-        area, "off_chip_flash_memory_used")
-    cycles = int(_num(row, "cycles_total"))
-    clock = _num(row, "core_clock")
-    t = _num(row, "inference_time", cycles / clock if clock else 0.0)
+    cycles = int(_num(row["cycles_total"]))
+    clock = _num(row["core_clock"])
+    t = _num(row["inference_time"], cycles / clock if clock else 0.0)
     npu_ops, cpu_ops = _op_split(model, optimized)
     vela_ops = dict(re.findall(r"^(CPU|NPU) operators = (\d+)", proc.stdout, re.M))
     return {
         "accelerator_config": accelerator_config,
-        "system_config": row.get("system_config", system_config),
-        "memory_mode": row.get("memory_mode", memory_mode),
+        "system_config": row["system_config"],
+        "memory_mode": row["memory_mode"],
         "clock_hz": clock,
         "npu_cycles": cycles,  # total estimated cycles per inference (compute + memory bound)
-        "npu_compute_cycles": int(_num(row, "cycles_npu")),
+        "npu_compute_cycles": int(_num(row["cycles_npu"])),
         "inference_time_s": t,
-        "inferences_per_s": _num(row, "inferences_per_second", 1.0 / t if t else 0.0),
-        "macs": int(_num(row, "nn_macs")),
+        "inferences_per_s": _num(row["inferences_per_second"], 1.0 / t if t else 0.0),
+        "macs": int(_num(row["nn_macs"])),
         "sram_bytes": kib("sram_memory_used"),
         "dram_bytes": kib("dram_memory_used"),
         "flash_bytes": kib("off_chip_flash_memory_used"),
         "on_chip_flash_bytes": kib("on_chip_flash_memory_used"),
-        "weights_area": area,
-        "weights_area_bytes": kib(storage_key),  # the whole memory area that holds the weights
-        "encoded_weights_bytes": int(_num(row, "total_npu_encoded_weights")),
+        # Where the weights live (Vela's weights_storage_area): off-chip flash on the U55's default
+        # system config, DRAM on the U65/U85's.
+        "weights_area": row["weights_storage_area"],
+        "weights_area_bytes": kib("weights_area_memory_used"),  # the whole memory area that holds the weights
+        "encoded_weights_bytes": int(_num(row["total_npu_encoded_weights"])),
         # Includes weights Vela synthesises (e.g. MEAN -> depthwise kernel), so it can exceed the model's.
-        "original_weights_bytes": int(_num(row, "total_original_weights")),
+        "original_weights_bytes": int(_num(row["total_original_weights"])),
         "npu_ops": npu_ops,
         "cpu_ops": cpu_ops,
         "npu_op_pct": 100.0 * npu_ops / (npu_ops + cpu_ops) if npu_ops + cpu_ops else 0.0,

@@ -153,14 +153,3 @@ def test_inconsistent_records(tmp_path):
                 "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[0]))})).SerializeToString())
     with pytest.raises(ExamplesError, match="do not all match the first one"):
         data.read_examples(str(tmp_path), "train")
-
-
-def test_representative_dataset(artifact, subset):
-    rep = data.representative_dataset(artifact, num_samples=5)
-    samples = list(rep())
-    assert len(samples) == 5
-    for i, s in enumerate(samples):
-        assert isinstance(s, list) and len(s) == 1
-        assert s[0].dtype == np.float32 and s[0].shape == (1, 28, 28, 1)
-        np.testing.assert_allclose(s[0][0, ..., 0], subset["train"][0][i] / 255.0, rtol=1e-6)
-    assert len(list(data.representative_dataset(artifact, "eval", num_samples=1000)())) == 200

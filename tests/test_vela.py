@@ -2,13 +2,17 @@ import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
+import csv
 import json
+import math
 import re
 
 import numpy as np
 import pytest
 
-from collabopt.core.vela import NotInt8Error, VelaError, check_int8, compile_for_npu
+from collabopt.core import convert
+from collabopt.core.analyze import interpreter
+from collabopt.core.vela import NotInt8Error, VelaError, check_int8, compile_for_npu, parse_summary
 
 
 @pytest.fixture(scope="session")
@@ -28,20 +32,13 @@ def models(tmp_path_factory):
     d = tmp_path_factory.mktemp("models")
     conv = tf.lite.TFLiteConverter.from_keras_model(m)
     (d / "tiny_f32.tflite").write_bytes(conv.convert())
-    rng = np.random.default_rng(0)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = lambda: ([rng.random((1, 28, 28, 1), np.float32)] for _ in range(8))
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
-    (d / "tiny_int8.tflite").write_bytes(conv.convert())
+    x = np.random.default_rng(0).random((8, 28, 28, 1), np.float32)
+    (d / "tiny_int8.tflite").write_bytes(convert.to_int8(m, convert.representative(x)))
     return {"f32": d / "tiny_f32.tflite", "int8": d / "tiny_int8.tflite"}
 
 
 def _op_names(path):
-    import tensorflow as tf
-
-    return [o["op_name"] for o in tf.lite.Interpreter(model_path=str(path))._get_ops_details()]
+    return [o["op_name"] for o in interpreter(model_path=path)._get_ops_details()]
 
 
 def test_compile_u55_128(models, tmp_path):
@@ -124,3 +121,59 @@ def test_explicit_system_config_and_errors(models, tmp_path):
     assert r["summary_csv"].endswith("tiny_int8_summary_Ethos_U65_High_End.csv")
     with pytest.raises(VelaError, match="System_Config.Nope"):
         compile_for_npu(models["int8"], tmp_path, system_config="Nope")
+
+
+@pytest.fixture(scope="module")
+def u55(models, tmp_path_factory):
+    """compile_for_npu's result on the tiny INT8 model, with the summary CSV Vela wrote."""
+    return compile_for_npu(models["int8"], tmp_path_factory.mktemp("u55"))
+
+
+def _edited_summary(src, dst, rename=None, values=None):
+    """A copy of Vela's summary CSV with header `rename`d ({old: new}) and/or cells replaced."""
+    with open(src, newline="") as f:
+        header, row = list(csv.reader(f))[:2]
+    for k, v in (values or {}).items():
+        row[header.index(k)] = v
+    header = [(rename or {}).get(k, k) for k in header]
+    with open(dst, "w", newline="") as f:
+        csv.writer(f).writerows([header, row])
+    return dst
+
+
+def test_parse_summary_of_real_csv(u55):
+    row = parse_summary(u55["summary_csv"])
+    assert int(row["cycles_total"]) == u55["npu_cycles"] and row["core_clock"] == u55["clock_hz"]
+    assert row["weights_storage_area"] == "Off-chip Flash"
+    assert row["weights_area_memory_used"] == row["off_chip_flash_memory_used"] > 0
+
+
+@pytest.mark.parametrize("column", ["cycles_total", "inference_time", "nn_macs", "sram_memory_used",
+                                    "total_npu_encoded_weights", "weights_storage_area", "system_config"])
+def test_parse_summary_missing_column_is_an_error(u55, tmp_path, column):
+    # Before: a renamed column read as 0 (npu_cycles=0, macs=0, ...) and the run reported it.
+    bad = _edited_summary(u55["summary_csv"], tmp_path / "renamed_summary.csv", rename={column: column + "_v6"})
+    with pytest.raises(VelaError) as e:
+        parse_summary(bad)
+    assert repr(column) in str(e.value) and "renamed_summary.csv" in str(e.value)
+
+
+def test_parse_summary_bad_values(u55, tmp_path):
+    bad = _edited_summary(u55["summary_csv"], tmp_path / "text_summary.csv", values={"cycles_npu": "n/a"})
+    with pytest.raises(VelaError, match=r"text_summary.csv: column 'cycles_npu' is 'n/a', not a number"):
+        parse_summary(bad)
+    bad = _edited_summary(u55["summary_csv"], tmp_path / "area_summary.csv", values={"weights_storage_area": "Tape"})
+    with pytest.raises(VelaError, match=r"area_summary.csv: weights_storage_area 'Tape' names no memory area"):
+        parse_summary(bad)
+    (tmp_path / "empty_summary.csv").write_text("cycles_total,core_clock\n")
+    with pytest.raises(VelaError, match="empty_summary.csv has no data row"):
+        parse_summary(tmp_path / "empty_summary.csv")
+
+
+def test_parse_summary_nan_stays_a_value(u55, tmp_path):
+    # Vela writes inferences_per_second = nan for a model of 0 cycles: a value, not a missing column.
+    ok = _edited_summary(u55["summary_csv"], tmp_path / "nan_summary.csv",
+                         values={"inferences_per_second": "nan", "weights_storage_area": "SRAM"})
+    row = parse_summary(ok)
+    assert math.isnan(row["inferences_per_second"])
+    assert row["weights_area_memory_used"] == row["sram_memory_used"] > 0
