@@ -27,8 +27,15 @@ def run(pipeline, runner="local"):
         from tfx.orchestration.local.local_dag_runner import LocalDagRunner
         return LocalDagRunner().run(pipeline)
     if runner == "beam":
+        from apache_beam.options.pipeline_options import StandardOptions
         from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
-        return BeamDagRunner().run(pipeline)
+        # TFX orchestrates with beam.Pipeline() and no options: Beam's default DirectRunner would first
+        # try to download the Prism runner from the internet. Its fallback, picked directly:
+        default, StandardOptions.DEFAULT_RUNNER = StandardOptions.DEFAULT_RUNNER, "FnApiRunner"
+        try:
+            return BeamDagRunner().run(pipeline)
+        finally:
+            StandardOptions.DEFAULT_RUNNER = default
     raise ValueError(f"runner must be one of {RUNNERS}, got {runner!r}")
 
 

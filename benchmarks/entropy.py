@@ -70,10 +70,10 @@ def file_parts(blob):
 def analyze_tflite(path):
     import numpy as np
 
-    from collabopt.core.tfenv import tf
+    from collabopt.core import analyze
     with open(path, "rb") as f:
         blob = f.read()
-    it = tf.lite.Interpreter(model_content=blob)
+    it = analyze.interpreter(blob)
     it.allocate_tensors()
     tensors = {t["index"]: t for t in it.get_tensor_details()}
     kernels, biases, seen = [], [], set()

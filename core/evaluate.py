@@ -51,17 +51,24 @@ def _write(counts, path):
         json.dump({"examples": n, "int8_correct": int8, "keras_correct": keras}, f)
 
 
+def beam_args(args=()):
+    """Beam pipeline args with a runner: without one, Beam's DirectRunner first tries to download the
+    Prism runner binary from the internet, then falls back to the FnApiRunner this picks directly."""
+    args = list(args)
+    return args if any(a.startswith("--runner") for a in args) else ["--runner=FnApiRunner", *args]
+
+
 def accuracy(tflite_path, examples_uri, split="eval", *, saved_model_dir=None, feature_key="image",
-             label_key="label", feature_shape=(28, 28, 1), make_pipeline=None, batch_size=256):
+             label_key="label", feature_shape=data.FASHION_MNIST_SHAPE, make_pipeline=None, batch_size=256):
     """{'examples', 'int8_accuracy', 'keras_accuracy' (None without a SavedModel)} over every
     record of the split. `make_pipeline` returns a beam.Pipeline (a TFX executor passes its own,
-    configured by the pipeline's beam_pipeline_args); default: the in-memory DirectRunner."""
+    configured by the pipeline's beam_pipeline_args); default: in memory, in this process."""
     files = data.split_files(examples_uri, split)  # ExamplesError names the split if it is missing
     pattern = os.path.join(os.path.dirname(files[0]), "*")
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, RESULT_FILE)
         pipeline = make_pipeline() if make_pipeline else beam.Pipeline(
-            options=PipelineOptions(["--direct_running_mode=in_memory"]))
+            options=PipelineOptions(beam_args(["--direct_running_mode=in_memory"])))
         with pipeline as p:
             _ = (p
                  | "Read" >> beam.io.ReadFromTFRecord(

@@ -93,6 +93,7 @@ def create_pipeline(config, pipeline_root, metadata_path=None, beam_pipeline_arg
     from tfx.dsl.experimental.conditionals import conditional
     from tfx.orchestration import metadata, pipeline
 
+    from collabopt.core import evaluate  # Beam's args
     from collabopt.components import (LeafEvaluator, LeafPusher, NPUCompiler, PreservingQAT, Pruner, Reporter,
                                       SparseClusterer, TFLiteConverter)
 
@@ -153,4 +154,4 @@ def create_pipeline(config, pipeline_root, metadata_path=None, beam_pipeline_arg
         pipeline_name=cfg["name"], pipeline_root=str(pipeline_root), components=comps,
         metadata_connection_config=(metadata.sqlite_metadata_connection_config(str(metadata_path))
                                     if metadata_path else None),
-        beam_pipeline_args=beam_pipeline_args or cfg["beam_pipeline_args"])
+        beam_pipeline_args=evaluate.beam_args(beam_pipeline_args or cfg["beam_pipeline_args"]))
