@@ -156,7 +156,7 @@ def _kind(example, key, split):
                   else len(values))
 
 
-def example_parser(first_record, split, feature_key="image", label_key="label", feature_shape=(28, 28, 1),
+def example_parser(first_record, split, feature_key="image", label_key="label", feature_shape=FASHION_MNIST_SHAPE,
                    scale=1 / 255.0):
     """A batch parser for the records of a split, typed from its first serialized tf.Example.
 
@@ -196,7 +196,7 @@ def example_parser(first_record, split, feature_key="image", label_key="label", 
     return parse, kind, size
 
 
-def read_examples(uri, split, feature_key="image", label_key="label", feature_shape=(28, 28, 1),
+def read_examples(uri, split, feature_key="image", label_key="label", feature_shape=FASHION_MNIST_SHAPE,
                   limit=None, scale=1 / 255.0):
     """Read a split into (x float32 [N, *feature_shape], y int64 [N]).
 

@@ -3,12 +3,13 @@ import logging
 
 import numpy as np
 
+from collabopt.core.data import FASHION_MNIST_SHAPE
 from collabopt.core.tfenv import keras
 
 log = logging.getLogger("collabopt")
 
 
-def ds_cnn(input_shape=(28, 28, 1), num_classes=10, width=64, blocks=4):
+def ds_cnn(input_shape=FASHION_MNIST_SHAPE, num_classes=10, width=64, blocks=4):
     """A small depthwise-separable CNN shaped like DS-CNN (Zhang et al., 'Hello Edge').
 
     Conv -> BN -> ReLU, then `blocks` of DepthwiseConv/BN/ReLU + 1x1 Conv/BN/ReLU, average pool, Dense.
