@@ -55,28 +55,28 @@ def _report(args):
 
 
 def _compile(args):
-    from collabopt import kfp_runner
+    from collabopt.kubeflow import compiler
     from collabopt.pipelines import config as tree_config, tree
 
     cfg = tree_config.load(args.config)
     # No local MLMD and no local report folder: on KFP the launcher records MLMD, the root is remote.
     pipe = tree.create_pipeline(cfg, args.pipeline_root or "", metadata_path=None, publish_dir="")
-    kfp_runner.compile_pipeline(pipe, args.output, image=args.image, pipeline_root=args.pipeline_root)
-    print(f"wrote {args.output} ({cfg['name']}, image {args.image or kfp_runner.default_image()})")
+    compiler.compile_pipeline(pipe, args.output, image=args.image, pipeline_root=args.pipeline_root)
+    print(f"wrote {args.output} ({cfg['name']}, image {args.image or compiler.default_image()})")
 
 
 def _submit(args):
-    from collabopt import kfp_runner
-    run_id = kfp_runner.submit(args.package, args.host, experiment=args.experiment, params=args.param,
-                               pipeline_root=args.pipeline_root, run_name=args.run_name)
+    from collabopt.kubeflow import client
+    run_id = client.submit(args.package, args.host, experiment=args.experiment, params=args.param,
+                           pipeline_root=args.pipeline_root, run_name=args.run_name)
     print(f"submitted run {run_id} to {args.host}")
 
 
 def _schedule(args):
-    from collabopt import kfp_runner
-    job_id = kfp_runner.schedule(args.package, args.host, args.cron, max_concurrency=args.max_concurrency,
-                                 experiment=args.experiment, params=args.param, name=args.name,
-                                 pipeline_root=args.pipeline_root)
+    from collabopt.kubeflow import client
+    job_id = client.schedule(args.package, args.host, args.cron, max_concurrency=args.max_concurrency,
+                             experiment=args.experiment, params=args.param, name=args.name,
+                             pipeline_root=args.pipeline_root)
     print(f"created recurring run {job_id} on {args.host} ({args.cron})")
 
 
@@ -133,8 +133,9 @@ def main(argv=None):
     try:
         args.func(args)
     except Exception as e:  # noqa: BLE001 - config and KFP errors are for people, not tracebacks
+        from collabopt.kubeflow import KfpError
         from collabopt.schemas import ConfigError
-        if isinstance(e, ConfigError) or type(e).__name__ == "KfpError":
+        if isinstance(e, (ConfigError, KfpError)):
             raise SystemExit(f"collabopt {args.cmd}: {e}") from None
         raise
     return 0

@@ -1,0 +1,161 @@
+"""What the Kubeflow test modules share: compiled packages (each compiled once per session, on first
+use) and a fake KFP v2beta1 API on 127.0.0.1 that records the requests kfp.Client makes. Import the
+fixtures by name into a test module: `from collabopt.tests.kfp_fixtures import kfp_api, packages`."""
+import http.server
+import json
+import os
+import threading
+import urllib.parse
+
+import pytest
+import yaml
+
+from collabopt.kubeflow import compiler
+from collabopt.pipelines import config as tree_config, tree
+
+ROOT = "gs://collabopt-test/root"  # what the packages are compiled for; local runs override it
+DEMO_CONFIG = os.path.join(tree_config.CONFIG_DIR, "demo.yaml")
+
+
+def demo_raw():
+    with open(DEMO_CONFIG) as f:
+        return yaml.safe_load(f)
+
+
+# The demo's tree (PTQ, prune+cluster PTQ, PCQAT; two NPU targets) on small data, its blessed leaves
+# pushed (packages["run"] pushes to a fresh folder). A size requirement instead of the demo's accuracy
+# one (noisy on 500 images) blesses the two pruned+clustered leaves and not the PTQ one, so both
+# branches of the push conditions run.
+RUN_CONFIG = {**demo_raw(), "name": "collabopt-kfp-test", "data": {"train_limit": 2000, "eval_limit": 500},
+              "prune": {"target_sparsity": 0.5, "epochs": 1}, "requirements": {"max_gzip_bytes": 24000}}
+_CONFIGS = {"demo": lambda _: demo_raw(), "all": lambda _: tree_config.load("all_paths"),
+            "run": lambda factory: {**RUN_CONFIG, "push": {"destination": str(factory.mktemp("pushed"))}}}
+
+
+def compile_config(config, path, **kw):
+    """The PipelineSpec dict of `config` compiled for ROOT to the package `path`."""
+    return compiler.compile_pipeline(tree.create_pipeline(tree_config.merge(config), ROOT), str(path), **kw)
+
+
+def spec_of(package):
+    with open(package) as f:
+        return yaml.safe_load(f)
+
+
+_ONCE = {}
+
+
+def _once(key, build):
+    """build() once per session: pytest makes one fixture definition per module importing a fixture,
+    so scope="session" alone would compile again in each of them."""
+    if key not in _ONCE:
+        _ONCE[key] = build()
+    return _ONCE[key]
+
+
+class _Packages:
+    """packages[key] -> (path, PipelineSpec dict) for key in demo, run, all; compiled on first use."""
+
+    def __init__(self, tmp_path_factory):
+        self._factory = tmp_path_factory
+
+    def __getitem__(self, key):
+        def build():
+            path = self._factory.mktemp("kfp") / f"{key}.yaml"
+            return str(path), compile_config(_CONFIGS[key](self._factory), path)
+        return _once(("package", key), build)
+
+
+@pytest.fixture(scope="session")
+def packages(tmp_path_factory):
+    return _Packages(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def param_package(tmp_path_factory):
+    """A pipeline with a RuntimeParameter (an Importer's source uri): root parameters for --param."""
+    def build():
+        from tfx.dsl.components.common import importer
+        from tfx.orchestration import data_types, pipeline
+        from tfx.types import standard_artifacts
+        uri = data_types.RuntimeParameter(name="model_uri", ptype=str, default="gs://collabopt-test/model")
+        imp = importer.Importer(source_uri=uri, artifact_type=standard_artifacts.Model).with_id("ModelImporter")
+        path = str(tmp_path_factory.mktemp("kfp_params") / "params.yaml")
+        compiler.compile_pipeline(pipeline.Pipeline(pipeline_name="params-test", pipeline_root=ROOT,
+                                                    components=[imp]), path, image="registry.example/collabopt:x")
+        return path
+    return _once("param_package", build)
+
+
+# ---------------------------------------------------------------------- kfp.Client against a fake API
+
+class FakeKfp(http.server.ThreadingHTTPServer):
+    """Answers the KFP v2beta1 REST endpoints kfp.Client 2.16 calls and records every request."""
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.requests, self.experiments, self.fail_next = [], [], None
+        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+
+    def posted(self, path):
+        return [r["body"] for r in self.requests if r["method"] == "POST" and r["path"] == path]
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def _answer(self, status, body):
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _handle(self, method):
+        srv, url = self.server, urllib.parse.urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(length)) if length else None
+        query = {k: v[0] for k, v in urllib.parse.parse_qs(url.query).items()}
+        srv.requests.append({"method": method, "path": url.path, "query": query, "body": body})
+        if srv.fail_next and method == "POST":
+            status, message = srv.fail_next
+            srv.fail_next = None
+            return self._answer(status, {"error": message, "code": 14, "message": message})
+        now = "2026-11-27T03:00:00Z"
+        api = "/apis/v2beta1/"
+        if (method, url.path) == ("GET", api + "healthz"):
+            return self._answer(200, {"multi_user": False, "pipeline_store": "database"})
+        if (method, url.path) == ("GET", api + "experiments"):
+            preds = json.loads(query.get("filter", "{}")).get("predicates", [])
+            hits = [e for e in srv.experiments if all(e.get(p["key"]) == p.get("stringValue") for p in preds)]
+            return self._answer(200, {"experiments": hits, "total_size": len(hits)} if hits else {})
+        if (method, url.path) == ("POST", api + "experiments"):
+            exp = {"experiment_id": f"exp-{len(srv.experiments) + 1}", "display_name": body["display_name"],
+                   "created_at": now}
+            srv.experiments.append(exp)
+            return self._answer(200, exp)
+        if (method, url.path) == ("POST", api + "runs"):
+            return self._answer(200, {**body, "run_id": f"run-{len(srv.posted(url.path))}", "state": "PENDING",
+                                      "created_at": now})
+        if (method, url.path) == ("POST", api + "recurringruns"):
+            return self._answer(200, {**body, "recurring_run_id": f"rr-{len(srv.posted(url.path))}",
+                                      "status": "ENABLED", "created_at": now})
+        return self._answer(404, {"error": "Not Found", "code": 5, "message": f"no route {method} {url.path}"})
+
+    def do_GET(self):
+        self._handle("GET")
+
+    def do_POST(self):
+        self._handle("POST")
+
+
+@pytest.fixture
+def kfp_api():
+    srv = FakeKfp()
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
