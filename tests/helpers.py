@@ -87,3 +87,152 @@ def dense_model(shape=(28, 28, 1), classes=10):
     from collabopt.core.tfenv import keras
     inp = keras.Input(shape)
     return keras.Model(inp, keras.layers.Dense(classes)(keras.layers.Flatten()(inp)))
+
+
+# ---------------------------------------------------------------- components' own tests
+# components/<name>/component_test.py and executor_test.py (fixtures: components/conftest.py).
+
+TINY_DATA = {"train_limit": 200, "eval_limit": 100}  # of the 300/100 examples the fixture writes
+TINY_FIT = {"epochs": 1, "batch_size": 64}
+IN_MEMORY = ["--direct_running_mode=in_memory"]  # a Beam executor's pipeline: in-process DirectRunner
+
+
+def channel(cls):
+    """A channel holding one empty artifact of `cls` (as TFX's component tests build inputs)."""
+    from tfx.types import channel_utils
+    return channel_utils.as_channel([cls()])
+
+
+def model_stage_channels():
+    """The `model` and `examples` inputs every model stage takes."""
+    from tfx.types import standard_artifacts
+
+    from collabopt.components import keys
+    return {keys.MODEL_KEY: channel(standard_artifacts.Model), keys.EXAMPLES_KEY: channel(standard_artifacts.Examples)}
+
+
+def output_types(component):
+    """{output key: artifact type name} of a constructed component."""
+    return {k: c.type_name for k, c in component.outputs.items()}
+
+
+def config_error(make, **params):
+    """The message of the ConfigError that `make(**params)` raises (fails if it raises none)."""
+    import pytest
+
+    from collabopt.schemas import ConfigError
+    with pytest.raises(ConfigError) as e:
+        make(**params)
+    return str(e.value)
+
+
+def tiny_model(uri, width=16, blocks=1):
+    """A user's model, from outside collabopt: a DS-CNN SavedModel under `uri`/Format-Serving (as a TFX
+    Trainer writes it), with no kernels.npz or stats.json next to it. Returns `uri`."""
+    from collabopt.core import keras_io, train
+    keras_io.save_model(train.ds_cnn(width=width, blocks=blocks), os.path.join(str(uri), keras_io.SERVING_DIR))
+    return str(uri)
+
+
+def data_spec(examples_uri, **kwargs):
+    from collabopt.core import stages
+    return stages.DataSpec(examples_uri=str(examples_uri), **{**TINY_DATA, **kwargs})
+
+
+def run_executor(executor, component, inputs, out_root, **exec_overrides):
+    """`executor.Do` as TFX calls it for `component`: the hand-built input artifacts `inputs` ({key:
+    artifact}), one fresh output artifact per output channel of the component (at out_root/<key>),
+    and the component's own encoded exec_properties (`exec_overrides` replace some, as an edited
+    spec or a runtime parameter would). Returns {output key: artifact}."""
+    outputs = {k: artifact(c.type, os.path.join(str(out_root), k)) for k, c in component.outputs.items()}
+    executor.Do({k: [a] for k, a in inputs.items()}, {k: [a] for k, a in outputs.items()},
+                {**component.exec_properties, **exec_overrides})
+    return outputs
+
+
+def beam_executor(executor_cls, made=None):
+    """A Beam executor with a TFX context whose pipelines are in-memory DirectRunner ones (given as
+    make_beam_pipeline_fn: beam_pipeline_args would make TFX package itself for the workers); each
+    pipeline it makes is appended to `made`."""
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from tfx.dsl.components.base import base_beam_executor
+
+    def make():
+        p = beam.Pipeline(options=PipelineOptions(IN_MEMORY))
+        if made is not None:
+            made.append(p)
+        return p
+    return executor_cls(base_beam_executor.BaseBeamExecutor.Context(make_beam_pipeline_fn=make))
+
+
+def kernel_history(uri):
+    """(layer, {stage: kernel}) of an artifact's kernels.npz (the report's density figure data)."""
+    import numpy as np
+
+    from collabopt.core.artifact_files import KERNELS_FILE
+    with np.load(os.path.join(str(uri), KERNELS_FILE)) as z:
+        return str(z["__layer__"]), {k: z[k] for k in z.files if k != "__layer__"}
+
+
+def saved_kernel(uri, layer):
+    """The kernel of `layer` in the SavedModel of a Model artifact (or plain SavedModel) at `uri`."""
+    from collabopt.core import keras_io
+    return keras_io.load_model(uri).get_layer(layer).get_weights()[0]
+
+
+def read_json(path):
+    import json
+    with open(path) as f:
+        return json.load(f)
+
+
+def encoded_data(**overrides):
+    """The data parameters as a component's spec holds them (lists as JSON strings)."""
+    return {"feature_key": "image", "label_key": "label", "feature_shape": "[28, 28, 1]", "train_split": "train",
+            "eval_split": "eval", "train_limit": 0, "eval_limit": 0, **overrides}
+
+
+def sparse_model(uri, model_uri, sparsity):
+    """A pruned model built by hand: the model at `model_uri` with the smallest `sparsity` of every
+    Conv2D/Dense kernel (not the depthwise ones, as TFMOT) set to zero, saved under `uri`/Format-Serving
+    with the stats.json a Pruner writes (promises target_sparsity). Returns `uri`."""
+    import numpy as np
+
+    from collabopt.core import keras_io
+    from collabopt.core.artifact_files import STATS_FILE, write_json
+    model = keras_io.load_model(model_uri)
+    for layer in model.layers:
+        if type(layer) in (keras_io.keras.layers.Conv2D, keras_io.keras.layers.Dense):
+            w, *rest = layer.get_weights()
+            w = np.where(np.abs(w) < np.quantile(np.abs(w), sparsity), 0.0, w).astype(w.dtype)
+            layer.set_weights([w, *rest])
+    keras_io.save_model(model, os.path.join(str(uri), keras_io.SERVING_DIR))
+    write_json(os.path.join(str(uri), STATS_FILE), {"promises": {"target_sparsity": sparsity}})
+    return str(uri)
+
+
+def model_stage_inputs(model_uri, examples_uri):
+    """Hand-built `model` and `examples` input artifacts of a model stage."""
+    from tfx.types import standard_artifacts
+
+    from collabopt.components import keys
+    return {keys.MODEL_KEY: artifact(standard_artifacts.Model, model_uri),
+            keys.EXAMPLES_KEY: examples_artifact(examples_uri)}
+
+
+def run_model_stage(executor, component_cls, model_uri, examples_uri, out_root, params=None, **exec_overrides):
+    """run_executor for a model stage (Pruner, SparseClusterer, PreservingQAT) built with `params` on tiny
+    data for one epoch, on hand-built model/examples artifacts; returns its output Model artifact."""
+    from collabopt.components import keys
+    component = component_cls(**model_stage_channels(), **{**TINY_DATA, **TINY_FIT, **(params or {})})
+    outputs = run_executor(executor, component, model_stage_inputs(model_uri, examples_uri), out_root,
+                           **exec_overrides)
+    return outputs[keys.MODEL_OUTPUT[component_cls.__name__]]
+
+
+def fashion_mnist_examples(uri, train_limit, eval_limit):
+    """An Examples artifact folder of real Fashion-MNIST images (class-balanced subsets); returns `uri`."""
+    from collabopt.core import data
+    data.write_examples(str(uri), data.load_fashion_mnist(train_limit=train_limit, eval_limit=eval_limit))
+    return str(uri)

@@ -1,0 +1,124 @@
+"""LeafEvaluator executor (Beam) with hand-built artifacts: accuracies over the eval split with the
+executor's Beam pipeline, the NPUModel's numbers judged (no Vela run here), the gates against a
+baseline leaf and the requirements, and bad requirements failing before any evaluation."""
+import json
+import os
+
+import pytest
+from tfx.types import standard_artifacts
+
+from collabopt.components import LeafEvaluation, LeafEvaluator, NPUModel, TFLiteModel, keys
+from collabopt.components.leaf_evaluator.executor import Executor
+from collabopt.core import analyze, data, keras_io, train, vela
+from collabopt.core.artifact_files import write_json
+from collabopt.schemas import ConfigError
+from collabopt.tests.helpers import (TINY_DATA, artifact, beam_executor, channel, examples_artifact, read_json,
+                                     run_executor)
+
+TARGET = "ethos-u55-128"  # what the npu_uri fixture compiled for
+
+
+@pytest.fixture
+def no_vela(monkeypatch):
+    """Fail the test if anything compiles with Vela."""
+    def compile_for_npu(*args, **kwargs):
+        raise AssertionError("LeafEvaluator ran Vela; it must judge the NPUModel's numbers")
+    monkeypatch.setattr(vela, "compile_for_npu", compile_for_npu)
+
+
+def _evaluate(tmp_path, inputs, made=None, **params):
+    evaluator = LeafEvaluator(**{k: channel(type(a)) for k, a in inputs.items()}, path="ptq", **TINY_DATA, **params)
+    return run_executor(beam_executor(Executor, made), evaluator, inputs, tmp_path)
+
+
+def test_evaluates_with_the_npu_models_numbers(tmp_path, tflite_uri, model_uri, npu_uri, examples_uri, no_vela):
+    made = []
+    out = _evaluate(tmp_path, {keys.TFLITE_MODEL_KEY: artifact(TFLiteModel, tflite_uri),
+                               keys.MODEL_KEY: artifact(standard_artifacts.Model, model_uri),
+                               keys.NPU_MODEL_KEY: artifact(NPUModel, npu_uri),
+                               keys.EXAMPLES_KEY: examples_artifact(examples_uri)},
+                    made, requirements={"max_int8_accuracy_drop_pp": 0.0, "max_npu_inference_time_s": 1.0})
+    evaluation, blessing = out[keys.EVALUATION_KEY], out[keys.BLESSING_KEY]
+    assert len(made) == 1  # one Beam pipeline, the executor's (the TFX pipeline's beam_pipeline_args)
+
+    # The NPU numbers are the NPUModel's, and nothing was compiled here.
+    npu = read_json(os.path.join(npu_uri, "stats.json"))[TARGET]
+    assert evaluation.get_string_custom_property(keys.NPU_TARGETS) == TARGET
+    assert evaluation.get_int_custom_property(f"{TARGET}.npu_cycles") == npu["npu_cycles"] > 0
+    assert evaluation.get_float_custom_property(f"{TARGET}.inference_time_s") == npu["inference_time_s"]
+    assert evaluation.get_int_custom_property(f"{TARGET}.encoded_weights_bytes") == npu["encoded_weights_bytes"]
+    written = [os.path.join(d, f) for d, _, files in os.walk(evaluation.uri) for f in files]
+    assert not os.path.exists(os.path.join(evaluation.uri, "npu"))
+    assert not [f for f in written if f.endswith(("vela_stdout.txt", "_vela.tflite"))]
+
+    # Accuracies over every eval record, as the interpreter and the Keras model give them.
+    x, y = data.read_examples(examples_uri, "eval")
+    flatbuffer = open(os.path.join(tflite_uri, "model.tflite"), "rb").read()
+    assert evaluation.get_int_custom_property("eval_examples") == len(y) == 100
+    assert evaluation.get_float_custom_property("int8_accuracy") == pytest.approx(
+        analyze.int8_accuracy(flatbuffer, x, y))
+    assert evaluation.get_float_custom_property("fp32_accuracy") == pytest.approx(
+        train.accuracy(keras_io.load_model(model_uri), x, y))
+    # The flatbuffer's figures come from the converter's analysis.
+    conv = read_json(os.path.join(tflite_uri, "stats.json"))
+    assert evaluation.get_int_custom_property("gzip_bytes") == conv["gzip_bytes"]
+    assert evaluation.get_string_custom_property("mode") == "ptq"
+
+    # Its own reference (no baseline input): no drop; the requirements pass, so it is blessed.
+    assert evaluation.get_float_custom_property("int8_accuracy_drop_pp") == 0.0
+    for art in (evaluation, blessing):
+        assert art.get_int_custom_property(keys.BLESSED) == 1
+        assert json.loads(art.get_string_custom_property(keys.REASONS)) == []
+    assert blessing.get_string_custom_property(keys.PATH) == "ptq"
+    leaf = read_json(os.path.join(evaluation.uri, "leaf.json"))
+    assert leaf["blessed"] is True and leaf["npu"][TARGET]["npu_cycles"] == npu["npu_cycles"]
+    assert leaf["requirements"] == {"max_int8_accuracy_drop_pp": 0.0, "max_npu_inference_time_s": 1.0}
+    assert os.path.isfile(os.path.join(evaluation.uri, "kernels.npz"))  # the converter's trace, for the report
+
+
+def test_gates_against_the_baseline_and_the_requirements(tmp_path, tflite_uri, npu_uri, examples_uri, no_vela):
+    # A hand-built reference leaf that got every eval example right.
+    baseline = tmp_path / "baseline"
+    baseline.mkdir()
+    write_json(str(baseline / "leaf.json"), {"path": "ptq", "int8_accuracy": 1.0})
+    out = _evaluate(tmp_path, {keys.TFLITE_MODEL_KEY: artifact(TFLiteModel, tflite_uri),
+                               keys.NPU_MODEL_KEY: artifact(NPUModel, npu_uri),
+                               keys.BASELINE_KEY: artifact(LeafEvaluation, baseline),
+                               keys.EXAMPLES_KEY: examples_artifact(examples_uri)},
+                    requirements={"max_int8_accuracy_drop_pp": 1.0, "max_gzip_bytes": 100,
+                                  "max_npu_inference_time_s": 1e-9, "npu_target": TARGET})
+    evaluation, blessing = out[keys.EVALUATION_KEY], out[keys.BLESSING_KEY]
+    accuracy = evaluation.get_float_custom_property("int8_accuracy")
+    assert accuracy < 0.99
+    assert evaluation.get_float_custom_property("baseline_int8_accuracy") == 1.0
+    assert evaluation.get_float_custom_property("int8_accuracy_drop_pp") == pytest.approx(100.0 * (1.0 - accuracy))
+    gzip_bytes = evaluation.get_int_custom_property("gzip_bytes")
+    time_ms = read_json(os.path.join(npu_uri, "stats.json"))[TARGET]["inference_time_s"] * 1e3
+    reasons = [f"INT8 accuracy {accuracy:.2%} is {100 * (1 - accuracy):.2f} pp below the baseline's 100.00% "
+               "(max drop 1.0 pp)",
+               f"gzip size {gzip_bytes:,} B > max 100 B",
+               f"{TARGET} inference time {time_ms:.3f} ms > max 0.000 ms"]
+    for art in (evaluation, blessing):
+        assert art.get_int_custom_property(keys.BLESSED) == 0
+        assert json.loads(art.get_string_custom_property(keys.REASONS)) == reasons
+    assert read_json(os.path.join(evaluation.uri, "leaf.json"))["reasons"] == reasons
+    assert not evaluation.has_custom_property("fp32_accuracy")  # no Keras model given: none measured
+
+
+@pytest.mark.parametrize("requirements, message", [
+    ('{"max_gzip_bytes": -5}', "requirements.max_gzip_bytes: -5 is less than the minimum of 1"),
+    ('{"max_latency_ms": 3}', "requirements: Additional properties are not allowed ('max_latency_ms' was unexpected)"),
+    ('{"npu_target": "ethos-u55-128"}', "requirements.npu_target: set, but max_npu_inference_time_s is not"),
+])
+def test_bad_requirements_fail_before_any_evaluation(tmp_path, tflite_uri, examples_uri, requirements, message):
+    """Requirements that reach the executor anyway (an edited spec, a runtime parameter) are checked again."""
+    made = []
+    evaluator = LeafEvaluator(tflite_model=channel(TFLiteModel), examples=channel(standard_artifacts.Examples),
+                              path="ptq")
+    with pytest.raises(ConfigError) as e:
+        run_executor(beam_executor(Executor, made), evaluator,
+                     {keys.TFLITE_MODEL_KEY: artifact(TFLiteModel, tflite_uri),
+                      keys.EXAMPLES_KEY: examples_artifact(examples_uri)}, tmp_path, requirements=requirements)
+    assert str(e.value) == message
+    assert made == []  # no Beam pipeline was made
+    assert os.listdir(tmp_path / keys.EVALUATION_KEY) == [] and os.listdir(tmp_path / keys.BLESSING_KEY) == []

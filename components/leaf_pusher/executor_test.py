@@ -1,0 +1,72 @@
+"""LeafPusher executor with hand-built artifacts: an unblessed leaf is marked not pushed and nothing is
+written; a blessed one lands in <destination>/<path>/<version>/ and becomes <path>/latest/."""
+import filecmp
+import os
+import time
+
+import pytest
+
+from collabopt.components import LeafBlessing, LeafEvaluation, LeafPusher, NPUModel, TFLiteModel, keys
+from collabopt.components.leaf_pusher.executor import Executor
+from collabopt.tests.helpers import artifact, channel, read_json, run_executor
+
+PATH = "prune_ptq"
+
+
+def _push(out_root, dest, blessed, tflite_uri, evaluation_uri, npu_uri=None, **overrides):
+    blessing = artifact(LeafBlessing, out_root / "blessing")
+    if blessed is not None:
+        blessing.set_int_custom_property(keys.BLESSED, blessed)
+    inputs = {keys.TFLITE_MODEL_KEY: artifact(TFLiteModel, tflite_uri),
+              keys.EVALUATION_KEY: artifact(LeafEvaluation, evaluation_uri), keys.BLESSING_KEY: blessing}
+    if npu_uri:
+        inputs[keys.NPU_MODEL_KEY] = artifact(NPUModel, npu_uri)
+    pusher = LeafPusher(**{k: channel(type(a)) for k, a in inputs.items()}, path=PATH, destination=str(dest))
+    return run_executor(Executor(), pusher, inputs, out_root, **overrides)[keys.PUSHED_MODEL_KEY]
+
+
+@pytest.mark.parametrize("blessed", [0, None])  # None: a blessing without the property
+def test_unblessed_leaf_is_not_pushed(tmp_path, tflite_uri, evaluation_uri, blessed):
+    destination = tmp_path / "deploy"
+    pushed = _push(tmp_path, destination, blessed, tflite_uri, evaluation_uri)  # does not raise
+    assert pushed.get_int_custom_property(keys.PUSHED) == 0
+    assert pushed.get_string_custom_property(keys.PATH) == PATH
+    assert not pushed.has_custom_property("pushed_destination") and not pushed.has_custom_property("pushed_version")
+    assert not destination.exists()
+
+
+def test_blessed_leaf_is_pushed_and_becomes_latest(tmp_path, tflite_uri, evaluation_uri, npu_uri):
+    destination = tmp_path / "deploy"
+    first = _push(tmp_path / "first", destination, 1, tflite_uri, evaluation_uri, npu_uri)
+    version = first.get_string_custom_property("pushed_version")
+    folder = destination / PATH / version
+    assert first.get_int_custom_property(keys.PUSHED) == 1
+    assert first.get_string_custom_property("pushed_destination") == str(folder)
+    assert first.get_string_custom_property(keys.PATH) == PATH
+    for where in (folder, destination / PATH / "latest"):
+        assert filecmp.cmp(where / "model.tflite", os.path.join(tflite_uri, "model.tflite"), shallow=False)
+        leaf = read_json(where / "leaf.json")
+        evaluated = read_json(os.path.join(evaluation_uri, "leaf.json"))
+        assert leaf == {**{k: v for k, v in evaluated.items() if k != "layers"}, "version": version}
+        assert filecmp.cmp(where / "npu" / "ethos-u55-128" / "model_vela.tflite",
+                           os.path.join(npu_uri, "ethos-u55-128", "model_vela.tflite"), shallow=False)
+    assert sorted(os.listdir(destination / PATH)) == sorted([version, "latest"])  # no .partial left
+
+    # A later push is a new version (versions are milliseconds), and latest follows it.
+    time.sleep(0.002)
+    second = _push(tmp_path / "second", destination, 1, tflite_uri, evaluation_uri)
+    newer = second.get_string_custom_property("pushed_version")
+    assert int(newer) > int(version)
+    assert sorted(os.listdir(destination / PATH)) == sorted([version, newer, "latest"])
+    assert read_json(destination / PATH / "latest" / "leaf.json")["version"] == newer
+    assert not (destination / PATH / "latest" / "npu").exists()  # latest is that version, not a merge
+
+
+def test_empty_destination_reaching_the_executor_pushes_nothing(tmp_path, tflite_uri, evaluation_uri, monkeypatch):
+    """An empty destination ("" is how None travels in a spec) that reaches the executor anyway (a
+    runtime parameter, an edited spec) is refused as the component refuses it, not pushed to a folder
+    named 'None' in the working directory."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match=r"^push\.destination: "):
+        _push(tmp_path, "/deploy", 1, tflite_uri, evaluation_uri, destination="")
+    assert not (tmp_path / "None").exists()
