@@ -40,6 +40,7 @@ def parameters(section, names):
 def encode(section, **values):
     """Check `values` as config keys of `section` (schemas.check: the rule config load applies), then
     encode them for a ComponentSpec."""
+    values = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}  # YAML has lists only
     schemas.check({section: values})
     spec = parameters(section, values)
 
@@ -50,9 +51,12 @@ def encode(section, **values):
     return {k: one(k, v) for k, v in values.items()}
 
 
-def decode(section, props, names):
+def decode(section, props, names, required=()):
     """The inverse of `encode`, checked again: a bad value that reached the executor fails here with
-    the same message as at config load."""
+    the same message as at config load. `required`: names that must not be empty here."""
+    missing = [n for n in required if props.get(n) in ("", None)]
+    if missing:
+        raise schemas.ConfigError("; ".join(f"{section}.{n}: required here, got nothing" for n in missing))
     spec, out = parameters(section, names), {}
     for name in names:
         v = props[name]

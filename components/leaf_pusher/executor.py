@@ -17,7 +17,7 @@ class Executor(common.StageExecutor):
             logging.getLogger("collabopt").info("leaf %s is not blessed: not pushed", path)
             common.record(out, {keys.PUSHED: 0, keys.PATH: path})
             return
-        destination = common.decode("push", exec_properties, ("destination",))["destination"]
+        destination = common.decode("push", exec_properties, ("destination",), required=("destination",))["destination"]
         version, folder = deploy.push_leaf(
             path, common.single_uri(input_dict, keys.TFLITE_MODEL_KEY),
             common.single_uri(input_dict, keys.EVALUATION_KEY), destination,
