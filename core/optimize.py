@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 
+from collabopt import schemas
 from collabopt.core import train
 from collabopt.core.tfenv import keras, tf
 
@@ -20,7 +21,6 @@ from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.cl
 
 log = logging.getLogger("collabopt")
 
-SCHEMES = ("qat", "pqat", "cqat", "pcqat")
 CENTROID_INITS = {
     "kmeans++": "KMEANS_PLUS_PLUS", "linear": "LINEAR", "density": "DENSITY_BASED", "random": "RANDOM"}
 # Layer types whose kernels the techniques act on (TFLite: CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED).
@@ -35,34 +35,22 @@ def _kernels(model):
             yield inner, (w if w is not None else inner.kernel).numpy()
 
 
-def check_fraction(name, value):
-    if not (isinstance(value, (int, float)) and 0.0 < float(value) < 1.0):
-        raise ValueError(f"{name} must be in (0, 1), got {value!r}")
-
-
 def prune(model, x, y, *, target_sparsity=0.5, schedule="polynomial", frequency=100, epochs=2,
           batch_size=64, learning_rate=1e-4, m_by_n=None, log_dir=None, seed=0):
     """Magnitude pruning to `target_sparsity` (or M:N structured sparsity, e.g. (2, 4))."""
-    if m_by_n is None:
-        check_fraction("target_sparsity", target_sparsity)
-    else:
-        m, n = (int(v) for v in m_by_n)
-        if not 0 < m < n:
-            raise ValueError(f"m_by_n must be (M, N) with 0 < M < N, got {m_by_n!r}")
-        target_sparsity = m / n  # TFMOT's (M, N): M zeros in every N consecutive weights
-    if frequency < 1:
-        raise ValueError(f"frequency must be >= 1 step, got {frequency!r}")
+    schemas.check({"prune": {"target_sparsity": target_sparsity, "schedule": schedule, "frequency": frequency,
+                             "m_by_n": list(m_by_n) if m_by_n else None}})  # the config's rules, not new ones
+    if m_by_n:
+        target_sparsity = m_by_n[0] / m_by_n[1]  # TFMOT's (M, N): M zeros in every N consecutive weights
     steps = max(1, math.ceil(len(x) / batch_size)) * epochs
     if schedule == "constant":
         sched = tfmot.sparsity.keras.ConstantSparsity(target_sparsity, begin_step=0, frequency=frequency)
-    elif schedule == "polynomial":
+    else:  # polynomial
         # Reach the target after ~2/3 of the steps, so the last steps fine-tune at full sparsity.
         end = max(1, int(steps * 2 / 3))
         sched = tfmot.sparsity.keras.PolynomialDecay(
             initial_sparsity=0.0, final_sparsity=target_sparsity, begin_step=0, end_step=end,
             frequency=min(frequency, end))
-    else:
-        raise ValueError(f"schedule must be 'constant' or 'polynomial', got {schedule!r}")
     kwargs = {"sparsity_m_by_n": tuple(int(v) for v in m_by_n)} if m_by_n else {"pruning_schedule": sched}
     pruned = tfmot.sparsity.keras.prune_low_magnitude(model, **kwargs)
     train.fit(pruned, x, y, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
@@ -74,10 +62,8 @@ def prune(model, x, y, *, target_sparsity=0.5, schedule="polynomial", frequency=
 def cluster(model, x, y, *, number_of_clusters=8, centroid_init="kmeans++", preserve_sparsity=True,
             per_channel=False, epochs=1, batch_size=64, learning_rate=1e-4, log_dir=None, seed=0):
     """Weight clustering; with preserve_sparsity the zeros of a pruned model stay zero."""
-    if not isinstance(number_of_clusters, int) or number_of_clusters < 2:
-        raise ValueError(f"number_of_clusters must be an integer >= 2, got {number_of_clusters!r}")
-    if centroid_init not in CENTROID_INITS:
-        raise ValueError(f"centroid_init must be one of {sorted(CENTROID_INITS)}, got {centroid_init!r}")
+    schemas.check({"cluster": {"number_of_clusters": number_of_clusters, "centroid_init": centroid_init,
+                               "per_channel": per_channel}})
     keras.utils.set_random_seed(seed)
     init = getattr(tfmot.clustering.keras.CentroidInitialization, CENTROID_INITS[centroid_init])
     clustered = exp_cluster.cluster_weights(
@@ -156,10 +142,9 @@ def _shared_centroids(per_channel):
 
 def quantize_model(model, scheme="auto", per_channel_clusters=None):
     """Wrap `model` for QAT with the (preserving) scheme; returns (qat_model, scheme)."""
+    schemas.check({"qat": {"scheme": scheme}})
     if scheme == "auto":
         scheme = pick_scheme(model)
-    if scheme not in SCHEMES:
-        raise ValueError(f"scheme must be 'auto' or one of {SCHEMES}, got {scheme!r}")
     if per_channel_clusters is None:
         per_channel_clusters = describe(model)["per_channel"]
     q = tfmot.quantization.keras
