@@ -24,11 +24,9 @@ def run(args):
     from collabopt.pipelines import config as tree_config, tree
 
     cfg = tree_config.load(args.config)  # a bad config fails here, before anything runs
+    limits = {k: v for k, v in (("train_limit", args.train_limit), ("eval_limit", args.eval_limit)) if v is not None}
+    cfg = tree_config.override(cfg, {"data": limits}, source="--train-limit/--eval-limit")  # checked like the file
     root, mlmd = runners.paths(args.root or os.path.join("runs", cfg["name"]))
-    if args.train_limit is not None:
-        cfg["data"]["train_limit"] = args.train_limit
-    if args.eval_limit is not None:
-        cfg["data"]["eval_limit"] = args.eval_limit
     pipe = tree.create_pipeline(cfg, root, mlmd)
     print(f"collabopt run: {cfg['name']} ({len(tree_paths.expand(cfg['paths']))} leaves), runner={args.runner}, "
           f"root={os.path.dirname(root)}", flush=True)
