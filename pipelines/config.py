@@ -27,28 +27,108 @@ DEFAULTS = {
 }
 CONFIG_DIR = os.path.join(os.path.dirname(__file__), "configs")
 SCALARS = ("name", "paths", "beam_pipeline_args")
+MAX_BYTES = 1 << 20  # 1 MiB: a config is a page of YAML; a larger file is refused before it is parsed
+MAX_DEPTH = 16  # nesting of mappings and lists (a config needs 4)
+MAX_NODES = 10_000  # values once YAML aliases are expanded (a config has a few dozen)
 
 
 def load(path):
-    """A config file (YAML) -> validated, merged config; errors name the file and the field."""
+    """A config file (YAML) -> validated, merged config; errors name the file and the field. The file is
+    bounded before it is checked: at most MAX_BYTES, nested at most MAX_DEPTH deep, at most MAX_NODES
+    values once YAML aliases are expanded (an alias bomb is refused, not expanded)."""
     path = str(path)
     if not os.path.isfile(path):
         packaged = os.path.join(CONFIG_DIR, path if path.endswith(".yaml") else path + ".yaml")
         if not os.path.isfile(packaged):
-            raise schemas.ConfigError(f"config file {path!r} does not exist (packaged configs: "
+            what = "is a folder, not a config file" if os.path.isdir(path) else "does not exist"
+            raise schemas.ConfigError(f"config file {path!r} {what} (packaged configs: "
                                       f"{', '.join(sorted(os.listdir(CONFIG_DIR)))})")
         path = packaged
+    with open(path, "rb") as f:
+        data = f.read(MAX_BYTES + 1)
+    if len(data) > MAX_BYTES:
+        raise schemas.ConfigError(f"{path}: larger than {MAX_BYTES} bytes; a config is a page of YAML")
     try:
-        with open(path) as f:
-            raw = yaml.safe_load(f)
+        raw = _parse(data.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise schemas.ConfigError(f"{path}: not UTF-8 text (byte {e.start})") from e
     except yaml.YAMLError as e:
         raise schemas.ConfigError(f"{path}: not valid YAML: {e}") from e
+    except schemas.ConfigError as e:
+        raise schemas.ConfigError(f"{path}: {e}") from e
     if not isinstance(raw, dict):
-        raise schemas.ConfigError(f"{path}: a config is a mapping of sections, got {type(raw).__name__}")
+        got = "an empty file" if raw is None else type(raw).__name__
+        raise schemas.ConfigError(f"{path}: a config is a mapping of sections, got {got}")
     try:
         return merge(raw)
     except schemas.ConfigError as e:
         raise schemas.ConfigError(f"{path}: {e}") from e
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing nesting deeper than MAX_DEPTH while it composes."""
+
+    def compose_node(self, parent, index):
+        self.depth = getattr(self, "depth", 0) + 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise schemas.ConfigError(f"line {self.peek_event().start_mark.line + 1}: nested deeper "
+                                          f"than {MAX_DEPTH} levels")
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+def _expanded(node, memo, active, depth=1):
+    """(values, depth) of a composed YAML node with its aliases expanded, counted without expanding
+    them (each node once); ConfigError past MAX_NODES or MAX_DEPTH, or for an alias inside itself."""
+    where = f"line {node.start_mark.line + 1}"
+    if id(node) in active:
+        raise schemas.ConfigError(f"{where}: a YAML alias refers to a value that contains it")
+    if depth > MAX_DEPTH:
+        raise schemas.ConfigError(f"{where}: nested deeper than {MAX_DEPTH} levels once YAML aliases are expanded")
+    if id(node) not in memo:
+        active.add(id(node))
+        children = ([c for pair in node.value for c in pair] if isinstance(node, yaml.MappingNode)
+                    else node.value if isinstance(node, yaml.SequenceNode) else [])
+        sizes = [_expanded(c, memo, active, depth + 1) for c in children]
+        memo[id(node)] = (1 + sum(n for n, _ in sizes), 1 + max((d for _, d in sizes), default=0))
+        active.discard(id(node))
+    values, height = memo[id(node)]
+    if values > MAX_NODES:
+        raise schemas.ConfigError(f"{where}: more than {MAX_NODES} values once YAML aliases are expanded")
+    if depth + height - 1 > MAX_DEPTH:
+        raise schemas.ConfigError(f"{where}: nested deeper than {MAX_DEPTH} levels once YAML aliases are expanded")
+    return values, height
+
+
+def _parse(text):
+    """One YAML document -> Python values, within the bounds."""
+    loader = _BoundedLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _expanded(node, {}, set())
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def override(cfg, changes, source="override"):
+    """The merged config `cfg` with `changes` ({section: {key: value}}, e.g. command-line options)
+    applied, checked by the same schema and rules as a config file; the ConfigError names `source`."""
+    try:
+        schemas.check(changes)
+        new = copy.deepcopy(cfg)
+        for section, values in changes.items():
+            if section in SCALARS:
+                new[section] = values
+            else:
+                new[section].update(values)
+        return merge(new)
+    except schemas.ConfigError as e:
+        raise schemas.ConfigError(f"{source}: {e}") from e
 
 
 def merge(config):

@@ -8,6 +8,7 @@ import copy
 import functools
 import json
 import os
+import re
 
 import jsonschema
 
@@ -31,12 +32,25 @@ def _depth(error):
     return len(error.absolute_path), error.validator not in ("type", "const")
 
 
+MAX_MESSAGE = 200  # characters of one problem: jsonschema's messages quote the offending value whole
+MAX_PROBLEMS = 20
+
+
+def cap(text, limit=MAX_MESSAGE):
+    """`text`, cut to `limit` characters (marked with '...')."""
+    text = str(text)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def _schema_problems(doc, schema):
     v = jsonschema.Draft202012Validator(schema)
     # For oneOf/anyOf, the alternative that got furthest says more than "not valid under any".
     errors = [max(e.context, key=_depth) if e.context else e for e in v.iter_errors(doc)]
     errors = sorted(errors, key=lambda e: [str(p) for p in e.absolute_path])
-    return [f"{'.'.join(str(p) for p in e.absolute_path) or '<top>'}: {e.message}" for e in errors]
+    problems = [cap(f"{'.'.join(str(p) for p in e.absolute_path) or '<top>'}: {e.message}") for e in errors]
+    if len(problems) > MAX_PROBLEMS:
+        problems[MAX_PROBLEMS:] = [f"... and {len(problems) - MAX_PROBLEMS} more"]
+    return problems
 
 
 def rule_problems(doc):
@@ -46,6 +60,12 @@ def rule_problems(doc):
     if isinstance(m_by_n, list) and len(m_by_n) == 2 and all(isinstance(v, int) for v in m_by_n) \
             and not 0 < m_by_n[0] < m_by_n[1]:
         problems.append(f"prune.m_by_n: {m_by_n} must be [M, N] with 0 < M < N (M zeros in every N weights)")
+    for section in ("prune", "cluster", "qat"):
+        for i, pattern in enumerate((doc.get(section) or {}).get("exclude_layers") or []):
+            try:
+                re.compile(pattern)
+            except (re.error, TypeError) as e:
+                problems.append(f"{section}.exclude_layers.{i}: {pattern!r} is not a regular expression ({e})")
     req = doc.get("requirements") or {}
     if req.get("npu_target") and req.get("max_npu_inference_time_s") is None:
         problems.append("requirements.npu_target: set, but max_npu_inference_time_s is not")
