@@ -23,3 +23,4 @@ REASONS = "reasons"                # JSON list: why a leaf is not blessed
 PUSHED = "pushed"                  # PushedModel: 1 or 0 (as TFX's Pusher)
 PATH = "path"                      # the leaf's deployment-tree path
 NPU_TARGETS = "npu_targets"        # LeafEvaluation: comma-separated Vela targets it has numbers for
+from collabopt.core.artifact_files import EXCLUDED_LAYERS  # noqa: E402,F401  JSON {technique: {layer: why}}

@@ -15,6 +15,7 @@ INT8_STAGE = "int8"               # its last entry: the codes stored in the flat
 LEAF_FILE = "leaf.json"           # a LeafEvaluation's numbers (and a deployed leaf's)
 REPORT_FILE = "report.html"
 LEAVES_FILE = "leaves.json"
+EXCLUDED_LAYERS = "excluded_layers"  # stats.json / leaf.json: {technique: {layer: why}}
 
 
 def write_json(path, obj):
@@ -27,11 +28,21 @@ def read_leaf(evaluation_dir):
         return json.load(f)
 
 
-def promises(model_path):
-    """What upstream stages promised about this model (target sparsity, clusters), from the
-    stats.json our stages write next to the SavedModel; {} for a user's own model."""
+def _carried(model_path, key):
+    """What the stats.json next to a model's SavedModel carries forward under `key` ({} without one:
+    a user's own model)."""
     path = os.path.join(str(model_path), STATS_FILE)
     if not os.path.isfile(path):
         return {}
     with open(path) as f:
-        return dict(json.load(f).get("promises", {}))
+        return dict(json.load(f).get(key, {}))
+
+
+def promises(model_path):
+    """What upstream stages promised about this model (target sparsity, clusters)."""
+    return _carried(model_path, "promises")
+
+
+def excluded_layers(model_path):
+    """The layers upstream stages left out: {technique: {layer: why}}."""
+    return _carried(model_path, EXCLUDED_LAYERS)

@@ -3,21 +3,23 @@
 Each returns the reasons a leaf fails ([] = passes)."""
 
 
-def preservation(layers, promised, tolerance=0.02):
+def preservation(layers, promised, excluded=None, tolerance=0.02):
     """Per Conv2D/Dense kernel of the flatbuffer: did the promised sparsity and clusters survive?
 
     Returns one line per broken layer. DEPTHWISE_CONV_2D kernels are reported but not judged:
-    TFMOT clusters no depthwise kernels and its CQAT does not preserve them.
+    TFMOT clusters no depthwise kernels and its CQAT does not preserve them. Layers a technique left
+    out (`excluded`: {technique: {layer: why}}) promised nothing for it.
     """
     failures = []
     target, k = promised.get("target_sparsity"), promised.get("number_of_clusters")
+    unpruned, unclustered = (set((excluded or {}).get(t, {})) for t in ("prune", "cluster"))
     for l in layers:
         if l["op"] == "DEPTHWISE_CONV_2D":
             continue
-        if target and l["sparsity"] < target - tolerance:
+        if target and l["layer"] not in unpruned and l["sparsity"] < target - tolerance:
             failures.append(f"{l['layer']}: sparsity {l['sparsity']:.3f} < {target - tolerance:.3f}")
         # Sparsity-preserving clustering keeps the zero as a centroid among the k.
-        if k and l["max_unique_per_channel"] > k:
+        if k and l["layer"] not in unclustered and l["max_unique_per_channel"] > k:
             failures.append(f"{l['layer']}: {l['max_unique_per_channel']} distinct values in an "
                             f"output channel > {k} clusters")
     return failures

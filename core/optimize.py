@@ -10,7 +10,7 @@ import math
 import numpy as np
 
 from collabopt import schemas
-from collabopt.core import train
+from collabopt.core import layer_support, train
 from collabopt.core.tfenv import keras, tf
 
 import tensorflow_model_optimization as tfmot  # noqa: E402  (after tfenv: needs tf_keras)
@@ -36,8 +36,9 @@ def _kernels(model):
 
 
 def prune(model, x, y, *, target_sparsity=0.5, schedule="polynomial", frequency=100, epochs=2,
-          batch_size=64, learning_rate=1e-4, m_by_n=None, log_dir=None, seed=0):
-    """Magnitude pruning to `target_sparsity` (or M:N structured sparsity, e.g. (2, 4))."""
+          batch_size=64, learning_rate=1e-4, m_by_n=None, log_dir=None, seed=0, left_out=()):
+    """Magnitude pruning to `target_sparsity` (or M:N structured sparsity, e.g. (2, 4)); the layers
+    named in `left_out` (layer_support.plan) stay as they are."""
     schemas.check({"prune": {"target_sparsity": target_sparsity, "schedule": schedule, "frequency": frequency,
                              "m_by_n": list(m_by_n) if m_by_n else None}})  # the config's rules, not new ones
     if m_by_n:
@@ -52,7 +53,8 @@ def prune(model, x, y, *, target_sparsity=0.5, schedule="polynomial", frequency=
             initial_sparsity=0.0, final_sparsity=target_sparsity, begin_step=0, end_step=end,
             frequency=min(frequency, end))
     kwargs = {"sparsity_m_by_n": tuple(int(v) for v in m_by_n)} if m_by_n else {"pruning_schedule": sched}
-    pruned = tfmot.sparsity.keras.prune_low_magnitude(model, **kwargs)
+    pruned = layer_support.wrap(model, left_out, lambda l: tfmot.sparsity.keras.prune_low_magnitude(l, **kwargs)) \
+        if left_out else tfmot.sparsity.keras.prune_low_magnitude(model, **kwargs)
     train.fit(pruned, x, y, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
               stage="prune", log_dir=log_dir, seed=seed,
               callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
@@ -60,15 +62,17 @@ def prune(model, x, y, *, target_sparsity=0.5, schedule="polynomial", frequency=
 
 
 def cluster(model, x, y, *, number_of_clusters=8, centroid_init="kmeans++", preserve_sparsity=True,
-            per_channel=False, epochs=1, batch_size=64, learning_rate=1e-4, log_dir=None, seed=0):
-    """Weight clustering; with preserve_sparsity the zeros of a pruned model stay zero."""
+            per_channel=False, epochs=1, batch_size=64, learning_rate=1e-4, log_dir=None, seed=0, left_out=()):
+    """Weight clustering; with preserve_sparsity the zeros of a pruned model stay zero; the layers
+    named in `left_out` stay as they are."""
     schemas.check({"cluster": {"number_of_clusters": number_of_clusters, "centroid_init": centroid_init,
                                "per_channel": per_channel}})
     keras.utils.set_random_seed(seed)
     init = getattr(tfmot.clustering.keras.CentroidInitialization, CENTROID_INITS[centroid_init])
-    clustered = exp_cluster.cluster_weights(
-        model, number_of_clusters=number_of_clusters, cluster_centroids_init=init,
-        preserve_sparsity=preserve_sparsity, cluster_per_channel=per_channel)
+    params = dict(number_of_clusters=number_of_clusters, cluster_centroids_init=init,
+                  preserve_sparsity=preserve_sparsity, cluster_per_channel=per_channel)
+    clustered = layer_support.wrap(model, left_out, lambda l: exp_cluster.cluster_weights(l, **params)) \
+        if left_out else exp_cluster.cluster_weights(model, **params)
     train.fit(clustered, x, y, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
               stage="cluster", log_dir=log_dir, seed=seed)
     return tfmot.clustering.keras.strip_clustering(clustered)
@@ -140,16 +144,17 @@ def _shared_centroids(per_channel):
         cp_registry.get_centroids = original
 
 
-def quantize_model(model, scheme="auto", per_channel_clusters=None):
-    """Wrap `model` for QAT with the (preserving) scheme; returns (qat_model, scheme)."""
+def quantize_model(model, scheme="auto", per_channel_clusters=None, left_out=()):
+    """Wrap `model` for QAT with the (preserving) scheme, except the layers in `left_out`; returns
+    (qat_model, scheme)."""
     schemas.check({"qat": {"scheme": scheme}})
     if scheme == "auto":
         scheme = pick_scheme(model)
     if per_channel_clusters is None:
         per_channel_clusters = describe(model)["per_channel"]
     q = tfmot.quantization.keras
-    annotated = q.quantize_annotate_model(model)
-    with _shared_centroids(per_channel_clusters):
+    annotated = layer_support.quantize_annotated(model, left_out) if left_out else q.quantize_annotate_model(model)
+    with _shared_centroids(per_channel_clusters), layer_support.quantize_scope():
         qat_model = q.quantize_apply(annotated, _quantize_scheme(scheme)) if scheme != "qat" \
             else q.quantize_apply(annotated)
     return qat_model, scheme
@@ -181,7 +186,7 @@ def share_kernel_ranges(qat_model, layer_names):
 
 
 def preserving_qat(model, x, y, *, scheme="auto", epochs=1, batch_size=64, learning_rate=1e-5,
-                   log_dir=None, seed=0, per_channel_clusters=None):
+                   log_dir=None, seed=0, per_channel_clusters=None, left_out=()):
     """Quantization-aware training, preserving the sparsity and/or clusters `model` has.
 
     A model clustered per tensor keeps one set of centroids per tensor (`_shared_centroids`) and
@@ -191,7 +196,7 @@ def preserving_qat(model, x, y, *, scheme="auto", epochs=1, batch_size=64, learn
     keras.utils.set_random_seed(seed)
     if per_channel_clusters is None:
         per_channel_clusters = describe(model)["per_channel"]
-    qat_model, scheme = quantize_model(model, scheme, per_channel_clusters)
+    qat_model, scheme = quantize_model(model, scheme, per_channel_clusters, left_out)
     log.info("[qat] scheme=%s", scheme)
     train.fit(qat_model, x, y, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
               stage=scheme, log_dir=log_dir, seed=seed)

@@ -15,7 +15,7 @@ import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 from collabopt.core import tree_paths  # noqa: E402
-from collabopt.core.artifact_files import INT8_STAGE  # noqa: E402
+from collabopt.core.artifact_files import EXCLUDED_LAYERS, INT8_STAGE  # noqa: E402
 
 
 CSS = """body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;font-size:13px}
@@ -69,6 +69,19 @@ def table(leaves):
                  f'<td class="l">{"yes" if leaf["blessed"] else "no"}{reasons}</td>']
         rows.append(f'<tr class="{"blessed" if leaf["blessed"] else "rejected"}">{"".join(cells)}</tr>')
     return (f"<table><tr>{''.join(f'<th>{h}</th>' for h in head)}</tr>\n" + "\n".join(rows) + "</table>")
+
+
+def left_out(leaves):
+    """The layers each leaf's techniques left out (TFMOT cannot handle them, or the config excluded
+    them), with why; "" when none did."""
+    items = [(leaf["path"], technique, layer, why) for leaf in leaves
+             for technique, layers in leaf.get(EXCLUDED_LAYERS, {}).items() for layer, why in layers.items()]
+    if not items:
+        return ""
+    rows = "\n".join(f'<tr><td class="l">{html.escape(p)}</td><td class="l">{t}</td><td class="l">{html.escape(l)}</td>'
+                     f'<td class="l">{html.escape(w)}</td></tr>' for p, t, l, w in items)
+    return ("<h2 id='left-out'>Layers left out</h2><table><tr><th>leaf</th><th>technique</th><th>layer</th>"
+            f"<th>why</th></tr>\n{rows}</table>")
 
 
 def tree_figure(leaves):
@@ -179,6 +192,7 @@ def render(leaves, kernels=None, title="collabopt optimization report", meta=Non
              "<p>saving = INT8 .tflite bytes vs its gzip bytes; clusters = what the path promised; uniq = "
              "distinct int8 values in a Conv2D/Dense kernel, per output channel and per tensor; drop is against "
              "the baseline's INT8 (PTQ) accuracy.</p>",
+             left_out(leaves),
              "<h2 id='tree'>Deployment tree</h2>", _png(tree_figure(leaves)),
              "<h2 id='pareto'>Pareto front</h2>", _png(pareto_figure(leaves))]
     kernels = {p: k for p, k in (kernels or {}).items() if k and k[1]}

@@ -11,9 +11,11 @@ import shutil
 
 import numpy as np
 
-from collabopt.core import analyze, convert, data, deploy, gates, kernel_trace, keras_io, optimize, train, vela
-from collabopt.core.artifact_files import (INT8_STAGE, KERNELS_FILE, LEAF_FILE, LEAVES_FILE, LOG_DIR, MODEL_DIR, REPORT_FILE,
-                                           STATS_FILE, TFLITE_FILE, promises, read_leaf, write_json)
+from collabopt.core import (analyze, checks, convert, data, deploy, gates, kernel_trace, keras_io, layer_support, optimize,
+                            train, vela)
+from collabopt.core.artifact_files import (EXCLUDED_LAYERS, INT8_STAGE, KERNELS_FILE, LEAF_FILE, LEAVES_FILE, LOG_DIR, MODEL_DIR, REPORT_FILE,
+                                           STATS_FILE, TFLITE_FILE, excluded_layers, promises, read_leaf,
+                                           write_json)
 
 log = logging.getLogger("collabopt")
 
@@ -34,10 +36,13 @@ class DataSpec:
                                   label_key=self.label_key, feature_shape=tuple(self.feature_shape),
                                   limit=limit or None)
 
+    def train_cap(self, limit=0):
+        """How many train records train(limit) reads (0: all)."""
+        return min(x for x in (self.train_limit, limit) if x) if (self.train_limit or limit) else 0
+
     def train(self, limit=0):
         """The train split; `limit` caps it further (e.g. representative samples only)."""
-        cap = min(x for x in (self.train_limit, limit) if x) if (self.train_limit or limit) else 0
-        return self._read(self.train_split, cap)
+        return self._read(self.train_split, self.train_cap(limit))
 
     def eval(self):
         return self._read(self.eval_split, self.eval_limit)
@@ -71,6 +76,13 @@ def _load(model_path):
     return model, kernel_trace.history(model_path, model)
 
 
+def _excluded(model_path, technique, left_out):
+    """stats.json's record of the layers each technique so far left out: {technique: {layer: why}}."""
+    for layer, why in left_out.items():
+        log.info("[%s] %s left out: %s", technique, layer, why)
+    return {EXCLUDED_LAYERS: {**excluded_layers(model_path), technique: dict(left_out)}}
+
+
 def _save(model, out_dir, metrics, *, trace=(None, {}), stage=None):
     """SavedModel + stats.json + the kernel trace (the input's, then this stage's kernel)."""
     keras_io.save_model(model, os.path.join(out_dir, MODEL_DIR))
@@ -85,6 +97,7 @@ def _save(model, out_dir, metrics, *, trace=(None, {}), stage=None):
 
 def train_baseline(data_spec, out_dir, *, width=64, blocks=4, num_classes=10, fit=FitSpec(epochs=3, learning_rate=1e-3)):
     """Train the DS-CNN-style baseline on the Examples; SavedModel under out_dir/Format-Serving."""
+    checks.stage_inputs(data_spec, num_classes=num_classes)  # named errors before training
     x, y = data_spec.train()
     xe, ye = data_spec.eval()
     model = train.ds_cnn(tuple(data_spec.feature_shape), num_classes, width=width, blocks=blocks)
@@ -94,50 +107,59 @@ def train_baseline(data_spec, out_dir, *, width=64, blocks=4, num_classes=10, fi
 
 
 def prune(model_path, data_spec, out_dir, *, target_sparsity=0.5, schedule="polynomial", frequency=100,
-          m_by_n=None, fit=FitSpec(epochs=2)):
+          m_by_n=None, exclude_layers=(), strict=False, fit=FitSpec(epochs=2)):
+    checks.stage_inputs(data_spec, model_path)
     model, trace = _load(model_path)
+    left_out = layer_support.plan(model, "prune", exclude_layers, strict)  # before any fine-tuning
     x, y = data_spec.train()
     xe, ye = data_spec.eval()
     pruned = optimize.prune(model, x, y, target_sparsity=target_sparsity, schedule=schedule,
                             frequency=frequency, m_by_n=m_by_n, epochs=fit.epochs,
                             batch_size=fit.batch_size, learning_rate=fit.learning_rate,
-                            log_dir=os.path.join(out_dir, LOG_DIR), seed=fit.seed)
+                            log_dir=os.path.join(out_dir, LOG_DIR), seed=fit.seed, left_out=left_out)
     target = m_by_n[0] / m_by_n[1] if m_by_n else target_sparsity  # (M, N): M zeros per N
     return _save(pruned, out_dir, {**keras_metrics(pruned, xe, ye), "technique": "prune",
-                                   "promises": {**promises(model_path), "target_sparsity": target}},
+                                   "promises": {**promises(model_path), "target_sparsity": target},
+                                   **_excluded(model_path, "prune", left_out)},
                  trace=trace, stage="pruned")
 
 
 def cluster(model_path, data_spec, out_dir, *, number_of_clusters=8, centroid_init="kmeans++",
-            preserve_sparsity=True, per_channel=False, fit=FitSpec(epochs=1)):
+            preserve_sparsity=True, per_channel=False, exclude_layers=(), strict=False, fit=FitSpec(epochs=1)):
+    checks.stage_inputs(data_spec, model_path)
     model, trace = _load(model_path)
+    left_out = layer_support.plan(model, "cluster", exclude_layers, strict)
     x, y = data_spec.train()
     xe, ye = data_spec.eval()
     clustered = optimize.cluster(model, x, y, number_of_clusters=number_of_clusters,
                                  centroid_init=centroid_init, preserve_sparsity=preserve_sparsity,
                                  per_channel=per_channel, epochs=fit.epochs, batch_size=fit.batch_size,
                                  learning_rate=fit.learning_rate,
-                                 log_dir=os.path.join(out_dir, LOG_DIR), seed=fit.seed)
+                                 log_dir=os.path.join(out_dir, LOG_DIR), seed=fit.seed, left_out=left_out)
     m = keras_metrics(clustered, xe, ye)
     kept = promises(model_path) if preserve_sparsity else {}
     return _save(clustered, out_dir, {**m, "technique": "cluster", "promises": {
-        **kept, "number_of_clusters": number_of_clusters, "per_channel": per_channel}},
+        **kept, "number_of_clusters": number_of_clusters, "per_channel": per_channel},
+        **_excluded(model_path, "cluster", left_out)},
         trace=trace, stage="clustered")
 
 
-def preserving_qat(model_path, data_spec, out_dir, *, scheme="auto", shared_centroids=True,
-                   fit=FitSpec(epochs=1, learning_rate=1e-5)):
+def preserving_qat(model_path, data_spec, out_dir, *, scheme="auto", shared_centroids=True, exclude_layers=(),
+                   strict=False, fit=FitSpec(epochs=1, learning_rate=1e-5)):
     """QAT with the scheme that preserves what the model has; saves the QAT SavedModel."""
+    checks.stage_inputs(data_spec, model_path)
     model, trace = _load(model_path)
+    left_out = layer_support.plan(model, "qat", exclude_layers, strict)
     x, y = data_spec.train()
     xe, ye = data_spec.eval()
     per_channel = None if shared_centroids else True
     qat_model, scheme = optimize.preserving_qat(
         model, x, y, scheme=scheme, epochs=fit.epochs, batch_size=fit.batch_size,
         learning_rate=fit.learning_rate, log_dir=os.path.join(out_dir, LOG_DIR), seed=fit.seed,
-        per_channel_clusters=per_channel)
+        per_channel_clusters=per_channel, left_out=left_out)
     m = {"accuracy": train.accuracy(qat_model, xe, ye), "scheme": scheme, "technique": scheme,
-         "num_params": int(model.count_params()), "promises": promises(model_path)}
+         "num_params": int(model.count_params()), "promises": promises(model_path),
+         **_excluded(model_path, "qat", left_out)}
     # The fake-quant kernel is not the deployed one: the converter adds the INT8 kernel instead.
     return _save(qat_model, out_dir, m, trace=trace)
 
@@ -149,6 +171,7 @@ def is_qat_saved_model(saved_model_dir):
 
 def to_tflite(model_path, data_spec, out_dir, *, representative_samples=200, evaluate=True):
     """Full-INT8 .tflite (QAT ranges if the model is a QAT model, else PTQ) and its analysis."""
+    checks.stage_inputs(data_spec, model_path, train=representative_samples, evaluation=evaluate)
     src = keras_io.saved_model_dir(model_path)
     x, _ = data_spec.train(limit=representative_samples)  # only what calibration uses
     # The converter asks for representative data even for QAT SavedModels (TF 2.21 checks before it
@@ -161,8 +184,8 @@ def to_tflite(model_path, data_spec, out_dir, *, representative_samples=200, eva
         f.write(tflite)
     stats = analyze.summarize(tflite)
     stats["mode"] = "qat" if qat else "ptq"
-    stats["promises"] = promises(model_path)
-    stats["preservation_failures"] = gates.preservation(stats["layers"], stats["promises"])
+    stats["promises"], stats[EXCLUDED_LAYERS] = promises(model_path), excluded_layers(model_path)
+    stats["preservation_failures"] = gates.preservation(stats["layers"], stats["promises"], stats[EXCLUDED_LAYERS])
     layer, history = kernel_trace.history(model_path, kernel_trace.model_without_history(model_path))
     if layer:
         w = analyze.kernel_codes(tflite, layer)
@@ -209,6 +232,7 @@ def evaluate_leaf(path_name, tflite_dir, model_path, data_spec, out_dir, *, npu_
     kernel history) to out_dir; returns the leaf dict with 'blessed' and 'reasons'."""
     from collabopt.core import evaluate  # Beam only where it is used
 
+    checks.stage_inputs(data_spec, model_path, train=False, evaluation="all")  # Beam reads every record
     with open(os.path.join(str(tflite_dir), STATS_FILE)) as f:
         conv = json.load(f)
     tflite_path = os.path.join(str(tflite_dir), TFLITE_FILE)
@@ -229,6 +253,7 @@ def evaluate_leaf(path_name, tflite_dir, model_path, data_spec, out_dir, *, npu_
                                 "max_unique_per_channel", "max_unique_per_tensor")},
         "promises": conv.get("promises", {}),
         "preservation_failures": conv.get("preservation_failures", []),
+        EXCLUDED_LAYERS: conv.get(EXCLUDED_LAYERS, {}),
         "layers": conv.get("layers", []),
         "npu": npu,
     }

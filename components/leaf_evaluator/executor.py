@@ -41,3 +41,4 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                                    "preservation_failures": "; ".join(leaf["preservation_failures"]),
                                    keys.BLESSED: leaf["blessed"]})
         common.record(blessing, {keys.BLESSED: leaf["blessed"], keys.PATH: leaf["path"], keys.REASONS: reasons})
+                                   keys.EXCLUDED_LAYERS: json.dumps(leaf[keys.EXCLUDED_LAYERS], sort_keys=True),

@@ -8,7 +8,7 @@ from collabopt.components import common, keys
 from collabopt.components.preserving_qat import executor
 
 SECTION = "qat"
-PARAMETERS = ("scheme", "shared_centroids")
+PARAMETERS = ("scheme", "shared_centroids", "exclude_layers", "strict")
 
 
 class PreservingQATSpec(component_spec.ComponentSpec):
@@ -27,6 +27,8 @@ class PreservingQAT(base_component.BaseComponent):
         plain QAT otherwise; or one of 'qat', 'pqat', 'cqat', 'pcqat'.
       shared_centroids: keep per-tensor clusters shared across channels (see
         core.optimize._shared_centroids for why TFMOT's default loses compression).
+      exclude_layers, strict: as for Pruner (layers TFMOT cannot quantize, e.g. a BatchNormalization
+        after an Add, stay float in the QAT model; the INT8 converter calibrates them).
       epochs, batch_size, learning_rate, seed: the fine-tuning.
       **data_kwargs: as for Pruner.
     """
@@ -34,8 +36,10 @@ class PreservingQAT(base_component.BaseComponent):
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
 
     def __init__(self, model: types.BaseChannel, examples: types.BaseChannel, scheme="auto",
-                 shared_centroids=True, epochs=1, batch_size=64, learning_rate=1e-5, seed=0, **data_kwargs):
+                 shared_centroids=True, exclude_layers=(), strict=False, epochs=1, batch_size=64, learning_rate=1e-5,
+                 seed=0, **data_kwargs):
         super().__init__(spec=PreservingQATSpec(
             model=model, examples=examples, qat_model=types.Channel(type=standard_artifacts.Model),
-            **common.encode(SECTION, scheme=scheme, shared_centroids=shared_centroids),
+            **common.encode(SECTION, scheme=scheme, shared_centroids=shared_centroids,
+                            exclude_layers=list(exclude_layers), strict=strict),
             **common.fit_params(SECTION, epochs, batch_size, learning_rate, seed), **common.data_params(**data_kwargs)))

@@ -8,8 +8,9 @@ SECTION = "qat"
 class Executor(common.StageExecutor):
     def Do(self, input_dict, output_dict, exec_properties):
         out = common.output(output_dict, keys.QAT_MODEL_KEY)
-        p = common.decode(SECTION, exec_properties, ("scheme", "shared_centroids"))
-        metrics = stages.preserving_qat(
-            common.single_uri(input_dict, keys.MODEL_KEY), common.data_spec(input_dict, exec_properties), out.uri,
-            **p, fit=common.fit_spec(SECTION, exec_properties))
+        p = common.decode(SECTION, exec_properties, ("scheme", "shared_centroids", "exclude_layers", "strict"))
+        with self.resumable(input_dict, out, exec_properties):  # epoch checkpoints: a rerun resumes
+            metrics = stages.preserving_qat(
+                common.single_uri(input_dict, keys.MODEL_KEY), common.data_spec(input_dict, exec_properties), out.uri,
+                **p, fit=common.fit_spec(SECTION, exec_properties))
         common.record(out, {**metrics, "fake_int8_accuracy": metrics["accuracy"]})

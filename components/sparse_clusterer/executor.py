@@ -8,9 +8,10 @@ SECTION = "cluster"
 class Executor(common.StageExecutor):
     def Do(self, input_dict, output_dict, exec_properties):
         out = common.output(output_dict, keys.CLUSTERED_MODEL_KEY)
-        p = common.decode(SECTION, exec_properties, ("number_of_clusters", "centroid_init", "per_channel"))
-        metrics = stages.cluster(
-            common.single_uri(input_dict, keys.MODEL_KEY), common.data_spec(input_dict, exec_properties), out.uri,
-            **p, preserve_sparsity=bool(exec_properties["preserve_sparsity"]),
-            fit=common.fit_spec(SECTION, exec_properties))
+        p = common.decode(SECTION, exec_properties, ("number_of_clusters", "centroid_init", "per_channel", "exclude_layers", "strict"))
+        with self.resumable(input_dict, out, exec_properties):  # epoch checkpoints: a rerun resumes
+            metrics = stages.cluster(
+                common.single_uri(input_dict, keys.MODEL_KEY), common.data_spec(input_dict, exec_properties), out.uri,
+                **p, preserve_sparsity=bool(exec_properties["preserve_sparsity"]),
+                fit=common.fit_spec(SECTION, exec_properties))
         common.record(out, metrics)
