@@ -6,8 +6,11 @@ File access goes through `tf.io.gfile`, so artifact URIs may also be remote (e.g
 """
 import gzip
 import os
+import re
 
 import numpy as np
+from google.protobuf import message
+
 from collabopt.core.tfenv import tf
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
@@ -196,29 +199,58 @@ def example_parser(first_record, split, feature_key="image", label_key="label", 
     return parse, kind, size
 
 
+def _tf_words(error):
+    """A TF error's own words, without its function-node prefix and op suffix."""
+    words = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", error.message)
+    return re.sub(r"\s*\[Op:\w+\].*$", "", words, flags=re.S).strip()
+
+
+def stream_examples(uri, split, feature_key="image", label_key="label", feature_shape=FASHION_MNIST_SHAPE,
+                    limit=None, scale=1 / 255.0, batch_size=4096):
+    """Yield (file, x float32 [n, *feature_shape], y int64 [n]) batch by batch, file by file, at most
+    `limit` records in all: a split never has to fit in memory. Feature types come from the first
+    record; a file that is not a GZIP TFRecord file or ends inside a record, a record that is not a
+    tf.Example, or records unlike the first are ExamplesErrors naming the split and the file."""
+    files = split_files(uri, split)
+    parse, left = None, limit
+    for path in files:
+        if left is not None and left <= 0:
+            break
+        dataset = tf.data.TFRecordDataset(path, compression_type="GZIP")
+        batches = iter((dataset.take(left) if left is not None else dataset).batch(batch_size))
+        while True:
+            try:
+                records = next(batches, None)
+            except tf.errors.OpError as e:  # DataLossError: not GZIP, truncated, corrupt
+                raise ExamplesError(f"Examples split {split!r}: {path} is not a complete GZIP TFRecord file: "
+                                    f"{_tf_words(e)}") from e
+            if records is None:
+                break
+            if parse is None:
+                try:
+                    parse, kind, size = example_parser(records[0].numpy(), split, feature_key, label_key,
+                                                       feature_shape, scale)
+                except message.DecodeError as e:
+                    raise ExamplesError(f"Examples split {split!r}: {path}: record 0 is not a tf.Example") from e
+                shape = tuple(feature_shape) if feature_shape is not None else (size,)
+            try:
+                x, y = parse(records)
+            except tf.errors.InvalidArgumentError as e:  # a later record lacks a key, differs in size, ...
+                raise ExamplesError(f"Examples split {split!r}: {path}: records do not all match the first one "
+                                    f"({kind} of {size} values for {feature_key!r}): {_tf_words(e)}") from e
+            if left is not None:
+                left -= len(y)
+            yield path, x.numpy().reshape((-1,) + shape), y.numpy()
+    if parse is None:
+        raise ExamplesError(f"Examples split {split!r} has no records ({len(files)} file(s))")
+
+
 def read_examples(uri, split, feature_key="image", label_key="label", feature_shape=FASHION_MNIST_SHAPE,
                   limit=None, scale=1 / 255.0):
-    """Read a split into (x float32 [N, *feature_shape], y int64 [N]).
-
-    The feature may be an int64_list, float_list or bytes_list (raw uint8 bytes); `scale`
-    multiplies integer-valued (int64/bytes) features only. Feature types come from the first
-    record; every record is then parsed in batches by `tf.io.parse_example`.
-    """
-    files = split_files(uri, split)
-    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP")
-    if limit is not None:
-        dataset = dataset.take(limit)
-    first = next(iter(dataset.take(1)), None)
-    if first is None:
-        raise ExamplesError(f"Examples split {split!r} has no records ({len(files)} file(s))")
-    parse, kind, size = example_parser(first.numpy(), split, feature_key, label_key, feature_shape, scale)
-    feature_shape = tuple(feature_shape) if feature_shape is not None else (size,)
+    """Read a split into (x float32 [N, *feature_shape], y int64 [N]), through stream_examples (the
+    same feature types, scaling and errors)."""
     xs, ys = [], []
-    try:
-        for x, y in dataset.batch(4096).map(parse).prefetch(1):
-            xs.append(x.numpy())
-            ys.append(y.numpy())
-    except tf.errors.InvalidArgumentError as e:  # e.g. a later record lacks a key or differs in size
-        raise ExamplesError(f"Examples split {split!r}: records do not all match the first one "
-                            f"({kind} of {size} values for {feature_key!r}): {e.message}") from e
-    return np.concatenate(xs).reshape((-1,) + feature_shape), np.concatenate(ys)
+    for _, x, y in stream_examples(uri, split, feature_key, label_key, feature_shape, limit, scale):
+        xs.append(x)
+        ys.append(y)
+    return np.concatenate(xs), np.concatenate(ys)

@@ -1,5 +1,9 @@
 """Load and save the tf_keras SavedModels that cross component boundaries."""
+import json
 import os
+import zipfile
+
+from google.protobuf import message
 
 from collabopt.core.tfenv import keras, tf
 
@@ -23,12 +27,74 @@ def saved_model_dir(path):
         f"{path!r} is not a SavedModel: no saved_model.pb in it or in its {SERVING_DIR}/ folder")
 
 
+KERAS_METADATA = "keras_metadata.pb"  # tf_keras writes it next to saved_model.pb; Keras 3 does not
+TF_KERAS_HINT = "build and save it with tf_keras (import tf_keras as keras; model.save(path, save_format='tf'))"
+
+
+def _shapes(tensors):
+    return {name: None if t.tensor_shape.unknown_rank else tuple(d.size if d.size >= 0 else None
+                                                                 for d in t.tensor_shape.dim)
+            for name, t in tensors.items()}
+
+
+def serving_signature(path):
+    """({input: shape}, {output: shape}) of the serving_default signature of the tf_keras SavedModel at
+    `path` (None for an unknown dimension), read from its saved_model.pb without loading the model.
+    ModelError unless it is a whole tf_keras SavedModel: not a Keras 3 export or a plain
+    tf.saved_model, variables/ present."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    src = saved_model_dir(path)
+    try:
+        with tf.io.gfile.GFile(os.path.join(src, "saved_model.pb"), "rb") as f:
+            graphs = saved_model_pb2.SavedModel.FromString(f.read()).meta_graphs
+    except message.DecodeError as e:
+        raise ModelError(f"{src!r}: saved_model.pb is not a SavedModel (corrupt or truncated)") from e
+    signatures = {k: v for graph in graphs[:1] for k, v in graph.signature_def.items()}
+    if not tf.io.gfile.exists(os.path.join(src, KERAS_METADATA)):
+        what = ("a Keras 3 SavedModel (model.export())" if "serve" in signatures
+                else "not a tf_keras SavedModel (saved with tf.saved_model.save?)")
+        raise ModelError(f"{src!r} is {what}: it has no {KERAS_METADATA}; collabopt fine-tunes tf_keras models: "
+                         f"{TF_KERAS_HINT}")
+    if not (tf.io.gfile.exists(os.path.join(src, "variables", "variables.index"))
+            and tf.io.gfile.glob(os.path.join(src, "variables", "variables.data-*"))):
+        raise ModelError(f"{src!r}: the SavedModel's variables/ folder is missing or incomplete (no "
+                         "variables.index or variables.data-*): copy the whole SavedModel folder")
+    if "serving_default" not in signatures:
+        raise ModelError(f"{src!r}: the SavedModel has no serving_default signature")
+    sig = signatures["serving_default"]
+    return _shapes(sig.inputs), _shapes(sig.outputs)
+
+
+def saved_model_class(path):
+    """(class name, Sequential/Functional?) of the tf_keras SavedModel at `path`, from its keras_metadata.pb."""
+    from tf_keras.protobuf import saved_metadata_pb2
+
+    with tf.io.gfile.GFile(os.path.join(saved_model_dir(path), KERAS_METADATA), "rb") as f:
+        nodes = saved_metadata_pb2.SavedMetadata.FromString(f.read()).nodes
+    root = json.loads(next((n.metadata for n in nodes if n.node_path == "root"), "{}") or "{}")
+    return root.get("class_name", "?"), bool(root.get("is_graph_network")) or root.get("class_name") == "Sequential"
+
+
+def subclassed_error(class_name):
+    return ModelError(f"only Sequential/Functional tf_keras models are supported; got a subclassed model "
+                      f"({class_name}). Rebuild it with the Functional API.")
+
+
+def keras3_version(path):
+    """The Keras version that saved a .keras file, if it is Keras 3 (tf_keras cannot read those)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            version = str(json.loads(z.read("metadata.json")).get("keras_version", ""))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+    return version if version.startswith("3") else None
+
+
 def check_supported(model):
     """Only graph models whose layers are built-in tf_keras layers can be optimized by TFMOT."""
     if not (isinstance(model, keras.Sequential) or getattr(model, "_is_graph_network", False)):
-        raise ModelError(
-            f"only Sequential/Functional tf_keras models are supported; got a subclassed model "
-            f"({type(model).__name__}). Rebuild it with the Functional API.")
+        raise subclassed_error(type(model).__name__)
     for layer in model.layers:
         if isinstance(layer, keras.Model):
             check_supported(layer)
@@ -47,6 +113,9 @@ def load_model(path, custom_objects=None, check=True):
     path = str(path)
     if os.path.isfile(path) and path.endswith((".h5", ".keras")):
         src = path
+        if keras3_version(path):
+            raise ModelError(f"{path!r} was saved by Keras {keras3_version(path)}; collabopt fine-tunes tf_keras "
+                             f"models: {TF_KERAS_HINT}")
     else:
         src = saved_model_dir(path)
     try:
@@ -64,5 +133,5 @@ def save_model(model, path):
     return path
 
 
-__all__ = ["ModelError", "SERVING_DIR", "saved_model_dir", "check_supported", "load_model",
-           "save_model", "tf"]
+__all__ = ["ModelError", "SERVING_DIR", "saved_model_dir", "serving_signature", "saved_model_class", "subclassed_error",
+           "keras3_version", "check_supported", "load_model", "save_model", "tf"]
