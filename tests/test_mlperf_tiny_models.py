@@ -1,0 +1,100 @@
+"""The MLPerf Tiny reference architectures (benchmarks/mlperf_tiny_models.py, issue 11): published
+shapes, parameter counts, what TFMOT can handle per technique, and full INT8 -> Vela on the U55-128
+with every operator on the NPU. Untrained: no fitting anywhere."""
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from collabopt.benchmarks.mlperf_tiny_models import ARCHITECTURES, ic_resnet8  # noqa: E402
+from collabopt.core import convert, layer_support  # noqa: E402
+from collabopt.core.analyze import interpreter  # noqa: E402
+from collabopt.core.tfenv import keras  # noqa: E402
+from collabopt.core.vela import compile_for_npu  # noqa: E402
+
+# Parameter counts worked out by hand from the reference definitions (every conv/dense has a bias;
+# BN has 4 x channels, 2 x channels of them non-trainable), then checked against Keras:
+PARAMS = {
+    # 10x4x1x64+64 = 2,624; 4 blocks x (dw 9x64+64 + pw 64x64+64 = 4,800); 9 BN x 256; dense 64x12+12.
+    # The 64-wide, 4-block layout of Hello Edge's DS-CNN-S (its M and L variants are wider).
+    "kws": 24_908,
+    # conv 3x3x3x8+8; 13 dw/pw blocks 8 -> 16 -> 32 -> 32 -> 64 -> 64 -> 128 (x6) -> 256 -> 256; 27 BN; 256x2+2.
+    "vww": 221_794,
+    # 16/32/64 filters: 3x3 convs, two 1x1 shortcuts (32x16+32, 64x32+64), 7 BN, dense 64x10+10.
+    "ic": 78_666,
+    # 640 -> 128 x4 -> 8 -> 128 x4 -> 640 dense (+ bias), 9 BN.
+    "ad": 269_992,
+}
+TRAINABLE = {"kws": 24_908 - 2 * 64 * 9, "vww": 221_794 - 5_472, "ic": 78_666 - 480, "ad": 269_992 - 2_064}
+# Every layer type in the four models is in TFMOT's prune, cluster and 8-bit registries, and every
+# BatchNormalization follows the Conv2D/DepthwiseConv2D/Dense it folds into, ResNet-8's included:
+# its BNs sit on the residual branch before the Add, the shortcut's 1x1 conv has none.
+UNSUPPORTED = {name: {t: {} for t in layer_support.TECHNIQUES} for name in ARCHITECTURES}
+# TFLite operators after full-INT8 conversion: every BN folded, every ReLU fused, Flatten a RESHAPE.
+OPS = {
+    "kws": {"CONV_2D": 5, "DEPTHWISE_CONV_2D": 4, "AVERAGE_POOL_2D": 1, "RESHAPE": 1, "FULLY_CONNECTED": 1, "SOFTMAX": 1},
+    "vww": {"CONV_2D": 14, "DEPTHWISE_CONV_2D": 13, "AVERAGE_POOL_2D": 1, "RESHAPE": 1, "FULLY_CONNECTED": 1,
+            "SOFTMAX": 1},
+    "ic": {"CONV_2D": 9, "ADD": 3, "AVERAGE_POOL_2D": 1, "RESHAPE": 1, "FULLY_CONNECTED": 1, "SOFTMAX": 1},
+    "ad": {"FULLY_CONNECTED": 10},
+}
+
+
+@pytest.fixture(scope="module")
+def built():
+    keras.utils.set_random_seed(0)
+    return {name: arch.fn() for name, arch in ARCHITECTURES.items()}
+
+
+@pytest.mark.parametrize("name", ARCHITECTURES)
+def test_published_shapes_and_params(built, name):
+    arch, m = ARCHITECTURES[name], built[name]
+    assert m.input_shape == (None, *arch.input_shape)
+    trainable = sum(int(np.prod(w.shape)) for w in m.trainable_weights)
+    assert (m.count_params(), trainable) == (PARAMS[name], TRAINABLE[name])
+    assert not m.losses  # regularizers dropped by default
+    if arch.task == "classification":
+        assert m.output_shape == (None, arch.num_classes)
+        assert m.layers[-1].get_config()["activation"] == "softmax"
+    else:
+        assert (arch.task, m.output_shape, m.layers[-1].get_config()["activation"]) == (
+            "autoencoder", (None, *arch.input_shape), "linear")
+
+
+def test_published_details():
+    kws, vww, ic = (ARCHITECTURES[n].fn() for n in ("kws", "vww", "ic"))
+    first = kws.get_layer("conv_1")
+    assert (first.kernel_size, first.strides, first.filters) == ((10, 4), (2, 2), 64)
+    assert kws.get_layer("avg_pool").pool_size == (24, 5)  # int(49/2) rows of a 25-row map, as published
+    assert vww.get_layer("block_13_pw").output_shape == (None, 3, 3, 256)
+    assert [type(ic.get_layer(n)).__name__ for n in ("stack_2_conv_b_bn", "stack_2_add", "stack_2_relu")] == [
+        "BatchNormalization", "Add", "Activation"]
+    large = ic_resnet8(filters=26)  # the reference's current conv_filters default, "200k params"
+    assert large.count_params() == 205_306
+    assert len(ic_resnet8(weight_decay=1e-4).losses) == 9  # the published L2: 9 convolutions, not the head
+
+
+@pytest.mark.parametrize("name", ARCHITECTURES)
+def test_layer_support(built, name):
+    got = {t: layer_support.unsupported(built[name], t) for t in layer_support.TECHNIQUES}
+    assert got == UNSUPPORTED[name]
+    if name == "ic":  # the residual model: TFMOT's own QAT wrapping accepts it whole
+        import tensorflow_model_optimization as tfmot
+        q = tfmot.quantization.keras.quantize_apply(layer_support.quantize_annotated(built[name], {}))
+        assert q.output_shape == (None, 10)
+
+
+@pytest.mark.parametrize("name", ARCHITECTURES)
+def test_int8_all_on_npu(built, name, tmp_path):
+    shape = ARCHITECTURES[name].input_shape
+    x = np.random.default_rng(0).normal(size=(4, *shape)).astype("float32")
+    path = tmp_path / f"{name}_int8.tflite"
+    path.write_bytes(convert.to_int8(built[name], convert.representative(x)))
+    interp = interpreter(model_path=path)
+    assert interp.get_input_details()[0]["dtype"] == np.int8
+    ops = [o["op_name"] for o in interp._get_ops_details()]
+    assert {op: ops.count(op) for op in ops} == OPS[name]
+    r = compile_for_npu(path, tmp_path / "vela", "ethos-u55-128")
+    assert (r["npu_op_pct"], r["cpu_ops"]) == (100.0, 0), r
