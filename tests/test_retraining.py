@@ -41,15 +41,16 @@ def test_push_then_refuse_a_worse_leaf(retrain_config, tmp_path):
     assert nodes["Push_ptq"]["state"] == "COMPLETE" and pushed["pushed"] == 1
     version = pushed["pushed_version"]
     assert pushed["pushed_destination"] == os.path.join(dest, "ptq", version)
-    assert sorted(os.listdir(os.path.join(dest, "ptq"))) == sorted([version, "latest"])
+    assert sorted(os.listdir(os.path.join(dest, "ptq"))) == sorted([version, deploy.LATEST])
+    assert deploy.deployed_folder(dest, "ptq") == pushed["pushed_destination"]
     deployed = deploy.last_pushed(dest, "ptq")
     leaf = results.props(nodes["Evaluate_ptq"]["outputs"]["evaluation"][0])
     assert deployed["version"] == version and deployed["int8_accuracy"] == leaf["int8_accuracy"]
-    assert os.path.isfile(os.path.join(dest, "ptq", "latest", "model.tflite"))
-    assert os.path.isfile(os.path.join(dest, "ptq", "latest", "npu", "ethos-u55-128", "model_vela.tflite"))
+    assert os.path.isfile(os.path.join(dest, "ptq", version, "model.tflite"))
+    assert os.path.isfile(os.path.join(dest, "ptq", version, "npu", "ethos-u55-128", "model_vela.tflite"))
 
     # The deployed leaf is now (say, after a better model was pushed) smaller and more accurate.
-    latest_json = os.path.join(dest, "ptq", "latest", "leaf.json")
+    latest_json = os.path.join(dest, "ptq", version, "leaf.json")
     better = {**deployed, "int8_accuracy": deployed["int8_accuracy"] + 0.01, "gzip_bytes": deployed["gzip_bytes"] - 1}
     with open(latest_json, "w") as f:
         json.dump(better, f)
@@ -61,7 +62,7 @@ def test_push_then_refuse_a_worse_leaf(retrain_config, tmp_path):
         f"{better['int8_accuracy']:.2%}",
         f"worse than deployed version {version}: gzip size {leaf['gzip_bytes']:,} B > {better['gzip_bytes']:,} B"]
     assert "Push_ptq" not in nodes  # skipped: not blessed
-    assert sorted(os.listdir(os.path.join(dest, "ptq"))) == sorted([version, "latest"])
+    assert sorted(os.listdir(os.path.join(dest, "ptq"))) == sorted([version, deploy.LATEST])
     with open(latest_json) as f:
         assert json.load(f) == better  # the deployed leaf is untouched
 

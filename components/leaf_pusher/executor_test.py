@@ -1,13 +1,16 @@
 """LeafPusher executor with hand-built artifacts: an unblessed leaf is marked not pushed and nothing is
-written; a blessed one lands in <destination>/<path>/<version>/ and becomes <path>/latest/."""
+written; a blessed one lands in <destination>/<path>/<version>/ and <path>/LATEST names it."""
 import filecmp
 import os
+import shutil
 import time
 
 import pytest
 
 from collabopt.components import LeafBlessing, LeafEvaluation, LeafPusher, NPUModel, TFLiteModel, keys
 from collabopt.components.leaf_pusher.executor import Executor
+from collabopt.core import deploy
+from collabopt.core.artifact_files import write_json
 from collabopt.tests.helpers import artifact, channel, read_json, run_executor
 
 PATH = "prune_ptq"
@@ -43,23 +46,28 @@ def test_blessed_leaf_is_pushed_and_becomes_latest(tmp_path, tflite_uri, evaluat
     assert first.get_int_custom_property(keys.PUSHED) == 1
     assert first.get_string_custom_property("pushed_destination") == str(folder)
     assert first.get_string_custom_property(keys.PATH) == PATH
-    for where in (folder, destination / PATH / "latest"):
+    assert deploy.deployed_folder(destination, PATH) == str(folder)
+    for where in (folder,):
         assert filecmp.cmp(where / "model.tflite", os.path.join(tflite_uri, "model.tflite"), shallow=False)
         leaf = read_json(where / "leaf.json")
         evaluated = read_json(os.path.join(evaluation_uri, "leaf.json"))
         assert leaf == {**{k: v for k, v in evaluated.items() if k != "layers"}, "version": version}
         assert filecmp.cmp(where / "npu" / "ethos-u55-128" / "model_vela.tflite",
                            os.path.join(npu_uri, "ethos-u55-128", "model_vela.tflite"), shallow=False)
-    assert sorted(os.listdir(destination / PATH)) == sorted([version, "latest"])  # no .partial left
+    assert sorted(os.listdir(destination / PATH)) == sorted([version, deploy.LATEST])  # no .partial left
 
-    # A later push is a new version (versions are milliseconds), and latest follows it.
+    # A later push (judged against the deployed version, as LeafEvaluator judges it) is a new version
+    # (versions are milliseconds), and LATEST follows it.
+    judged = tmp_path / "judged"
+    shutil.copytree(evaluation_uri, judged)
+    write_json(judged / "leaf.json", {**read_json(judged / "leaf.json"), "previous_version": version})
     time.sleep(0.002)
-    second = _push(tmp_path / "second", destination, 1, tflite_uri, evaluation_uri)
+    second = _push(tmp_path / "second", destination, 1, tflite_uri, str(judged))
     newer = second.get_string_custom_property("pushed_version")
     assert int(newer) > int(version)
-    assert sorted(os.listdir(destination / PATH)) == sorted([version, newer, "latest"])
-    assert read_json(destination / PATH / "latest" / "leaf.json")["version"] == newer
-    assert not (destination / PATH / "latest" / "npu").exists()  # latest is that version, not a merge
+    assert sorted(os.listdir(destination / PATH)) == sorted([version, newer, deploy.LATEST])
+    assert deploy.last_pushed(destination, PATH)["version"] == newer
+    assert not (destination / PATH / newer / "npu").exists()  # that version, not a merge
 
 
 def test_empty_destination_reaching_the_executor_pushes_nothing(tmp_path, tflite_uri, evaluation_uri, monkeypatch):

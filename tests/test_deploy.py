@@ -1,0 +1,189 @@
+"""Deployment folders: a push switches <path>/LATEST in one step, a push failing at any single file
+operation leaves the deployed version byte-identical, and a lost or dangling LATEST is an error,
+never a first run."""
+import json
+import os
+
+import pytest
+
+from collabopt.core import deploy
+from collabopt.core.tfenv import tf
+
+PATH = "ptq"
+# Every tf.io.gfile function a push (or its clean-up) may call; GFile's writes and closes count too.
+GFILE_OPS = ("exists", "isdir", "listdir", "makedirs", "mkdir", "copy", "rename", "remove", "rmtree", "walk",
+             "glob", "stat")
+
+
+def leaf_dirs(root, n, previous_version=None):
+    """A leaf as the pipeline hands it to the push: converter, evaluation and NPU folders."""
+    root = root / f"leaf{n}"
+    (root / "npu" / "ethos-u55-128").mkdir(parents=True)
+    (root / "tflite").mkdir()
+    (root / "evaluation").mkdir()
+    (root / "tflite" / "model.tflite").write_bytes(b"TFL3 model %d" % n)
+    (root / "npu" / "stats.json").write_text("{}")
+    (root / "npu" / "ethos-u55-128" / "model_vela.tflite").write_bytes(b"vela %d" % n)
+    leaf = {"path": PATH, "int8_accuracy": 0.5 + n / 100, "layers": [{"name": "conv"}]}
+    if previous_version:
+        leaf["previous_version"] = previous_version
+    (root / "evaluation" / "leaf.json").write_text(json.dumps(leaf))
+    return {"tflite_dir": str(root / "tflite"), "evaluation_dir": str(root / "evaluation"),
+            "npu_dir": str(root / "npu")}
+
+
+def push(dest, dirs):
+    return deploy.push_leaf(PATH, dirs["tflite_dir"], dirs["evaluation_dir"], str(dest), npu_dir=dirs["npu_dir"])
+
+
+def tree(folder):
+    """{relative path: bytes} of every file (and '/' + every folder) under `folder`."""
+    out = {}
+    for root, dirs, files in os.walk(folder):
+        for d in dirs:
+            out["/" + os.path.relpath(os.path.join(root, d), folder)] = None
+        for name in files:
+            with open(os.path.join(root, name), "rb") as f:
+                out[os.path.relpath(os.path.join(root, name), folder)] = f.read()
+    return out
+
+
+class Faults:
+    """Counts the file operations tf.io.gfile performs; the `fail_at`-th one raises."""
+
+    def __init__(self, monkeypatch, fail_at=None):
+        self.calls, self.fail_at, self.failed = [], fail_at, None
+        for name in GFILE_OPS:
+            monkeypatch.setattr(tf.io.gfile, name, self._wrap(name, getattr(tf.io.gfile, name)))
+        opener = tf.io.gfile.GFile
+        faults = self
+
+        class GFile:
+            def __init__(self, path, mode="r"):
+                faults.op(f"GFile({mode})", path)
+                self._f = opener(path, mode)
+
+            def write(self, data):
+                faults.op("write", data[:20])
+                return self._f.write(data)
+
+            def read(self, *a):
+                return self._f.read(*a)
+
+            def close(self):
+                faults.op("close")
+                return self._f.close()
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                self.close()
+
+        monkeypatch.setattr(tf.io.gfile, "GFile", GFile)
+
+    def op(self, name, *args):
+        self.calls.append((name, *args))
+        if len(self.calls) == self.fail_at:
+            self.failed = self.calls[-1]
+            raise tf.errors.UnavailableError(None, None, f"injected fault at {name}")
+
+    def _wrap(self, name, fn):
+        def wrapped(*args, **kwargs):
+            self.op(name, *args)
+            return fn(*args, **kwargs)
+        return wrapped
+
+
+def operations(monkeypatch, dest, dirs):
+    """How many file operations a successful push of `dirs` makes (pushed into a copy of `dest`)."""
+    import shutil
+    trial = os.path.join(os.path.dirname(dest), "trial")
+    shutil.copytree(dest, trial)
+    with monkeypatch.context() as m:
+        faults = Faults(m)
+        push(trial, dirs)
+    shutil.rmtree(trial)
+    assert any(c[0] == "rename" for c in faults.calls)  # the count covers the switch
+    return len(faults.calls)
+
+
+def test_a_push_switches_latest_in_one_step(tmp_path):
+    dest = tmp_path / "deployed"
+    assert deploy.last_pushed(dest, PATH) is None  # nothing deployed: a first run
+    v1, folder = push(dest, leaf_dirs(tmp_path, 1))
+    assert sorted(os.listdir(dest / PATH)) == sorted([v1, deploy.LATEST])  # nothing left aside
+    assert (dest / PATH / deploy.LATEST).read_text().strip() == v1
+    assert deploy.deployed_folder(dest, PATH) == folder == str(dest / PATH / v1)
+    assert deploy.last_pushed(dest, PATH) == {"path": PATH, "int8_accuracy": 0.51, "version": v1}  # no layers
+    assert (dest / PATH / v1 / "model.tflite").read_bytes() == b"TFL3 model 1"
+    assert (dest / PATH / v1 / "npu" / "ethos-u55-128" / "model_vela.tflite").read_bytes() == b"vela 1"
+
+    v2, _ = push(dest, leaf_dirs(tmp_path, 2, previous_version=v1))
+    assert int(v2) > int(v1) and deploy.last_pushed(dest, PATH)["version"] == v2
+    assert sorted(os.listdir(dest / PATH)) == sorted([v1, v2, deploy.LATEST])  # v1 kept, not deployed
+
+
+def test_a_push_failing_at_any_file_operation_leaves_the_deployed_version_whole(tmp_path, monkeypatch):
+    dest = tmp_path / "deployed"
+    v1, _ = push(dest, leaf_dirs(tmp_path, 1))
+    before, deployed = tree(dest), deploy.last_pushed(dest, PATH)
+    second = leaf_dirs(tmp_path, 2, previous_version=v1)
+    n = operations(monkeypatch, str(dest), second)
+    assert n >= 10
+    failed_at = set()
+    for fail_at in range(1, n + 1):
+        with monkeypatch.context() as m:
+            faults = Faults(m, fail_at)
+            with pytest.raises(tf.errors.UnavailableError, match="injected fault"):
+                push(dest, second)
+        failed_at.add(faults.failed[0])
+        assert tree(dest) == before, f"after a fault at operation {fail_at} {faults.failed}"
+        assert deploy.last_pushed(dest, PATH) == deployed
+    assert {"makedirs", "copy", "GFile(w)", "write", "close", "rename"} <= failed_at
+    v2, _ = push(dest, second)  # and nothing left behind blocks the next push
+    assert deploy.last_pushed(dest, PATH)["version"] == v2
+
+
+def test_a_first_push_failing_at_any_file_operation_leaves_nothing_deployed(tmp_path, monkeypatch):
+    dest = tmp_path / "deployed"
+    dest.mkdir()
+    first = leaf_dirs(tmp_path, 1)
+    n = operations(monkeypatch, str(dest), first)
+    for fail_at in range(1, n + 1):
+        with monkeypatch.context() as m:
+            faults = Faults(m, fail_at)
+            with pytest.raises(tf.errors.UnavailableError):
+                push(dest, first)
+        assert deploy.versions(dest, PATH) == [], faults.failed
+        assert deploy.last_pushed(dest, PATH) is None  # still a first run, not a lost LATEST
+
+
+def test_a_lost_or_dangling_latest_is_an_error_not_a_first_run(tmp_path):
+    dest = tmp_path / "deployed"
+    v1, _ = push(dest, leaf_dirs(tmp_path, 1))
+    pointer = dest / PATH / deploy.LATEST
+    pointer.unlink()
+    with pytest.raises(deploy.DeployError, match=f"holds versions \\({v1}\\) but no LATEST file"):
+        deploy.last_pushed(dest, PATH)
+    with pytest.raises(deploy.DeployError, match="no LATEST file"):  # and no push goes around it
+        push(dest, leaf_dirs(tmp_path, 2))
+    pointer.write_text("123\n")
+    with pytest.raises(deploy.DeployError, match="names version '123'.* holds no leaf.json"):
+        deploy.last_pushed(dest, PATH)
+    pointer.write_text(v1 + "\n")
+    assert deploy.last_pushed(dest, PATH)["version"] == v1
+
+
+def test_a_leaf_judged_against_another_version_is_not_pushed(tmp_path):
+    """A cached evaluation, or a concurrent run that pushed first: the deployed version is not the
+    one the leaf was compared with, so pushing it would skip the not-worse comparison."""
+    dest = tmp_path / "deployed"
+    v1, _ = push(dest, leaf_dirs(tmp_path, 1))
+    before = tree(dest)
+    with pytest.raises(deploy.DeployError, match=f"version {v1} is deployed now, but this leaf was judged "
+                                                 "against no deployed leaf"):
+        push(dest, leaf_dirs(tmp_path, 2))
+    with pytest.raises(deploy.DeployError, match="judged against version 42"):
+        push(dest, leaf_dirs(tmp_path, 3, previous_version="42"))
+    assert tree(dest) == before
