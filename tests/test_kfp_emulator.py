@@ -13,6 +13,7 @@ import yaml
 from ml_metadata.proto import metadata_store_pb2
 
 from collabopt import results
+from collabopt.core import deploy
 from collabopt.kubeflow import KfpError, emulator
 from collabopt.kubeflow.compiler import load_package, schema_title
 from collabopt.kubeflow.emulator_mlmd import component_class
@@ -59,7 +60,7 @@ def test_compiled_demo_runs_task_by_task_to_the_pushed_leaves(compiled_run, pack
     for leaf in ("prune_cluster_ptq", "prune_cluster_pcqat"):
         pushed = tasks[f"Push_{leaf}"]["outputs"]["pushed_model"]["metadata"]
         assert pushed["pushed"] == 1.0 and pushed["pushed_destination"].startswith(os.path.join(destination, leaf))
-        latest = os.path.join(destination, leaf, "latest")
+        latest = deploy.deployed_folder(destination, leaf)  # the version LATEST names
         assert os.path.isfile(os.path.join(latest, "model.tflite"))
         assert os.path.isfile(os.path.join(latest, "npu", targets[0], "model_vela.tflite"))
     assert os.path.isfile(os.path.join(tasks["Reporter"]["outputs"]["report"]["uri"], "report.html"))
