@@ -37,14 +37,27 @@ def parameters(section, names):
     return {name: ExecutionParameter(type=kind(name)) for name in names}
 
 
+def placeholder(value):
+    """A value known only when the pipeline runs (a TFX RuntimeParameter: a KFP pipeline parameter)."""
+    from tfx.orchestration import data_types
+    return isinstance(value, data_types.RuntimeParameter)
+
+
 def encode(section, **values):
     """Check `values` as config keys of `section` (schemas.check: the rule config load applies), then
-    encode them for a ComponentSpec."""
+    encode them for a ComponentSpec. A placeholder passes as it is: the executor's `decode` checks
+    the value it stands for at run time."""
     values = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}  # YAML has lists only
-    schemas.check({section: values})
+    schemas.check({section: {k: v for k, v in values.items() if not placeholder(v)}})
     spec = parameters(section, values)
 
     def one(k, v):
+        if placeholder(v):
+            if v.ptype is not spec[k].type:
+                raise schemas.ConfigError(f"{section}.{k}: runtime parameter {v.name!r} is a "
+                                          f"{getattr(v.ptype, '__name__', v.ptype)}, this parameter a "
+                                          f"{spec[k].type.__name__}")
+            return v
         if spec[k].type is not str:
             return spec[k].type(v)
         return "" if v is None else v if isinstance(v, str) else json.dumps(v)  # None travels as ""

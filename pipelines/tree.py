@@ -82,14 +82,15 @@ def node_ids(path):
 
 
 def create_pipeline(config, pipeline_root, metadata_path=None, beam_pipeline_args=None, publish_dir=None, *,
-                    examples=None, model=None, model_blessing=None, components=()):
+                    examples=None, model=None, model_blessing=None, components=(), parameters=None):
     """A TFX Pipeline of the configured paths. `config`: a config dict (raw, or from config.load).
     With `metadata_path`, MLMD is SQLite there (local runs); KFP compiles leave it None. The report
     is also written to `publish_dir` (default: the folder holding the pipeline root).
 
     Your own pieces plug in: `examples` (an ExampleGen's output), `model` (a Trainer's), and with
     `baseline.resolve: latest_blessed`, `model_blessing` (an Evaluator's); pass their components in
-    `components` so they run in the same pipeline."""
+    `components` so they run in the same pipeline. `parameters`: {"section.key" or "section": value}
+    set after the config is checked, e.g. TFX RuntimeParameters (kubeflow.compiler.runtime_parameters)."""
     from tfx.dsl.experimental.conditionals import conditional
     from tfx.orchestration import metadata, pipeline
 
@@ -98,6 +99,12 @@ def create_pipeline(config, pipeline_root, metadata_path=None, beam_pipeline_arg
                                       SparseClusterer, TFLiteConverter)
 
     cfg = tree_config.merge(config)  # validated every time: a dict with every section is no exception
+    for key, value in (parameters or {}).items():
+        section, _, name = key.partition(".")
+        if name:
+            cfg[section][name] = value
+        else:
+            cfg[section] = value
     comps, examples, baseline = _inputs(cfg, examples, model, model_blessing)
     comps = [*components, *comps]
     data = cfg["data"]
@@ -125,7 +132,9 @@ def create_pipeline(config, pipeline_root, metadata_path=None, beam_pipeline_arg
         return out
 
     npu, push_to = cfg["npu"], cfg["push"]["destination"]
-    requirements = {k: v for k, v in cfg["requirements"].items() if v is not None}
+    requirements = cfg["requirements"]
+    if isinstance(requirements, dict):
+        requirements = {k: v for k, v in requirements.items() if v is not None}
     evaluations = {}
     for path in tree_paths.expand(cfg["paths"]):  # the reference (ptq) first: the others compare with it
         conv_id, eval_id, npu_id = node_ids(path)

@@ -11,13 +11,19 @@ from collabopt.core import stages
 
 
 def encode_requirements(requirements):
+    if common.placeholder(requirements):  # JSON text known at run time: decode_requirements checks it
+        return requirements
     req = {k: v for k, v in dict(requirements or {}).items() if v is not None}
     schemas.check({"requirements": req})
     return json.dumps(req, sort_keys=True)
 
 
 def decode_requirements(text):
-    return schemas.check({"requirements": json.loads(text or "{}")})["requirements"]
+    try:
+        requirements = json.loads(text or "{}")
+    except ValueError as e:
+        raise schemas.ConfigError(f"requirements: {text!r} is not JSON ({e})") from None
+    return schemas.check({"requirements": requirements})["requirements"]
 
 
 class Executor(base_beam_executor.BaseBeamExecutor):

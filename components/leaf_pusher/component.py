@@ -34,7 +34,7 @@ class LeafPusher(base_component.BaseComponent):
 
     def __init__(self, tflite_model: types.BaseChannel, evaluation: types.BaseChannel, blessing: types.BaseChannel,
                  path: str, destination: str, npu_model: types.BaseChannel = None):
-        if not isinstance(destination, str) or not destination:
+        if not common.placeholder(destination) and (not isinstance(destination, str) or not destination):
             raise ValueError(f"push.destination: must be a folder path or URI, got {destination!r}")
         super().__init__(spec=LeafPusherSpec(
             tflite_model=tflite_model, evaluation=evaluation, blessing=blessing, npu_model=npu_model, path=path,
