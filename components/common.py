@@ -141,6 +141,21 @@ class StageExecutor(base_executor.BaseExecutor):
         super().__init__(context)
         setup_logging()
 
+    def resumable(self, input_dict, output, exec_properties):
+        """core.train.resumable for this execution's fine-tuning: epoch checkpoints in
+        <node folder>/.checkpoint-<key> (the node folder holds <output key>/<execution id>/), the key a
+        hash of this executor, its input URIs and its exec properties (what determines the result), so
+        a new execution of the same node on the same inputs, after a crash, resumes where the crashed
+        one stopped, and nothing else does. Deleted once the stage has written its output."""
+        import hashlib
+
+        from collabopt.core import train
+        key = json.dumps({"executor": f"{type(self).__module__}.{type(self).__qualname__}",
+                          "inputs": {k: sorted(a.uri for a in v) for k, v in input_dict.items()},
+                          "properties": {k: str(v) for k, v in exec_properties.items()}}, sort_keys=True)
+        node_dir = os.path.dirname(os.path.dirname(output.uri.rstrip("/")))
+        return train.resumable(os.path.join(node_dir, ".checkpoint-" + hashlib.sha256(key.encode()).hexdigest()[:16]))
+
 
 def output(output_dict, key):
     art = artifact_utils.get_single_instance(output_dict[key])

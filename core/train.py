@@ -1,10 +1,14 @@
 """Baseline model (DS-CNN family) and the fine-tuning loop every stage shares."""
+import contextlib
+import contextvars
 import logging
+import os
+import signal
 
 import numpy as np
 
 from collabopt.core.data import FASHION_MNIST_SHAPE
-from collabopt.core.tfenv import keras
+from collabopt.core.tfenv import keras, tf
 
 log = logging.getLogger("collabopt")
 
@@ -35,19 +39,53 @@ def ds_cnn(input_shape=FASHION_MNIST_SHAPE, num_classes=10, width=64, blocks=4):
 
 
 class ProgressLog(keras.callbacks.Callback):
-    """One log line per epoch, so a pipeline's log shows fine-tuning progress."""
+    """One log line per epoch, so a pipeline's log shows fine-tuning progress (and where a fit
+    resumed from its checkpoint)."""
 
     def __init__(self, stage):
         super().__init__()
-        self.stage, self.epochs = stage, None
+        self.stage, self.epochs, self.first = stage, None, None
 
     def on_train_begin(self, logs=None):
         self.epochs = self.params.get("epochs")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.first is None:
+            self.first = epoch
+            if epoch:
+                log.info("[%s] resumed at epoch %d/%s from its checkpoint", self.stage, epoch + 1, self.epochs)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         parts = " ".join(f"{k}={v:.4f}" for k, v in sorted(logs.items()) if isinstance(v, float))
         log.info("[%s] epoch %d/%s %s", self.stage, epoch + 1, self.epochs, parts)
+
+    def on_train_end(self, logs=None):
+        if self.first is None and self.epochs:
+            log.info("[%s] all %d epochs restored from its checkpoint", self.stage, self.epochs)
+
+
+# Test support, not a feature: COLLABOPT_TEST_SIGKILL=epoch:<stage>:<n> makes the process SIGKILL
+# itself right after epoch n of the fit named <stage> (after its checkpoint is written);
+# runners.py reads node:<n> from the same variable. tests/test_resume.py crashes runs this way.
+TEST_SIGKILL = "COLLABOPT_TEST_SIGKILL"
+
+
+class _SigkillAfterEpoch(keras.callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.epoch:
+            log.warning("%s: SIGKILL after epoch %d", TEST_SIGKILL, self.epoch)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _test_sigkill(stage):
+    kind, _, rest = os.environ.get(TEST_SIGKILL, "").partition(":")
+    name, _, epoch = rest.rpartition(":")
+    return [_SigkillAfterEpoch(int(epoch))] if kind == "epoch" and name == stage else []
 
 
 def compile_model(model, learning_rate=1e-3):
@@ -58,14 +96,44 @@ def compile_model(model, learning_rate=1e-3):
     return model
 
 
+_BACKUP = contextvars.ContextVar("collabopt_fit_backup", default=None)
+
+
+@contextlib.contextmanager
+def resumable(backup_dir):
+    """Every fit in the block backs up after each epoch to <backup_dir>/<its stage> and resumes from
+    a backup it finds there; `backup_dir` is deleted when the block ends normally (its result is
+    safe), kept when it raises (and when the process dies)."""
+    token = _BACKUP.set(str(backup_dir))
+    try:
+        yield
+    finally:
+        _BACKUP.reset(token)
+    if tf.io.gfile.exists(str(backup_dir)):
+        tf.io.gfile.rmtree(str(backup_dir))
+
+
 def fit(model, x, y, *, epochs, batch_size=64, learning_rate=1e-3, stage="fit", log_dir=None,
-        callbacks=(), seed=0):
-    """Compile and fit; logs each epoch and, with `log_dir`, writes TensorBoard logs there."""
+        callbacks=(), seed=0, backup_dir=None):
+    """Compile and fit; logs each epoch and, with `log_dir`, writes TensorBoard logs there.
+
+    With `backup_dir`, the model and optimizer state are saved there after every epoch (Keras'
+    BackupAndRestore) and a fit that finds a backup resumes after its last saved epoch. The backup
+    is kept after the fit (the caller deletes it once its result is safe), so a crash after the last
+    epoch restores the trained model instead of training again. The folder must be keyed by what
+    determines the result (components.common.StageExecutor.resumable); inside `resumable(dir)` the
+    default is <dir>/<stage>. A resumed fit is equivalent to an uninterrupted one, not bit-identical
+    (the data order after the resume differs)."""
+    if backup_dir is None and _BACKUP.get():
+        backup_dir = os.path.join(_BACKUP.get(), stage)
     keras.utils.set_random_seed(seed)
     compile_model(model, learning_rate)
     cbs = [ProgressLog(stage), *callbacks]
+    if backup_dir:  # first: restores before any other callback reads the state
+        cbs.insert(0, keras.callbacks.BackupAndRestore(str(backup_dir), delete_checkpoint=False))
     if log_dir:
         cbs.append(keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False, profile_batch=0))
+    cbs += _test_sigkill(stage)  # after the backup: the checkpoint of that epoch is on disk
     return model.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0, callbacks=cbs)
 
 

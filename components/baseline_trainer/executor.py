@@ -8,8 +8,9 @@ SECTION = "baseline"
 class Executor(common.StageExecutor):
     def Do(self, input_dict, output_dict, exec_properties):
         out = common.output(output_dict, keys.MODEL_KEY)
-        metrics = stages.train_baseline(
-            common.data_spec(input_dict, exec_properties), out.uri,
-            **common.decode(SECTION, exec_properties, ("width", "blocks", "num_classes")),
-            fit=common.fit_spec(SECTION, exec_properties))
+        with self.resumable(input_dict, out, exec_properties):  # epoch checkpoints: a rerun resumes
+            metrics = stages.train_baseline(
+                common.data_spec(input_dict, exec_properties), out.uri,
+                **common.decode(SECTION, exec_properties, ("width", "blocks", "num_classes")),
+                fit=common.fit_spec(SECTION, exec_properties))
         common.record(out, metrics)
