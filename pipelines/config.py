@@ -24,6 +24,7 @@ DEFAULTS = {
     "push": {"destination": None},
     "report": {"title": "collabopt optimization report"},
     "beam_pipeline_args": ["--direct_running_mode=in_memory"],
+    "kubeflow": {"resources": {}, "service_account": None, "enable_caching": False},  # compile only
 }
 CONFIG_DIR = os.path.join(os.path.dirname(__file__), "configs")
 SCALARS = ("name", "paths", "beam_pipeline_args")

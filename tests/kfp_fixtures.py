@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from collabopt.kubeflow import compiler
-from collabopt.pipelines import config as tree_config, tree
+from collabopt.pipelines import config as tree_config
 
 ROOT = "gs://collabopt-test/root"  # what the packages are compiled for; local runs override it
 DEMO_CONFIG = os.path.join(tree_config.CONFIG_DIR, "demo.yaml")
@@ -28,18 +28,31 @@ def demo_raw():
 # branches of the push conditions run.
 RUN_CONFIG = {**demo_raw(), "name": "collabopt-kfp-test", "data": {"train_limit": 2000, "eval_limit": 500},
               "prune": {"target_sparsity": 0.5, "epochs": 1}, "requirements": {"max_gzip_bytes": 24000}}
-_CONFIGS = {"demo": lambda _: demo_raw(), "all": lambda _: tree_config.load("all_paths"),
+# Production: retraining from what a Pusher deployed, on Examples at a URI, pushing blessed leaves;
+# resources per task (default, by component class, by node id), node selectors, caching, service account.
+PROD_CONFIG = {**demo_raw(), "name": "collabopt-prod", "baseline": {"pushed_models": "gs://collabopt-test/serving"},
+               "examples": {"uri": "gs://collabopt-test/examples"}, "push": {"destination": "gs://collabopt-test/edge"},
+               "kubeflow": {"resources": {
+                   "default": {"cpu": "1", "memory": "4Gi", "node_selector": {"pool": "cpu"}},
+                   "PreservingQAT": {"cpu": "4", "memory": "16Gi", "memory_limit": "20Gi",
+                                     "accelerator": {"type": "nvidia.com/gpu", "count": 1},
+                                     "node_selector": {"pool": "gpu"}},
+                   "Evaluate_prune_cluster_pcqat": {"cpu": "500m"}},
+                   "service_account": "collabopt-runner", "enable_caching": True}}
+_CONFIGS = {"demo": lambda _: demo_raw(), "all": lambda _: tree_config.load("all_paths"), "prod": lambda _: PROD_CONFIG,
             "run": lambda factory: {**RUN_CONFIG, "push": {"destination": str(factory.mktemp("pushed"))}}}
 
 
 def compile_config(config, path, **kw):
-    """The PipelineSpec dict of `config` compiled for ROOT to the package `path`."""
-    return compiler.compile_pipeline(tree.create_pipeline(tree_config.merge(config), ROOT), str(path), **kw)
+    """The PipelineSpec dict of `config` compiled for ROOT to the package `path` as `collabopt compile`
+    does it (pipeline parameters, the kubeflow section); local paths allowed (the tests run here)."""
+    return compiler.compile_config(config, str(path), pipeline_root=ROOT, allow_local_paths=True, **kw)
 
 
-def spec_of(package):
+def spec_of(package, document=0):
+    """The PipelineSpec of a package (document 1: its platform spec)."""
     with open(package) as f:
-        return yaml.safe_load(f)
+        return list(yaml.safe_load_all(f))[document]
 
 
 _ONCE = {}
@@ -54,7 +67,7 @@ def _once(key, build):
 
 
 class _Packages:
-    """packages[key] -> (path, PipelineSpec dict) for key in demo, run, all; compiled on first use."""
+    """packages[key] -> (path, PipelineSpec dict) for key in demo, run, all, prod; compiled on first use."""
 
     def __init__(self, tmp_path_factory):
         self._factory = tmp_path_factory
@@ -90,50 +103,68 @@ def param_package(tmp_path_factory):
 # ---------------------------------------------------------------------- kfp.Client against a fake API
 
 class FakeKfp(http.server.ThreadingHTTPServer):
-    """Answers the KFP v2beta1 REST endpoints kfp.Client 2.16 calls and records every request."""
+    """Answers the KFP v2beta1 REST endpoints kfp.Client 2.16 calls and records every request. `script`
+    makes a route misbehave: {(method, path): HANG | GARBAGE | (status, content type, body bytes)}.
+    `multi_user`: what the health check says."""
+    daemon_threads = True  # a hanging handler never keeps the test process alive
 
     def __init__(self):
         super().__init__(("127.0.0.1", 0), _Handler)
-        self.requests, self.experiments, self.fail_next = [], [], None
+        self.requests, self.experiments, self.script, self.multi_user = [], [], {}, False
+        self.release = threading.Event()  # ends every hang (set at teardown)
         self.url = f"http://127.0.0.1:{self.server_address[1]}"
 
     def posted(self, path):
         return [r["body"] for r in self.requests if r["method"] == "POST" and r["path"] == path]
 
 
+HANG, GARBAGE = "hang", "garbage"  # never answer (until teardown, at most 60 s); bytes that are not HTTP
+HANG_LIMIT = 60.0
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
-    def _answer(self, status, body):
-        data = json.dumps(body).encode()
+    def _answer(self, status, body, content_type="application/json"):
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+    def _misbehave(self, behaviour):
+        self.close_connection = True
+        if behaviour == HANG:
+            self.server.release.wait(HANG_LIMIT)
+        elif behaviour == GARBAGE:
+            self.wfile.write(b"\x00\xff\xfe not HTTP\r\n\r\n")
+        else:
+            status, content_type, data = behaviour
+            self._answer(status, data, content_type)
 
     def _handle(self, method):
         srv, url = self.server, urllib.parse.urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         body = json.loads(self.rfile.read(length)) if length else None
         query = {k: v[0] for k, v in urllib.parse.parse_qs(url.query).items()}
-        srv.requests.append({"method": method, "path": url.path, "query": query, "body": body})
-        if srv.fail_next and method == "POST":
-            status, message = srv.fail_next
-            srv.fail_next = None
-            return self._answer(status, {"error": message, "code": 14, "message": message})
+        srv.requests.append({"method": method, "path": url.path, "query": query, "body": body,
+                             "authorization": self.headers.get("Authorization")})
+        if (method, url.path) in srv.script:
+            return self._misbehave(srv.script[(method, url.path)])
         now = "2026-11-27T03:00:00Z"
         api = "/apis/v2beta1/"
         if (method, url.path) == ("GET", api + "healthz"):
-            return self._answer(200, {"multi_user": False, "pipeline_store": "database"})
+            return self._answer(200, {"multi_user": srv.multi_user, "pipeline_store": "database"})
         if (method, url.path) == ("GET", api + "experiments"):
             preds = json.loads(query.get("filter", "{}")).get("predicates", [])
-            hits = [e for e in srv.experiments if all(e.get(p["key"]) == p.get("stringValue") for p in preds)]
+            hits = [e for e in srv.experiments if all(e.get(p["key"]) == p.get("stringValue") for p in preds)
+                    and e.get("namespace") == query.get("namespace")]
             return self._answer(200, {"experiments": hits, "total_size": len(hits)} if hits else {})
         if (method, url.path) == ("POST", api + "experiments"):
             exp = {"experiment_id": f"exp-{len(srv.experiments) + 1}", "display_name": body["display_name"],
-                   "created_at": now}
+                   "created_at": now, **({"namespace": body["namespace"]} if body.get("namespace") else {})}
             srv.experiments.append(exp)
             return self._answer(200, exp)
         if (method, url.path) == ("POST", api + "runs"):
@@ -157,5 +188,7 @@ def kfp_api():
     thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield srv
+    srv.release.set()
     srv.shutdown()
     srv.server_close()
+    thread.join(5)

@@ -1,13 +1,14 @@
 """The production flow through the `collabopt` command: compile a retraining config, schedule it and
 submit it against the fake KFP API; KFP mistakes end the command with a message, not a traceback."""
 import json
+import re
 
 import pytest
 
 from collabopt import cli
 from collabopt.kubeflow.compiler import load_package
 
-from collabopt.tests.kfp_fixtures import ROOT, kfp_api, spec_of  # noqa: F401 - kfp_api is a fixture
+from collabopt.tests.kfp_fixtures import HANG, ROOT, kfp_api, packages, spec_of  # noqa: F401 - fixtures
 
 
 def test_cli_compile_schedule_a_retraining_config(kfp_api, tmp_path, capsys):
@@ -47,3 +48,38 @@ def test_cli_compile_schedule_a_retraining_config(kfp_api, tmp_path, capsys):
     with pytest.raises(SystemExit, match="^collabopt compile: .*compile to resolver executors"):
         cli.main(["compile", str(config), "-o", str(tmp_path / "r.yaml"), "--pipeline-root", ROOT])
     assert not (tmp_path / "r.yaml").exists()
+    # A local path in a package is refused, naming the field, unless allowed.
+    config.write_text("paths: [ptq]\npush: {destination: /srv/edge}\n")
+    with pytest.raises(SystemExit, match=r"^collabopt compile: local path\(s\) in a KFP package: push.destination "
+                                         r"'/srv/edge': .* pass --allow-local-paths .*volume$"):
+        cli.main(["compile", str(config), "-o", str(tmp_path / "l.yaml"), "--pipeline-root", ROOT])
+    cli.main(["compile", str(config), "-o", str(tmp_path / "l.yaml"), "--pipeline-root", ROOT, "--allow-local-paths"])
+    assert load_package(str(tmp_path / "l.yaml"))["root"]["inputDefinitions"]["parameters"]["push_destination"][
+        "defaultValue"] == "/srv/edge"
+
+
+def test_cli_submit_with_params_namespace_and_a_token_and_no_false_success(kfp_api, packages, tmp_path, capsys,
+                                                                             monkeypatch):
+    package = packages["prod"][0]
+    monkeypatch.setenv("KFP_TOKEN", "s3cr3t-t0ken")
+    cli.main(["submit", package, "--host", kfp_api.url, "--namespace", "team-edge", "--timeout", "5",
+              "--param", "qat_epochs=2", "--param", "examples_uri=gs://bucket/examples/2026-11-28"])
+    assert capsys.readouterr().out.splitlines()[-1] == f"submitted run run-1 to {kfp_api.url}"
+    [run] = kfp_api.posted("/apis/v2beta1/runs")
+    assert run["runtime_config"]["parameters"] == {"qat_epochs": 2, "examples_uri": "gs://bucket/examples/2026-11-28"}
+    assert kfp_api.posted("/apis/v2beta1/experiments") == [{"display_name": "Default", "namespace": "team-edge"}]
+    # A server answering a web page with 200 is no success, and the token is in no output.
+    kfp_api.script[("POST", "/apis/v2beta1/runs")] = (200, "text/html", b"<html><body>Welcome</body></html>")
+    with pytest.raises(SystemExit, match="^" + re.escape(
+            f"collabopt submit: Kubeflow Pipelines at {kfp_api.url} answered POST /apis/v2beta1/runs with HTTP 200 "
+            f"OK, a body that is not JSON (text/html; is {kfp_api.url} the KFP API endpoint?): "
+            "<html><body>Welcome</body></html>") + "$") as e:
+        cli.main(["submit", package, "--host", kfp_api.url, "--namespace", "team-edge"])
+    out = capsys.readouterr()
+    assert "submitted run" not in out.out and "s3cr3t" not in out.out + out.err + str(e.value)
+    kfp_api.script[("POST", "/apis/v2beta1/recurringruns")] = HANG
+    with pytest.raises(SystemExit, match="^" + re.escape(
+            f"collabopt schedule: Kubeflow Pipelines at {kfp_api.url} did not answer POST /apis/v2beta1/recurringruns "
+            "within 0.5 s") + "$"):
+        cli.main(["schedule", package, "--host", kfp_api.url, "--cron", "@daily", "--timeout", "0.5"])
+    assert "created recurring run" not in capsys.readouterr().out

@@ -1,16 +1,23 @@
 """kfp.Client against a fake KFP v2beta1 API on 127.0.0.1 that records every request: what submit and
-schedule send (the compiled spec, parameters, pipeline root, cron, concurrency), and that every
-mistake visible locally fails before any request while API failures name the host and status."""
+schedule send (the compiled spec, parameters, pipeline root, cron, concurrency, namespace, service
+account, token), that every mistake visible locally fails before any request, and that an API that
+hangs, answers garbage, HTML, a 200 without an id, or refuses fails within the timeout with the
+status and what it said."""
 import json
 import re
 import socket
+import time
 
+import kfp  # noqa: F401 - imported here, so no test's timing includes importing it
 import pytest
 import yaml
 
 from collabopt.kubeflow import KfpError, client
 
-from collabopt.tests.kfp_fixtures import ROOT, kfp_api, packages, param_package, spec_of  # noqa: F401
+from collabopt.tests.kfp_fixtures import (GARBAGE, HANG, ROOT, kfp_api, packages, param_package,  # noqa: F401
+                                          spec_of)
+
+API = "/apis/v2beta1/"
 
 
 def test_submit_sends_the_compiled_spec_and_the_pipeline_root(kfp_api, packages):
@@ -95,8 +102,30 @@ def test_local_mistakes_fail_before_any_request(kfp_api, packages, param_package
         client.submit(param_package, kfp_api.url, params=["model_uri"])
     with pytest.raises(KfpError, match=r"unknown pipeline parameter\(s\) \['epochs'\]; this package takes model_uri"):
         client.submit(param_package, kfp_api.url, params=["epochs=3"])
-    with pytest.raises(KfpError, match="takes no parameters"):
+    with pytest.raises(KfpError, match=re.escape("unknown pipeline parameter(s) ['epochs']; this package takes "
+                                                 "baseline_epochs, cluster_epochs, data_eval_limit, data_train_limit, "
+                                                 "prune_epochs, qat_epochs, requirements")):
         client.submit(demo, kfp_api.url, params={"epochs": 3})
+    # A parameter that sets a config key gets the config schema's message (the executor checks it again).
+    for param, message in (("prune_epochs=0", "--param prune_epochs=0: prune.epochs: 0 is less than the minimum of 1"),
+                           ("data_train_limit=-5", "--param data_train_limit=-5: data.train_limit: -5 is less than "
+                                                   "the minimum of 0"),
+                           ('requirements={"max_gzip_bytes": 0}', "--param requirements='{\"max_gzip_bytes\": 0}': "
+                                                                  "requirements.max_gzip_bytes: 0 is less than the "
+                                                                  "minimum of 1"),
+                           ("requirements=tiny", "--param requirements='tiny': requirements: not JSON (Expecting "
+                                                 "value: line 1 column 1 (char 0))"),
+                           ("qat_epochs=two", "parameter qat_epochs='two': not a valid NUMBER_INTEGER")):
+        with pytest.raises(KfpError, match=f"^{re.escape(message)}$"):
+            client.submit(demo, kfp_api.url, params=[param])
+    for host in ("kfp.example.com", "", "http://"):
+        with pytest.raises(KfpError, match="give the KFP API endpoint with its scheme"):
+            client.submit(demo, host)
+    for timeout in (0, -1, True, "30"):
+        with pytest.raises(KfpError, match=r"timeout must be a number of seconds in \(0, 3600\]"):
+            client.submit(demo, kfp_api.url, timeout=timeout)
+    with pytest.raises(KfpError, match=f"token file '{tmp_path}/none': No such file or directory"):
+        client.submit(demo, kfp_api.url, token_file=str(tmp_path / "none"))
     for bad in (0, 11, "2"):
         with pytest.raises(KfpError, match="max_concurrency must be an integer 1-10"):
             client.schedule(demo, kfp_api.url, "0 0 3 * * *", max_concurrency=bad)
@@ -121,6 +150,122 @@ def test_unreachable_host_is_named(packages):
 
 
 def test_api_refusal_is_reported_with_its_status(kfp_api, packages):
-    kfp_api.fail_next = (503, "the pipeline store is unavailable")
-    with pytest.raises(KfpError, match=f"{re.escape(kfp_api.url)} refused the request: HTTP 503.*store is unavailable"):
-        client.submit(packages["demo"][0], kfp_api.url)
+    kfp_api.script[("POST", API + "experiments")] = (503, "application/json", json.dumps(
+        {"error": "the pipeline store is unavailable", "code": 14, "message": "the pipeline store is unavailable"}
+    ).encode())
+    message, _ = _failure(lambda: client.submit(packages["demo"][0], kfp_api.url))
+    assert message == (f"Kubeflow Pipelines at {kfp_api.url} refused POST /apis/v2beta1/experiments: HTTP 503 "
+                       "Service Unavailable: the pipeline store is unavailable")
+    assert kfp_api.posted(API + "runs") == []
+
+
+SUBMIT_REQUESTS = [("GET", API + "healthz"), ("GET", API + "experiments"), ("POST", API + "experiments"),
+                   ("POST", API + "runs")]
+TIMEOUT, MARGIN = 1.0, 1.5  # seconds: every failure below comes within TIMEOUT + MARGIN
+SIGN_IN = b"<!DOCTYPE html>\n<html>\n  <head><title>Sign in</title></head>\n  <body>" + b"x" * 400 + b"</body>\n</html>\n"
+
+
+def _failure(call):
+    """The KfpError message of `call`, and how long it took to come."""
+    started = time.monotonic()
+    with pytest.raises(KfpError) as e:
+        call()
+    return str(e.value), time.monotonic() - started
+
+
+@pytest.mark.parametrize("route, behaviour, said", [
+    (("GET", "healthz"), HANG, "did not answer GET /apis/v2beta1/healthz within 1 s"),
+    (("POST", "runs"), HANG, "did not answer POST /apis/v2beta1/runs within 1 s"),
+    (("GET", "healthz"), GARBAGE,
+     "gave no HTTP answer to GET /apis/v2beta1/healthz: BadStatusLine('\\x00ÿþ not HTTP\\r\\n')"),
+    (("GET", "healthz"), (200, "text/html", SIGN_IN),
+     "answered GET /apis/v2beta1/healthz with HTTP 200 OK, a body that is not JSON (text/html; is {url} the KFP "
+     "API endpoint?): <!DOCTYPE html> <html> <head><title>Sign in</title></head> <body>" + "x" * 135 + "... (485 bytes)"),
+    (("POST", "runs"), (200, "text/html", b"<html>ok</html>"),
+     "answered POST /apis/v2beta1/runs with HTTP 200 OK, a body that is not JSON (text/html; is {url} the KFP API "
+     "endpoint?): <html>ok</html>"),
+    (("POST", "runs"), (200, "application/json", b'{"run": "\xff\xfe"}'),
+     "answered POST /apis/v2beta1/runs with HTTP 200 OK, a body that is not UTF-8 text: {\"run\": \"\\xff\\xfe\"}"),
+    (("POST", "runs"), (200, "application/json", b'{"state": "PENDING"}'),
+     'answered POST /apis/v2beta1/runs without a run id: {"state": "PENDING"}'),
+    (("POST", "experiments"), (200, "application/json", b"{}"),
+     "answered POST /apis/v2beta1/experiments without an experiment id: {}"),
+    (("GET", "healthz"), (500, "text/plain", b"upstream connect error or disconnect/reset before headers"),
+     "refused GET /apis/v2beta1/healthz: HTTP 500 Internal Server Error: upstream connect error or "
+     "disconnect/reset before headers"),
+    (("POST", "runs"), (403, "application/json", json.dumps({"code": 7, "message": "User 'ci@example.com' is not "
+                                                             "authorized to create runs in namespace 'kubeflow'"}).encode()),
+     "refused POST /apis/v2beta1/runs: HTTP 403 Forbidden: User 'ci@example.com' is not authorized to create runs "
+     "in namespace 'kubeflow'"),
+    (("POST", "runs"), (403, "text/plain", b"RBAC: access denied " * 30),
+     "refused POST /apis/v2beta1/runs: HTTP 403 Forbidden: " + ("RBAC: access denied " * 10).strip() + "... (600 bytes)"),
+    (("GET", "healthz"), (302, "text/html", b""),
+     "refused GET /apis/v2beta1/healthz: HTTP 302 Found: "),
+], ids=["hang-healthz", "hang-run", "garbage", "html-healthz", "html-run", "not-utf8", "no-run-id",
+        "no-experiment-id", "500", "403-json", "403-capped", "302"])
+def test_a_misbehaving_api_fails_within_the_timeout_with_what_it_said(kfp_api, packages, route, behaviour, said):
+    method, path = route
+    kfp_api.script[(method, API + path)] = behaviour
+    message, elapsed = _failure(lambda: client.submit(packages["demo"][0], kfp_api.url, timeout=TIMEOUT))
+    assert message == f"Kubeflow Pipelines at {kfp_api.url} " + said.replace("{url}", kfp_api.url)
+    assert elapsed <= TIMEOUT + MARGIN, elapsed
+    sent = [(r["method"], r["path"]) for r in kfp_api.requests]  # nothing after the failing request
+    assert sent == SUBMIT_REQUESTS[:SUBMIT_REQUESTS.index((method, API + path)) + 1]
+
+
+def test_a_schedule_without_an_id_or_an_answer_is_no_success(kfp_api, packages):
+    demo = packages["demo"][0]
+    kfp_api.script[("POST", API + "recurringruns")] = (200, "application/json", b'{"status": "ENABLED"}')
+    message, _ = _failure(lambda: client.schedule(demo, kfp_api.url, "@daily", timeout=TIMEOUT))
+    assert message == (f"Kubeflow Pipelines at {kfp_api.url} answered POST /apis/v2beta1/recurringruns without a "
+                       'recurring run id: {"status": "ENABLED"}')
+    kfp_api.script[("POST", API + "recurringruns")] = HANG
+    message, elapsed = _failure(lambda: client.schedule(demo, kfp_api.url, "@daily", timeout=TIMEOUT))
+    assert message == f"Kubeflow Pipelines at {kfp_api.url} did not answer POST /apis/v2beta1/recurringruns within 1 s"
+    assert elapsed <= TIMEOUT + MARGIN, elapsed
+
+
+def test_a_multi_user_kfp_needs_a_namespace(kfp_api, packages):
+    kfp_api.multi_user = True
+    message, _ = _failure(lambda: client.submit(packages["demo"][0], kfp_api.url))
+    assert message == f"Kubeflow Pipelines at {kfp_api.url} is multi-user: pass --namespace (your profile's namespace)"
+    assert [r["path"] for r in kfp_api.requests] == [API + "healthz"]
+
+
+def test_submit_sends_parameters_namespace_service_account_and_token(kfp_api, packages, monkeypatch, capsys):
+    """A production package: its pipeline parameters set with --param, into a profile namespace, as the
+    config's service account, with a bearer token from $KFP_TOKEN."""
+    path, spec = packages["prod"]
+    monkeypatch.setenv("KFP_TOKEN", "s3cr3t-t0ken")
+    run_id = client.submit(path, kfp_api.url, experiment="nightly", namespace="team-edge", params=[
+        "prune_epochs=3", "data_train_limit=500", 'requirements={"max_gzip_bytes": 20000}',
+        "push_destination=gs://other/edge"])
+    assert run_id == "run-1"
+    assert [(r["method"], r["path"]) for r in kfp_api.requests] == [  # a namespace given: no health check
+        ("GET", API + "experiments"), ("POST", API + "experiments"), ("POST", API + "runs")]
+    assert kfp_api.requests[0]["query"]["namespace"] == "team-edge"
+    assert kfp_api.posted(API + "experiments") == [{"display_name": "nightly", "namespace": "team-edge"}]
+    assert {r["authorization"] for r in kfp_api.requests} == {"Bearer s3cr3t-t0ken"}
+    [run] = kfp_api.posted(API + "runs")
+    assert run["runtime_config"]["parameters"] == {"prune_epochs": 3, "data_train_limit": 500,
+                                                   "requirements": '{"max_gzip_bytes": 20000}',
+                                                   "push_destination": "gs://other/edge"}
+    assert run["service_account"] == "collabopt-runner"  # the config's kubeflow.service_account
+    # The package's platform spec (node selectors) travels with its pipeline spec.
+    assert run["pipeline_spec"] == {"pipeline_spec": spec_of(path), "platform_spec": spec_of(path, 1)}
+    assert "s3cr3t" not in capsys.readouterr().out
+    client.submit(path, kfp_api.url, experiment="nightly", namespace="team-edge", service_account="other-sa")
+    assert kfp_api.posted(API + "runs")[1]["service_account"] == "other-sa"
+    assert len(kfp_api.posted(API + "experiments")) == 1  # found in its namespace
+
+
+def test_schedule_sends_namespace_and_a_token_file(kfp_api, packages, tmp_path):
+    token = tmp_path / "token"
+    token.write_text("projected-sa-token\n")
+    client.schedule(packages["prod"][0], kfp_api.url, "@daily", namespace="team-edge", token_file=str(token),
+                    params={"data_eval_limit": 1000})
+    assert {r["authorization"] for r in kfp_api.requests} == {"Bearer projected-sa-token"}
+    [body] = kfp_api.posted(API + "recurringruns")
+    assert body["runtime_config"]["parameters"] == {"data_eval_limit": 1000}
+    assert body["service_account"] == "collabopt-runner"
+    assert kfp_api.posted(API + "experiments") == [{"display_name": "Default", "namespace": "team-edge"}]

@@ -1,5 +1,7 @@
 """Compiling to a Kubeflow Pipelines package: the package loads with kfp, its stable fields match a
-golden file, what KFP cannot run is refused at compile time, RuntimeParameter defaults survive.
+golden file, what KFP cannot run is refused at compile time, RuntimeParameter defaults survive, what
+changes run to run compiles as pipeline parameters (the local path keeps constants), the config's
+kubeflow section becomes resources, node selectors, caching and the run's service account.
 
 Regenerate the golden file after an intended pipeline change:
     COLLABOPT_UPDATE_GOLDEN=1 .venv/bin/pytest tests/test_kfp_compile.py -k golden
@@ -19,7 +21,8 @@ from collabopt.kubeflow import KfpError, compiler
 from collabopt.kubeflow.compiler import schema_title
 from collabopt.pipelines import config as tree_config, tree
 
-from collabopt.tests.kfp_fixtures import ROOT, RUN_CONFIG, demo_raw, packages, param_package  # noqa: F401
+from collabopt.tests.kfp_fixtures import (PROD_CONFIG, ROOT, RUN_CONFIG, demo_raw, packages,  # noqa: F401
+                                          param_package, spec_of)
 
 GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden", "kfp_demo_spec.json")
 
@@ -38,9 +41,11 @@ def test_demo_and_all_paths_compile_to_packages_kfp_loads(packages):
         assert doc.pipeline_spec.schema_version == "2.1.0"  # KFP 2.x resolves only 2.1 parameters
         assert spec["defaultPipelineRoot"] == ROOT
         tasks = spec["root"]["dag"]["tasks"]
+        declared = spec["root"]["inputDefinitions"]["parameters"]
         for name, task in tasks.items():
             for p, v in task.get("inputs", {}).get("parameters", {}).items():
-                assert "constant" in v.get("runtimeValue", {}), (name, p, v)
+                assert "constant" in v.get("runtimeValue", {}) or v.get("componentInputParameter") in declared, \
+                    (name, p, v)
         for ex in spec["deploymentSpec"]["executors"].values():
             assert ex["container"]["command"] == list(compiler.ENTRYPOINT)
             assert ex["container"]["image"] == f"collabopt:{__version__}"
@@ -171,3 +176,120 @@ def test_compile_and_submit_do_not_import_the_emulator():
             "print(sorted(m for m in sys.modules if m.startswith('collabopt.kubeflow')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert ast.literal_eval(out) == ["collabopt.kubeflow", "collabopt.kubeflow.client", "collabopt.kubeflow.compiler"]
+
+
+def _parameter_inputs(spec):
+    """{(task, input): root parameter} for every task input that is a pipeline parameter."""
+    return {(t, k): v["componentInputParameter"] for t, task in spec["root"]["dag"]["tasks"].items()
+            for k, v in task.get("inputs", {}).get("parameters", {}).items() if "componentInputParameter" in v}
+
+
+def test_a_production_package_exposes_run_parameters_and_resource_settings(packages):
+    path, spec = packages["prod"]
+    declared = spec["root"]["inputDefinitions"]["parameters"]
+    cfg = tree_config.merge(PROD_CONFIG)
+
+    def param(key, kind, default):
+        return {"parameterType": kind, "defaultValue": default, "description": f"collabopt config key {key}"}
+    assert declared == {  # no baseline_epochs: the baseline is the newest pushed model, nothing is trained
+        "data_train_limit": param("data.train_limit", "NUMBER_INTEGER", 20000),
+        "data_eval_limit": param("data.eval_limit", "NUMBER_INTEGER", 5000),
+        "prune_epochs": param("prune.epochs", "NUMBER_INTEGER", 2),
+        "cluster_epochs": param("cluster.epochs", "NUMBER_INTEGER", 1),
+        "qat_epochs": param("qat.epochs", "NUMBER_INTEGER", 1),
+        "requirements": param("requirements", "STRING", '{"max_int8_accuracy_drop_pp": 1.0}'),
+        "push_destination": param("push.destination", "STRING", "gs://collabopt-test/edge"),
+        "examples_uri": param("examples.uri", "STRING", "gs://collabopt-test/examples"),
+        "baseline_pushed_models": param("baseline.pushed_models", "STRING", "gs://collabopt-test/serving")}
+    inputs = _parameter_inputs(spec)
+    tasks = spec["root"]["dag"]["tasks"]
+    assert {t for (t, k), p in inputs.items() if p == "data_train_limit"} == \
+        {t for t in tasks if t not in ("ExamplesImporter", "LatestPushedModel", "Reporter") and
+         not t.startswith(("NPU_", "Push_"))}  # every task reading the Examples
+    assert {(t, k) for (t, k), p in inputs.items() if p.endswith("_epochs")} == \
+        {("Pruner", "epochs"), ("SparseClusterer", "epochs"), ("PCQAT", "epochs")}
+    assert {t for (t, k), p in inputs.items() if p == "push_destination"} == \
+        {f"{kind}_{leaf}" for kind in ("Evaluate", "Push") for leaf in cfg["paths"]}  # the gate and the push
+    assert {t for (t, k), p in inputs.items() if p == "requirements"} == {f"Evaluate_{leaf}" for leaf in cfg["paths"]}
+    assert inputs[("LatestPushedModel", "pushed_models")] == "baseline_pushed_models"
+    assert inputs[("ExamplesImporter", "artifact_uri")] == "examples_uri"
+    # Resources: a task takes its node id's entry, else its class's, else the default, field by field.
+    execs = spec["deploymentSpec"]["executors"]
+    default = {"resourceCpuRequest": "1", "cpuRequest": 1.0, "resourceMemoryRequest": "4Gi",
+               "memoryRequest": 4.294967296}
+    assert execs["Pruner_executor"]["container"]["resources"] == default
+    assert execs["PCQAT_executor"]["container"]["resources"] == {  # PreservingQAT's entry
+        "resourceCpuRequest": "4", "cpuRequest": 4.0, "resourceMemoryRequest": "16Gi", "memoryRequest": 17.179869184,
+        "resourceMemoryLimit": "20Gi", "memoryLimit": 21.47483648,
+        "accelerator": {"resourceType": "nvidia.com/gpu", "resourceCount": "1", "type": "nvidia.com/gpu", "count": "1"}}
+    assert execs["Evaluate_prune_cluster_pcqat_executor"]["container"]["resources"] == {
+        **default, "resourceCpuRequest": "500m", "cpuRequest": 0.5}
+    assert "container" not in execs["ExamplesImporter_executor"]  # the driver imports: no pod, no resources
+    containers = sorted(label for label, ex in execs.items() if "container" in ex)
+    platform = spec_of(path, 1)
+    selectors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert sorted(selectors) == containers
+    assert {label: sel["nodeSelector"]["labels"]["pool"] for label, sel in selectors.items()} == {
+        label: "gpu" if label == "PCQAT_executor" else "cpu" for label in containers}
+    assert {t: task.get("cachingOptions") for t, task in tasks.items()} == {t: {"enableCache": True} for t in tasks}
+    assert compiler.run_options(path) == {"service_account": "collabopt-runner"}
+    from google.protobuf import json_format
+    from kfp import components
+    from kfp.client import client as kfp_client
+    from kfp.pipeline_spec import pipeline_spec_pb2
+    doc = kfp_client._extract_pipeline_yaml(path)  # what kfp.Client sends: both documents parse
+    assert doc.platform_spec.platforms["kubernetes"].deployment_spec.executors["PCQAT_executor"]["nodeSelector"]
+    deployment = json_format.ParseDict(spec["deploymentSpec"], pipeline_spec_pb2.PipelineDeploymentConfig())
+    assert deployment.executors["PCQAT_executor"].container.resources.accelerator.resource_count == "1"
+    assert components.load_component_from_file(path).name == "collabopt-prod"
+
+
+def test_the_local_pipeline_keeps_constants_and_placeholders_pass_construction():
+    """Only a KFP package has pipeline parameters; a component takes a RuntimeParameter where the
+    config schema would check the value (its executor checks the value at run time), if its type fits."""
+    from tfx.orchestration import data_types
+
+    from collabopt.components import Pruner
+    from collabopt.schemas import ConfigError
+    from tfx.types import channel, standard_artifacts
+    local = tree.create_pipeline(tree_config.merge({**PROD_CONFIG, "paths": ["ptq"]}), "/tmp/root", publish_dir="")
+    assert not [(c.id, k) for c in local.components for k, v in c.exec_properties.items()
+                if isinstance(v, data_types.RuntimeParameter)]
+    model, examples = (channel.Channel(type=t) for t in (standard_artifacts.Model, standard_artifacts.Examples))
+    epochs = data_types.RuntimeParameter(name="prune_epochs", ptype=int, default=2)
+    assert Pruner(model=model, examples=examples, epochs=epochs).exec_properties["epochs"] is epochs
+    with pytest.raises(ConfigError, match="^prune.epochs: runtime parameter 'prune_epochs' is a str, this "
+                                          "parameter a int$"):
+        Pruner(model=model, examples=examples, epochs=data_types.RuntimeParameter(name="prune_epochs", ptype=str))
+    with pytest.raises(ConfigError, match="^prune.target_sparsity: 1.5 is greater than or equal to the maximum of 1$"):
+        Pruner(model=model, examples=examples, epochs=epochs, target_sparsity=1.5)  # constants are still checked
+
+
+def test_compile_refuses_local_paths_unless_allowed(tmp_path, packages):
+    model = tmp_path / "model"
+    model.mkdir()
+    cfg = {**demo_raw(), "paths": ["ptq"], "baseline": {"model_uri": str(model)},
+           "push": {"destination": "/srv/edge"}, "examples": {"uri": "gs://b/examples"}}
+    with pytest.raises(KfpError, match="^" + re.escape(
+            f"local path(s) in a KFP package: baseline.model_uri '{model}', push.destination '/srv/edge': a task runs "
+            "in its own container and sees none of this machine's files; use URIs (gs://, s3://, ...), or pass "
+            "--allow-local-paths if these are paths in the image or a mounted volume") + "$"):
+        compiler.compile_config(cfg, tmp_path / "p.yaml", pipeline_root=ROOT)
+    assert not os.path.exists(tmp_path / "p.yaml")
+    # Allowed: packages["run"] pushes to a folder on this machine (the emulated run's).
+    path, spec = packages["run"]
+    destination = spec["root"]["inputDefinitions"]["parameters"]["push_destination"]["defaultValue"]
+    assert "://" not in destination and os.path.isdir(destination)
+
+
+def test_kubeflow_section_mistakes_are_named(tmp_path):
+    from collabopt.schemas import ConfigError
+    cfg = {**demo_raw(), "paths": ["ptq"]}
+    with pytest.raises(ConfigError, match=re.escape("kubeflow.resources.default.cpu: '2 cores' does not match")):
+        compiler.compile_config({**cfg, "kubeflow": {"resources": {"default": {"cpu": "2 cores"}}}},
+                                tmp_path / "p.yaml", pipeline_root=ROOT)
+    with pytest.raises(KfpError, match=re.escape("kubeflow.resources: Prunr: no such component class or node id "
+                                                 "(this pipeline's classes: BaselineTrainer, FashionMnistExampleGen, "
+                                                 "LeafEvaluator, NPUCompiler, Reporter, TFLiteConverter)")):
+        compiler.compile_config({**cfg, "kubeflow": {"resources": {"Prunr": {"cpu": "2"}}}}, tmp_path / "p.yaml",
+                                pipeline_root=ROOT)

@@ -54,8 +54,10 @@ def test_compiled_demo_runs_task_by_task_to_the_pushed_leaves(compiled_run, pack
         assert npu["metadata"]["npu_op_pct"] == 100.0
         assert os.path.isfile(os.path.join(tasks[f"Convert_{leaf}"]["outputs"]["tflite_model"]["uri"],
                                            "model.tflite"))
-    destination = spec["root"]["dag"]["tasks"]["Push_ptq"]["inputs"]["parameters"]["destination"]["runtimeValue"][
-        "constant"]
+    # The destination is a pipeline parameter; the run took its default.
+    assert spec["root"]["dag"]["tasks"]["Push_ptq"]["inputs"]["parameters"]["destination"] == {
+        "componentInputParameter": "push_destination"}
+    destination = spec["root"]["inputDefinitions"]["parameters"]["push_destination"]["defaultValue"]
     assert sorted(os.listdir(destination)) == ["prune_cluster_pcqat", "prune_cluster_ptq"]  # the blessed leaves
     for leaf in ("prune_cluster_ptq", "prune_cluster_pcqat"):
         pushed = tasks[f"Push_{leaf}"]["outputs"]["pushed_model"]["metadata"]
@@ -112,6 +114,18 @@ def test_mlmd_lineage_as_in_a_local_run(compiled_run):
                         ["tflite_model"][0])
     assert conv["preservation_ok"] == 1 and conv["max_unique_per_channel"] <= 8
     assert isinstance(conv["int8_accuracy"], float) and conv["int8_accuracy"] > 0.5
+
+
+def test_a_bad_run_parameter_fails_its_task_with_the_config_schema_message(packages, tmp_path, task_env):
+    """A --param value reaches the container unchecked here (submit checks it, the emulator does not):
+    the executor checks it again and the task fails with the config schema's message."""
+    mlmd = str(tmp_path / "m.sqlite")
+    with pytest.raises(KfpError, match=r"(?s)^task FashionMnistExampleGen failed: exit code 1; log .*"
+                                       r"data\.train_limit: -1 is less than the minimum of 0"):
+        emulator.run_compiled_locally(packages["run"][0], str(tmp_path / "root"), mlmd,
+                                      params=["data_train_limit=-1"], tasks={"FashionMnistExampleGen"}, env=task_env)
+    store = results.connect(mlmd)
+    assert [(e["node"], e["state"]) for e in results.executions(store)] == [("FashionMnistExampleGen", "FAILED")]
 
 
 def test_importers_feed_the_containers(compiled_run, tmp_path, task_env):
