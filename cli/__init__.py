@@ -7,6 +7,7 @@ pipeline run names its node. `--debug` adds the traceback (and the ones TFX logs
 import argparse
 import contextlib
 import logging
+import re
 import sys
 import traceback
 
@@ -118,7 +119,7 @@ def main(argv=None):
             _fail(130, prefix + "interrupted")
         except SystemExit as e:  # a subcommand's own exit: a message (exit code 1) or a code
             if isinstance(e.code, str):
-                _fail(1, e.code if e.code.startswith(prefix) else prefix + e.code)
+                _fail(1, prefix + re.sub(r"^collabopt( [\w-]+)?: ", "", e.code))
             raise
         except Exception as e:  # noqa: BLE001 - every error ends as one line
             if args.debug:

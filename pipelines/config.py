@@ -54,7 +54,7 @@ def load(path):
     except UnicodeDecodeError as e:
         raise schemas.ConfigError(f"{path}: not UTF-8 text (byte {e.start})") from e
     except yaml.YAMLError as e:
-        raise schemas.ConfigError(f"{path}: not valid YAML: {e}") from e
+        raise schemas.ConfigError(f"{path}: not valid YAML: {_yaml_problem(e)}") from e
     except schemas.ConfigError as e:
         raise schemas.ConfigError(f"{path}: {e}") from e
     if not isinstance(raw, dict):
@@ -64,6 +64,17 @@ def load(path):
         return merge(raw)
     except schemas.ConfigError as e:
         raise schemas.ConfigError(f"{path}: {e}") from e
+
+
+def _yaml_problem(error):
+    """PyYAML's error as 'line L, column C: problem (context at line L, column C)', without its
+    multi-line excerpt of the file."""
+    def at(mark):
+        return f"line {mark.line + 1}, column {mark.column + 1}"
+    if not isinstance(error, yaml.MarkedYAMLError) or not error.problem_mark:
+        return str(error)
+    context = f" ({error.context} at {at(error.context_mark)})" if error.context and error.context_mark else ""
+    return f"{at(error.problem_mark)}: {error.problem}{context}"
 
 
 class _BoundedLoader(yaml.SafeLoader):
