@@ -89,6 +89,24 @@ def dense_model(shape=(28, 28, 1), classes=10):
     return keras.Model(inp, keras.layers.Dense(classes)(keras.layers.Flatten()(inp)))
 
 
+def subclassed_model(shape=(28, 28, 1), classes=10):
+    """A built subclassed tf_keras model, class `Subclassed` (collabopt takes Sequential/Functional ones)."""
+    import numpy as np
+
+    from collabopt.core.tfenv import keras
+
+    class Subclassed(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.flat, self.dense = keras.layers.Flatten(), keras.layers.Dense(classes)
+
+        def call(self, x):
+            return self.dense(self.flat(x))
+    model = Subclassed()
+    model(np.zeros((1, *shape), np.float32))
+    return model
+
+
 # ---------------------------------------------------------------- components' own tests
 # components/<name>/component_test.py and executor_test.py (fixtures: components/conftest.py).
 

@@ -1,13 +1,12 @@
 """Bad input: a specific error, a FAILED execution in MLMD, and no published output artifact."""
 
-import numpy as np
 import pytest
 from ml_metadata.proto import metadata_store_pb2
 
 from collabopt import results, runners
 from collabopt.components import NPUCompiler, Pruner, SparseClusterer, TFLiteModel
 from collabopt.core.tfenv import keras, tf
-from collabopt.tests.helpers import dense_model, save_model_dir
+from collabopt.tests.helpers import dense_model, save_model_dir, subclassed_model
 
 from tfx.dsl.components.common import importer
 from tfx.orchestration import metadata, pipeline
@@ -70,19 +69,8 @@ def test_model_path_not_a_saved_model(tmp_path, examples_uri):
                    "is not a SavedModel: no saved_model.pb in it or in its Format-Serving/ folder")
 
 
-class Subclassed(keras.Model):
-    def __init__(self):
-        super().__init__()
-        self.flat, self.dense = keras.layers.Flatten(), keras.layers.Dense(10)
-
-    def call(self, x):
-        return self.dense(self.flat(x))
-
-
 def test_subclassed_model(tmp_path, examples_uri):
-    m = Subclassed()
-    m(np.zeros((1, 28, 28, 1), np.float32))
-    _assert_failed(_run_failing(tmp_path, _pruner, save_model_dir(tmp_path / 'model', m), examples_uri),
+    _assert_failed(_run_failing(tmp_path, _pruner, save_model_dir(tmp_path / 'model', subclassed_model()), examples_uri),
                    "only Sequential/Functional tf_keras models are supported; got a subclassed model")
 
 

@@ -1,0 +1,173 @@
+"""The bad-input matrix (issue 12): every user mistake ends as one line `collabopt <command>: <what and
+where>` on stderr with a non-zero exit code (2 for usage errors, 130 for Ctrl-C), no traceback, and an
+earlier run's results intact. Configs, command lines, reports and Kubeflow Pipelines here; bad models
+and data (which fail inside a run) in tests/test_bad_input_runs.py."""
+import contextlib
+import io
+import os
+import socket
+
+import pytest
+
+from collabopt import cli
+from collabopt.tests.bad_input_fixtures import (INTERRUPTED, Case, assert_intact, assert_one_line, check, collabopt,
+                                                files, write)
+from collabopt.tests.bad_input_fixtures import earlier  # noqa: F401 - a fixture
+
+# Nine lines, each alias nine times the one above: 9^8 values once expanded (line 6 passes 10,000).
+BOMB = "paths: all\na: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n" for p, n in zip("abcdefgh", "bcdefghi"))
+INVALID = "collabopt run: {config}: invalid tree_config config: "
+
+
+def run(content, *options):
+    """`collabopt run <a config file holding content> --root <the earlier run's folder> <options>`."""
+    def make(e, tmp):
+        config = write(tmp / "bad.yaml", content)
+        return ["run", config, "--root", e.root, *options], {"config": config}
+    return make
+
+
+def argv(*args):
+    """A command line; {tmp} and {root} in an argument: this test's folder, the earlier run's folder."""
+    def make(e, tmp):
+        names = {"tmp": tmp, "root": e.root, "mlmd": e.mlmd}
+        return [a.format(**names) for a in args], names
+    return make
+
+
+def empty_store(e, tmp):
+    from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = str(tmp / "empty.sqlite")
+    metadata_store.MetadataStore(config)  # creates the tables, records no run
+    return ["report", "--mlmd", tmp / "empty.sqlite"], {}
+
+
+CONFIG_CASES = [
+    Case("alias bomb", run(BOMB), "collabopt run: {config}: line 6: more than 10000 values once YAML aliases are expanded"),
+    Case("recursive alias", run("paths: all\nx: &a [1, *a]\n"),
+         "collabopt run: {config}: line 2: a YAML alias refers to a value that contains it"),
+    Case("oversized file", run("paths: all\n" + "#" * (1 << 20) + "\n"),
+         "collabopt run: {config}: larger than 1048576 bytes; a config is a page of YAML"),
+    Case("deep nesting", run("paths: all\nprune: " + "[" * 10000 + "]" * 10000 + "\n"),
+         "collabopt run: {config}: line 2: nested deeper than 16 levels"),
+    Case("not a mapping", run("- paths\n- all\n"), "collabopt run: {config}: a config is a mapping of sections, got list"),
+    Case("empty file", run(""), "collabopt run: {config}: a config is a mapping of sections, got an empty file"),
+    Case("not UTF-8", run(b"paths: \xff\n"), "collabopt run: {config}: not UTF-8 text (byte 7)"),
+    Case("not YAML", run("paths: all\nprune: {target_sparsity: 0.5\n"), "collabopt run: {config}: not valid YAML: "
+         "line 3, column 1: expected ',' or '}}', but got '<stream end>' (while parsing a flow mapping at line 2, column 8)"),
+    Case("unknown key", run({"paths": "all", "prunning": {}}),
+         INVALID + "<top>: Additional properties are not allowed ('prunning' was unexpected)"),
+    Case("epochs 1e9", run("paths: all\nbaseline: {epochs: 1.0e+9}\n"),
+         INVALID + "baseline.epochs: 1000000000.0 is greater than the maximum of 1000"),
+    Case("batch size", run({"paths": "all", "qat": {"batch_size": 1 << 20}}),
+         INVALID + "qat.batch_size: 1048576 is greater than the maximum of 8192"),
+    Case("clusters", run({"paths": "all", "cluster": {"number_of_clusters": 100000}}),
+         INVALID + "cluster.number_of_clusters: 100000 is greater than the maximum of 256"),
+    Case("unknown NPU target", run({"paths": "all", "npu": {"targets": ["ethos-u99-1"]}}),
+         INVALID + "npu.targets.0: 'ethos-u99-1' is not one of ['ethos-u55-32', 'ethos-u55-64', …"),
+    Case("a value quoted whole", run({"paths": "all", "report": {"title": "x" * 100000}}),
+         INVALID + "report.title: 'xxxx…xxx..."),  # each problem capped at 200 characters
+    Case("mistakes by the hundred", run({"paths": "all", "beam_pipeline_args": ["x"] * 500}),
+         INVALID + "beam_pipeline_args: ['x', …; beam_pipeline_args.0: 'x' does not match '^--'; …..."),  # 1,000
+    Case("missing model path", run({"paths": ["ptq"], "baseline": {"model_uri": "/no/such/model"}}),
+         INVALID + "baseline.model_uri: '/no/such/model' does not exist"),
+    Case("missing config", argv("run", "{tmp}/nope.yaml", "--root", "{root}"),
+         "collabopt run: config file '{tmp}/nope.yaml' does not exist (packaged configs: all_paths.yaml, demo.yaml)"),
+    Case("config is a folder", argv("run", "{tmp}", "--root", "{root}"),
+         "collabopt run: config file '{tmp}' is a folder, not a config file (packaged configs: …)"),
+    Case("override below its minimum", run({"paths": ["ptq"]}, "--train-limit", "-5"),
+         "collabopt run: --train-limit/--eval-limit: data.train_limit: -5 is less than the minimum of 0"),
+    Case("override above its maximum", run({"paths": ["ptq"]}, "--eval-limit", "100000000"),
+         "collabopt run: --train-limit/--eval-limit: data.eval_limit: 100000000 is greater than the maximum of 10000000"),
+    Case("override not a number", run({"paths": ["ptq"]}, "--train-limit", "1e9"),
+         "collabopt run: argument --train-limit: invalid int value: '1e9' (see collabopt run --help)", code=2),
+    Case("unknown option", run({"paths": ["ptq"]}, "--epochs", "3"),
+         "collabopt: unrecognized arguments: --epochs 3 (see collabopt --help)", code=2),
+    Case("unknown command", argv("frobnicate"),
+         "collabopt: argument cmd: invalid choice: 'frobnicate' (choose from …) (see collabopt --help)", code=2),
+    Case("compile a bad config", argv("compile", "{tmp}", "-o", "{tmp}/package.yaml"),
+         "collabopt compile: config file '{tmp}' is a folder, not a config file (packaged configs: …)"),
+    Case("report: no store", argv("report", "--mlmd", "{tmp}/none.sqlite"),
+         "collabopt report: no ML Metadata store at {tmp}/none.sqlite"),
+    Case("report: not a store", lambda e, tmp: (["report", "--mlmd", write(tmp / "x.sqlite", "not SQLite")], {}),
+         "collabopt report: RuntimeError: Error when executing query: file is not a database …"),
+    Case("report: a store with no runs", empty_store, "collabopt report: no pipeline run in this MLMD store"),
+    Case("report: unknown pipeline", argv("report", "--mlmd", "{mlmd}", "--pipeline-name", "nope"),
+         "collabopt report: no pipeline run in this MLMD store for 'nope'"),
+]
+
+
+@pytest.mark.parametrize("case", CONFIG_CASES, ids=lambda c: c.id)
+def test_bad_config_or_command_line(case, earlier, tmp_path, capsys, caplog):  # noqa: F811 - earlier is a fixture
+    check(case, earlier, tmp_path, capsys, caplog)
+
+
+# ---------------------------------------------------------------- Kubeflow Pipelines, a host that refuses
+
+def package_path(e):
+    return os.path.join(os.path.dirname(e.root), "package.yaml")
+
+
+@pytest.fixture(scope="module")
+def package(earlier):  # noqa: F811
+    """A compiled package (next to the earlier run's folder)."""
+    config = write(os.path.join(os.path.dirname(earlier.root), "kfp.yaml"), {"name": "kfp-bad-input", "paths": ["ptq"]})
+    with contextlib.redirect_stdout(io.StringIO()):
+        cli.main(["compile", config, "-o", package_path(earlier), "--pipeline-root", "gs://collabopt-test/root"])
+    return package_path(earlier)
+
+
+def kfp(*args):
+    """A KFP command line: {package} the compiled package, {host} a port on 127.0.0.1 nothing listens on."""
+    def make(e, tmp):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        names = {"package": package_path(e), "host": f"http://127.0.0.1:{port}", "tmp": tmp}
+        return [a.format(**names) for a in args], names
+    return make
+
+
+REFUSED = "cannot reach Kubeflow Pipelines at {host} (GET /apis/v2beta1/healthz): [Errno 111] Connection refused"
+KFP_CASES = [
+    Case("submit: host refuses", kfp("submit", "{package}", "--host", "{host}"), "collabopt submit: " + REFUSED),
+    Case("schedule: host refuses", kfp("schedule", "{package}", "--host", "{host}", "--cron", "0 0 3 * * *"),
+         "collabopt schedule: " + REFUSED),
+    Case("submit: no package", kfp("submit", "{tmp}/none.yaml", "--host", "{host}"), "collabopt submit: pipeline package "
+         "'{tmp}/none.yaml' does not exist (compile one first: collabopt compile)"),
+    Case("schedule: bad cron", kfp("schedule", "{package}", "--host", "{host}", "--cron", "0 3 * * *"),
+         "collabopt schedule: cron '0 3 * * *' has 5 fields, KFP needs 6 …"),
+    Case("submit: unknown parameter", kfp("submit", "{package}", "--host", "{host}", "--param", "epochs=3"),
+         "collabopt submit: unknown pipeline parameter(s) ['epochs']; this package takes …"),
+]
+
+
+@pytest.mark.parametrize("case", KFP_CASES, ids=lambda c: c.id)
+def test_kfp_mistake(case, package, earlier, tmp_path, capsys, caplog):  # noqa: F811
+    check(case, earlier, tmp_path, capsys, caplog)
+
+
+# ---------------------------------------------------------------- Ctrl-C, --debug
+
+def test_ctrl_c_stops_cleanly(earlier, tmp_path):  # noqa: F811
+    """SIGINT in the middle of fine-tuning: exit code 130 and one line, no traceback, no hang."""
+    config = write(tmp_path / "long.yaml", {"name": "interrupted", "paths": ["ptq"], "examples": {"uri": earlier.examples},
+                                            "data": {"train_limit": 300, "eval_limit": 100},
+                                            "baseline": {"epochs": 1000, "width": 16, "blocks": 1}})
+    result = collabopt("run", config, "--root", earlier.root, interrupt_after=r"\[baseline\] epoch 2/1000")
+    assert_one_line(*result, INTERRUPTED, "run", "collabopt run: interrupted")
+    assert_intact(earlier)
+
+
+def test_debug_shows_the_traceback(earlier, tmp_path, capsys):  # noqa: F811
+    """The control: the same failure with --debug prints the traceback, then the same one line."""
+    config, before = write(tmp_path / "bomb.yaml", BOMB), files(earlier.root)
+    with pytest.raises(SystemExit) as e:
+        cli.main(["run", config, "--root", earlier.root, "--debug"])
+    err = capsys.readouterr().err
+    assert e.value.code == 1 and err.startswith("Traceback (most recent call last)")
+    assert err.splitlines()[-1] == f"collabopt run: {config}: line 6: more than 10000 values once YAML aliases are expanded"
+    assert_intact(earlier, before)

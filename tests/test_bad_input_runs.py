@@ -1,0 +1,161 @@
+"""Bad models and bad data, each a named one-line error from the first stage that reads it, before any
+fine-tuning: `collabopt run: node <node> failed: <what and where>`, exit code 1, no traceback; the
+earlier run in the same folder keeps its files and its MLMD report. (Configs, the CLI, reports and
+KFP: tests/test_bad_input_matrix.py.)"""
+import gzip
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from collabopt.core import data
+from collabopt.tests.bad_input_fixtures import Case, assert_intact, assert_one_line, check, collabopt, write
+from collabopt.tests.bad_input_fixtures import earlier  # noqa: F401 - a fixture
+from collabopt.tests.helpers import dense_model, save_model_dir, subclassed_model
+
+CONVERT = "collabopt run: node Convert_ptq failed: "  # the first stage of paths [ptq] from a given model
+TRAIN_FILE = "{examples}/Split-train/data_tfrecord-00000-of-00001.gz"
+
+
+def run(model=None, examples=None, trained=False, **data_params):
+    """`collabopt run` of paths [ptq] in the earlier run's folder: from `model(earlier, tmp)` (default: a
+    good one; `trained`: the baseline trainer's) on `examples(earlier, tmp)` (default: good ones)."""
+    def make(e, tmp):
+        m = None if trained else model(e, tmp) if model else e.model
+        x = examples(e, tmp) if examples else e.examples
+        cfg = {"name": "bad-input", "paths": ["ptq"], "examples": {"uri": x},
+               "baseline": {"model_uri": m} if m else {"epochs": 1, "width": 16, "blocks": 1},
+               "data": {"train_limit": 300, "eval_limit": 100, **data_params}, "npu": {"targets": ["ethos-u55-128"]}}
+        return ["run", write(tmp / "bad.yaml", cfg), "--root", e.root], {"model": m, "examples": x}
+    return make
+
+
+# ---------------------------------------------------------------- bad models
+
+def not_a_saved_model(e, tmp):
+    os.makedirs(tmp / "model")
+    write(tmp / "model" / "weights.txt", "nothing here")
+    return str(tmp / "model")
+
+
+def keras3_model():
+    import keras as keras3  # Keras 3, installed next to tf_keras
+    inp = keras3.Input((28, 28, 1))
+    return keras3.Model(inp, keras3.layers.Dense(10)(keras3.layers.Flatten()(inp)))
+
+
+def keras3_export(e, tmp):
+    keras3_model().export(str(tmp / "model"), verbose=False)
+    return str(tmp / "model")
+
+
+def keras3_file(e, tmp):
+    keras3_model().save(str(tmp / "model.keras"))
+    return str(tmp / "model.keras")
+
+
+def copy_of_good(e, tmp, damage):
+    shutil.copytree(e.model, tmp / "model")
+    damage(tmp / "model" / "Format-Serving")
+    return str(tmp / "model")
+
+
+def subclassed(e, tmp):
+    return save_model_dir(tmp / "model", subclassed_model())
+
+
+MODEL_CASES = [
+    Case("not a SavedModel", run(not_a_saved_model),
+         CONVERT + "'{model}' is not a SavedModel: no saved_model.pb in it or in its Format-Serving/ folder"),
+    Case("Keras 3 SavedModel", run(keras3_export), CONVERT + "'{model}' is a Keras 3 SavedModel (model.export()): it "
+         "has no keras_metadata.pb; collabopt fine-tunes tf_keras models: build and save it with tf_keras …"),
+    Case("Keras 3 .keras file", run(keras3_file), CONVERT + "'{model}' was saved by Keras 3.…; collabopt fine-tunes "
+         "tf_keras models: build and save it with tf_keras (import tf_keras as keras; model.save(path, save_format='tf'))"),
+    Case("SavedModel without variables/", run(lambda e, tmp: copy_of_good(e, tmp, lambda d: shutil.rmtree(d / "variables"))),
+         CONVERT + "'{model}/Format-Serving': the SavedModel's variables/ folder is missing or incomplete (no "
+         "variables.index or variables.data-*): copy the whole SavedModel folder"),
+    Case("corrupt saved_model.pb", run(lambda e, tmp: copy_of_good(e, tmp, lambda d: write(d / "saved_model.pb", b"garbage"))),
+         CONVERT + "'{model}/Format-Serving': saved_model.pb is not a SavedModel (corrupt or truncated)"),
+    Case("input shape mismatch", run(lambda e, tmp: save_model_dir(tmp / "model", dense_model(shape=(28, 28, 3)))),
+         CONVERT + "'{model}': the model's input 'input_1' takes examples of shape (28, 28, 3), but data.feature_shape "
+         "is [28, 28, 1]"),
+    Case("feature_shape mismatch", run(feature_shape=[32, 32, 1]), CONVERT + "'{model}': the model's input 'image' takes "
+         "examples of shape (28, 28, 1), but data.feature_shape is [32, 32, 1]"),
+    Case("subclassed model", run(subclassed), CONVERT + "'{model}': only Sequential/Functional tf_keras models are "
+         "supported; got a subclassed model (Subclassed). Rebuild it with the Functional API."),
+]
+
+
+# ---------------------------------------------------------------- bad data
+
+def examples(e, tmp, change):
+    """The earlier run's Examples, re-written with `change(x, y)` applied to the train split."""
+    x, y = data.read_examples(e.examples, "train", scale=1.0)
+    data.write_examples(str(tmp / "examples"), {"train": change(x.copy(), y.copy()),
+                                                "eval": data.read_examples(e.examples, "eval", scale=1.0)})
+    return str(tmp / "examples")
+
+
+def nan_at_17(x, y):
+    x[17, 3, 3] = np.nan
+    return x, y
+
+
+def label_12_at_42(x, y):
+    y[42] = 12
+    return x, y
+
+
+def damaged(e, tmp, split, damage):
+    """A copy of the earlier run's Examples with the file of `split` damaged: damage(bytes) -> bytes."""
+    shutil.copytree(e.examples, tmp / "examples")
+    (path,) = data.split_files(str(tmp / "examples"), split)
+    with open(path, "rb") as f:
+        content = f.read()
+    write(path, damage(content))
+    return str(tmp / "examples")
+
+
+def without_eval(e, tmp):
+    shutil.copytree(e.examples, tmp / "examples")
+    shutil.rmtree(tmp / "examples" / "Split-eval")
+    return str(tmp / "examples")
+
+
+DATA_CASES = [
+    Case("NaN features", run(examples=lambda e, tmp: examples(e, tmp, nan_at_17)), CONVERT + "Examples split 'train': "
+         + TRAIN_FILE + ": record 17: feature 'image' holds NaN or infinite values (1 of the 200 records of its batch do)"),
+    Case("labels outside the classes", run(examples=lambda e, tmp: examples(e, tmp, label_12_at_42)),
+         CONVERT + "Examples split 'train': " + TRAIN_FILE + ": record 42: label 'label' is 12, outside the model's 10 "
+         "classes (0-9) (1 of the 200 labels of its batch are)"),
+    Case("labels outside the baseline's classes", run(examples=lambda e, tmp: examples(e, tmp, label_12_at_42), trained=True),
+         "collabopt run: node BaselineTrainer failed: Examples split 'train': " + TRAIN_FILE + ": record 42: label "
+         "'label' is 12, outside the model's 10 classes (0-9) (1 of the 300 labels of its batch are)"),
+    Case("truncated TFRecord", run(examples=lambda e, tmp: damaged(e, tmp, "train", lambda b: b[:len(b) // 2])),
+         CONVERT + "Examples split 'train': " + TRAIN_FILE + " is not a complete GZIP TFRecord file: truncated record at …"),
+    Case("garbage TFRecord", run(examples=lambda e, tmp: damaged(e, tmp, "eval", lambda b: b"\0garbage" * 512)),
+         CONVERT + "Examples split 'eval': {examples}/Split-eval/data_tfrecord-00000-of-00001.gz is not a complete GZIP "
+         "TFRecord file: inflate() failed with error -3: incorrect header check"),
+    Case("empty split", run(examples=lambda e, tmp: damaged(e, tmp, "eval", lambda b: gzip.compress(b""))),
+         CONVERT + "Examples split 'eval' has no records (1 file(s))"),
+    Case("missing split", run(examples=without_eval), CONVERT + "Examples split 'eval' does not exist "
+         "({examples}/Split-eval); available splits: train"),
+    Case("missing feature key", run(feature_key="pixels"), CONVERT + "Examples split 'train' has no feature 'pixels'; "
+         "available features: image, label"),
+    Case("missing label key", run(label_key="target"), CONVERT + "Examples split 'train' has no feature 'target'; "
+         "available features: image, label"),
+]
+
+
+@pytest.mark.parametrize("case", MODEL_CASES + DATA_CASES, ids=lambda c: c.id)
+def test_bad_model_or_data(case, earlier, tmp_path, capsys, caplog):  # noqa: F811 - earlier is a fixture
+    check(case, earlier, tmp_path, capsys, caplog, untouched=False)
+
+
+def test_a_real_process_prints_one_line_and_no_traceback(earlier, tmp_path):  # noqa: F811
+    """As a user sees it: TFX and absl log to this process's stderr, and no traceback is among them."""
+    argv, names = run(examples=lambda e, tmp: examples(e, tmp, nan_at_17))(earlier, tmp_path)
+    assert_one_line(*collabopt(*argv), 1, "run", (CONVERT + "Examples split 'train': " + TRAIN_FILE + ": record 17: "
+                                                   "feature 'image' holds NaN or infinite values …").format(**names))
+    assert_intact(earlier)
