@@ -157,7 +157,7 @@ def test_ctrl_c_stops_cleanly(earlier, tmp_path):  # noqa: F811
     config = write(tmp_path / "long.yaml", {"name": "interrupted", "paths": ["ptq"], "examples": {"uri": earlier.examples},
                                             "data": {"train_limit": 300, "eval_limit": 100},
                                             "baseline": {"epochs": 1000, "width": 16, "blocks": 1}})
-    result = collabopt("run", config, "--root", earlier.root, interrupt_after=r"\[baseline\] epoch 2/1000")
+    result = collabopt("run", config, "--root", earlier.root, interrupt_after=r"\[baseline\] epoch [2-9]/")
     assert_one_line(*result, INTERRUPTED, "run", "collabopt run: interrupted")
     assert_intact(earlier)
 
