@@ -7,6 +7,13 @@ from ml_metadata.proto import metadata_store_pb2
 from collabopt.components import keys
 
 STATE = {v: k for k, v in metadata_store_pb2.Execution.State.items()}
+RUN_CONTEXT = "pipeline_run"  # a run's MLMD context type; its name is the run id
+# Custom properties runners.py records (MLMD has no ABANDONED execution state: CANCELED + why)
+RUN_STATE = "state"           # run context: complete | failed | abandoned
+RUN_ENDED = "ended"           # run context: milliseconds since the epoch
+ERROR = "error"               # FAILED execution: its error message
+ABANDONED = "abandoned"       # CANCELED execution: why (its run's process died)
+TFX_RESULT = "__execution_result__"  # TFX's launcher: an ExecutionResult as JSON, for its own failures
 
 
 def connect(metadata_path):
@@ -27,23 +34,56 @@ def props(artifact):
     return {k: _value(v) for k, v in artifact.custom_properties.items()}
 
 
-def latest_run(store, pipeline_name=None):
-    runs = store.get_contexts_by_type("pipeline_run")
+def pipeline_of(store, run):
+    return next((p.name for p in store.get_parent_contexts_by_context(run.id)), None)
+
+
+def runs(store, pipeline_name=None):
+    """The run contexts (of one pipeline, or all), oldest first."""
+    found = store.get_contexts_by_type(RUN_CONTEXT)
     if pipeline_name:
-        pipes = {c.id for c in store.get_contexts_by_type("pipeline") if c.name == pipeline_name}
-        runs = [r for r in runs if any(p.id in pipes for p in store.get_parent_contexts_by_context(r.id))]
-    if not runs:
+        found = [r for r in found if pipeline_of(store, r) == pipeline_name]
+    return sorted(found, key=lambda c: (c.create_time_since_epoch, c.id))
+
+
+def latest_run(store, pipeline_name=None):
+    found = runs(store, pipeline_name)
+    if not found:
         raise LookupError("no pipeline run in this MLMD store" + (f" for {pipeline_name!r}" if pipeline_name else ""))
-    return max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
+    return found[-1]
+
+
+def run_by_id(store, run_id):
+    ctx = store.get_context_by_type_and_name(RUN_CONTEXT, run_id)
+    if ctx is None:
+        raise LookupError(f"no run {run_id!r} in this MLMD store (collabopt runs lists them)")
+    return ctx
+
+
+def node_name(store, execution):
+    """The pipeline node an execution ran (its `node` context: '<pipeline>.<node id>')."""
+    return next((c.name.split(".", 1)[-1] for c in store.get_contexts_by_execution(execution.id)
+                 if store.get_context_types_by_id([c.type_id])[0].name == "node"), execution.name)
+
+
+def reason(execution):
+    """Why an execution failed or was abandoned (None if it did neither, or nobody recorded why)."""
+    p = execution.custom_properties
+    for key in (ERROR, ABANDONED):
+        if key in p:
+            return p[key].string_value
+    if TFX_RESULT in p:  # a traceback: its last line names the exception
+        message = json.loads(p[TFX_RESULT].string_value).get("resultMessage", "").strip()
+        return message.splitlines()[-1] if message else None
+    return None
 
 
 def executions(store, run=None):
-    """[{node, state, outputs: {key: [artifact]}}] of one run (the latest by default), in run order."""
+    """[{node, state, reason, outputs: {key: [artifact]}}] of one run (the latest by default), in run order."""
     run = run or latest_run(store)
     out = []
     for ex in sorted(store.get_executions_by_context(run.id), key=lambda e: e.id):
-        node = next((c.name.split(".", 1)[-1] for c in store.get_contexts_by_execution(ex.id)
-                     if store.get_context_types_by_id([c.type_id])[0].name == "node"), ex.name)
+        node = node_name(store, ex)
         events = store.get_events_by_execution_ids([ex.id])
         outs = {}
         for e in events:
@@ -51,9 +91,53 @@ def executions(store, run=None):
                 key = e.path.steps[0].key if e.path.steps else "?"
                 outs.setdefault(key, []).append(e.artifact_id)
         arts = {a.id: a for a in store.get_artifacts_by_id([i for ids in outs.values() for i in ids])}
-        out.append({"id": ex.id, "node": node, "state": STATE.get(ex.last_known_state, "?"),
+        out.append({"id": ex.id, "node": node, "state": STATE.get(ex.last_known_state, "?"), "reason": reason(ex),
                     "outputs": {k: [arts[i] for i in ids if i in arts] for k, ids in outs.items()}})
     return out
+
+
+def run_state(store, run, execs=None, alive=None):
+    """complete | failed | running | abandoned: what the run recorded when it ended (or a later run
+    found: abandoned); else running while `alive(run id)` says its process lives."""
+    if RUN_STATE in run.custom_properties:
+        return run.custom_properties[RUN_STATE].string_value
+    if alive is not None and alive(run.name):
+        return "running"
+    execs = executions(store, run) if execs is None else execs
+    return "failed" if any(e["state"] == "FAILED" for e in execs) else ABANDONED
+
+
+def problems(execs):
+    """[(node, state, reason)] of a run's FAILED and CANCELED (abandoned) executions."""
+    return [(e["node"], e["state"], e["reason"] or "no reason recorded") for e in execs
+            if e["state"] in ("FAILED", "CANCELED")]
+
+
+def run_summaries(store, pipeline_name=None, alive=None):
+    """[{run, pipeline, started, state, leaves, problems}] of every run (of one pipeline), oldest first."""
+    import datetime
+    out = []
+    for run in runs(store, pipeline_name):
+        execs = executions(store, run)
+        out.append({"run": run.name, "pipeline": pipeline_of(store, run),
+                    "started": datetime.datetime.fromtimestamp(run.create_time_since_epoch / 1000).isoformat(
+                        sep=" ", timespec="seconds"),
+                    "state": run_state(store, run, execs, alive), "leaves": len(leaves(store, run, execs)),
+                    "problems": problems(execs)})
+    return out
+
+
+def runs_table(summaries):
+    head = ("run", "pipeline", "started", "state", "leaves", "failed / abandoned")
+    lines = [head] + [(s["run"], s["pipeline"], s["started"], s["state"], str(s["leaves"]),
+                       ", ".join(node for node, _, _ in s["problems"]) or "-") for s in summaries]
+    widths = [max(len(str(row[i])) for row in lines) for i in range(len(head))]
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in lines)
+
+
+def problems_text(execs):
+    """One line per FAILED / abandoned node of a run, with its reason ('' if none)."""
+    return "\n".join(f"{state} {node}: {' '.join(why.split())}" for node, state, why in problems(execs))
 
 
 COLUMNS = ("stage", "state", "accuracy", "int8_acc", "bytes -> gzip", "saving", "sparsity", "uniq/ch",
@@ -103,12 +187,13 @@ NPU_FIELDS = {"cycles": "npu_cycles", "inference_time_s": "inference_time_s", "f
               "dram_bytes": "dram_bytes", "sram_bytes": "sram_bytes", "npu_op_pct": "npu_op_pct"}
 
 
-def leaves(store, run=None):
+def leaves(store, run=None, execs=None):
     """Every evaluated leaf of a run (the latest by default), from MLMD properties alone:
-    LEAF_FIELDS, 'reasons', 'npu': {target: NPU_FIELDS}, 'pushed' (its Push_<path> node deployed it),
-    'uri' (the LeafEvaluation folder)."""
-    execs = executions(store, run)
-    pushed = {e["node"][len("Push_"):] for e in execs if e["node"].startswith("Push_") and e["state"] == "COMPLETE"
+    LEAF_FIELDS, 'reasons', 'npu': {target: NPU_FIELDS}, 'pushed' (its Push_<path> node deployed it,
+    in this run or, CACHED, in the run it reuses), 'uri' (the LeafEvaluation folder)."""
+    execs = executions(store, run) if execs is None else execs
+    pushed = {e["node"][len("Push_"):] for e in execs if e["node"].startswith("Push_")
+              and e["state"] in ("COMPLETE", "CACHED")
               and any(props(a).get(keys.PUSHED) == 1 for a in e["outputs"].get(keys.PUSHED_MODEL_KEY, []))}
     out = []
     for ex in execs:

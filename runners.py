@@ -1,7 +1,19 @@
-"""Run a pipeline on the embedded default (LocalDagRunner + SQLite MLMD) or TFX's Beam runner."""
-import os
+"""Run a pipeline on the embedded default (LocalDagRunner + SQLite MLMD) or TFX's Beam runner, as one
+run with its own id (the name of its MLMD `pipeline_run` context), which `run` returns.
 
-from collabopt.core import tfenv  # noqa: F401  (TF_USE_LEGACY_KERAS before TFX imports TF)
+With SQLite MLMD a run also keeps its books there: while it runs it holds a lock
+(`<folder of the SQLite file>/.runs/<run id>.lock`), so a run is alive exactly while its process
+is; before it starts, executions of this pipeline left RUNNING by a run whose process is gone are
+marked CANCELED (MLMD has no ABANDONED state) with an `abandoned` custom property saying why; when
+it ends, its run context gets `state` (complete | failed) and `ended`, and a failed execution its
+error message (`error`), which TFX's launcher does not keep for an executor's exception.
+"""
+import contextlib
+import datetime
+import os
+import socket
+import time
+import uuid
 
 RUNNERS = ("local", "beam")
 
@@ -19,24 +31,74 @@ class _DropNoise:
 _NOISE = _DropNoise()
 
 
-def run(pipeline, runner="local"):
+def new_run_id():
+    """Sortable by start time and unique across processes: 20260101-120000-1a2b3c."""
+    return f"{datetime.datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+
+
+def run(pipeline, runner="local", *, run_id=None):
+    """Run `pipeline` once; returns its run id (`run_id`, or a new one). With the pipeline's cache
+    on (create_pipeline(enable_cache=True)), a node whose inputs and parameters match a COMPLETE
+    execution reuses its outputs (CACHED), so a rerun after a crash executes only what did not
+    finish; components with CACHEABLE = False (their output depends on more than their inputs) run
+    every time."""
     import logging
+
+    from collabopt.core import tfenv  # noqa: F401  (TF_USE_LEGACY_KERAS before TFX imports TF)
     for name in ("absl", "tensorflow"):
         logging.getLogger(name).addFilter(_NOISE)  # the same object: added once per process
+    if runner not in RUNNERS:
+        raise ValueError(f"runner must be one of {RUNNERS}, got {runner!r}")
+    run_id = run_id or new_run_id()
+    ir = _compile(pipeline, run_id)
+    mlmd = _sqlite(pipeline)
+    with _Lease(mlmd, run_id, ir.pipeline_info.id):
+        try:
+            with _test_sigkill_after_nodes(mlmd):
+                _run_ir(ir, runner)
+        except BaseException as e:
+            try:
+                _finish(mlmd, run_id, e)
+            except Exception:  # noqa: BLE001 - the books must not hide the run's own error
+                logging.getLogger("collabopt").warning("could not record the failure in %s", mlmd, exc_info=True)
+            raise
+        _finish(mlmd, run_id, None)
+    return run_id
+
+
+def _compile(pipeline, run_id):
+    """The pipeline's IR with our run id in place of the one TFX's runners would make up (they
+    substitute only what is still a runtime parameter), and the cache off for uncacheable nodes."""
+    from tfx.dsl.compiler import constants
+    from tfx.orchestration.portable import runtime_parameter_utils, tfx_runner
+
+    ir = tfx_runner._make_pipeline_proto(pipeline)  # noqa: SLF001 - what IrBasedRunner.run compiles with
+    runtime_parameter_utils.substitute_runtime_parameter(ir, {constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id})
+    uncached = {c.id for c in pipeline.components if not getattr(c, "CACHEABLE", True)}
+    for node in ir.nodes:
+        if node.pipeline_node.node_info.id in uncached:
+            node.pipeline_node.execution_options.caching_options.enable_cache = False
+    return ir
+
+
+def _run_ir(ir, runner):
     if runner == "local":
         from tfx.orchestration.local.local_dag_runner import LocalDagRunner
-        return LocalDagRunner().run(pipeline)
-    if runner == "beam":
-        from apache_beam.options.pipeline_options import StandardOptions
-        from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
-        # TFX orchestrates with beam.Pipeline() and no options: Beam's default DirectRunner would first
-        # try to download the Prism runner from the internet. Its fallback, picked directly:
-        default, StandardOptions.DEFAULT_RUNNER = StandardOptions.DEFAULT_RUNNER, "FnApiRunner"
-        try:
-            return BeamDagRunner().run(pipeline)
-        finally:
-            StandardOptions.DEFAULT_RUNNER = default
-    raise ValueError(f"runner must be one of {RUNNERS}, got {runner!r}")
+        return LocalDagRunner().run_with_ir(ir)
+    from apache_beam.options.pipeline_options import StandardOptions
+    from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
+    # TFX orchestrates with beam.Pipeline() and no options: Beam's default DirectRunner would first
+    # try to download the Prism runner from the internet. Its fallback, picked directly:
+    default, StandardOptions.DEFAULT_RUNNER = StandardOptions.DEFAULT_RUNNER, "FnApiRunner"
+    try:
+        return BeamDagRunner().run_with_ir(ir)
+    finally:
+        StandardOptions.DEFAULT_RUNNER = default
+
+
+def _sqlite(pipeline):
+    cfg = pipeline.metadata_connection_config
+    return cfg.sqlite.filename_uri if cfg is not None and cfg.HasField("sqlite") else None
 
 
 def paths(root):
@@ -44,3 +106,159 @@ def paths(root):
     root = os.path.abspath(root)
     os.makedirs(root, exist_ok=True)
     return os.path.join(root, "pipeline_root"), os.path.join(root, "metadata.sqlite")
+
+
+# ------------------------------------------------------------------ a run's books in SQLite MLMD
+
+def _lock_path(mlmd, run_id):
+    return os.path.join(os.path.dirname(os.path.abspath(mlmd)), ".runs", f"{run_id}.lock")
+
+
+def alive(mlmd, run_id):
+    """Whether the process of run `run_id` (recorded in the SQLite MLMD at `mlmd`) still runs: it
+    holds its lock file until it ends, and the kernel releases the lock of a killed process."""
+    import fcntl
+    try:
+        fd = os.open(_lock_path(mlmd, run_id), os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+class _Lease:
+    """The run's lock, held while it runs; taken before it starts, when the executions that dead
+    runs of the same pipeline left RUNNING are marked abandoned."""
+
+    def __init__(self, mlmd, run_id, pipeline_name):
+        self.mlmd, self.run_id, self.pipeline_name, self.fd = mlmd, run_id, pipeline_name, None
+
+    def __enter__(self):
+        import fcntl
+        if not self.mlmd:
+            return self
+        path = _lock_path(self.mlmd, self.run_id)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        os.write(self.fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
+        if os.path.exists(self.mlmd):
+            mark_abandoned(self.mlmd, self.pipeline_name, self.run_id)
+        return self
+
+    def __exit__(self, *exc):
+        if self.fd is not None:
+            os.unlink(_lock_path(self.mlmd, self.run_id))
+            os.close(self.fd)  # releases the lock
+
+
+def _store(mlmd):
+    from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
+    cfg = metadata_store_pb2.ConnectionConfig()
+    cfg.sqlite.filename_uri = str(mlmd)
+    cfg.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+    return metadata_store.MetadataStore(cfg)
+
+
+def _now():
+    return datetime.datetime.now().isoformat(timespec="seconds")
+
+
+def mark_abandoned(mlmd, pipeline_name, by_run):
+    """Executions of `pipeline_name` left NEW or RUNNING by a run whose process is gone become
+    CANCELED with an `abandoned` custom property, and such a run's context gets state 'abandoned'.
+    Returns the ids of the executions marked."""
+    from ml_metadata.proto import metadata_store_pb2 as pb
+
+    from collabopt import results
+    store, marked = _store(mlmd), []
+    for ctx in results.runs(store, pipeline_name):
+        if ctx.name == by_run or results.RUN_STATE in ctx.custom_properties or alive(mlmd, ctx.name):
+            continue
+        stale = [e for e in store.get_executions_by_context(ctx.id) if e.last_known_state in (pb.Execution.NEW,
+                                                                                             pb.Execution.RUNNING)]
+        for e in stale:
+            e.last_known_state = pb.Execution.CANCELED
+            e.custom_properties[results.ABANDONED].string_value = (
+                f"run {ctx.name} stopped while this ran (its process was killed or crashed); "
+                f"marked by run {by_run} at {_now()}")
+        if stale:
+            store.put_executions(stale)
+        ctx.custom_properties[results.RUN_STATE].string_value = results.ABANDONED
+        store.put_contexts([ctx])
+        marked += [e.id for e in stale]
+    return marked
+
+
+def _finish(mlmd, run_id, error):
+    """The run's end in its context (state, ended); a failure's message on its FAILED execution(s)."""
+    if not mlmd or not os.path.exists(mlmd):
+        return
+    from ml_metadata.proto import metadata_store_pb2 as pb
+
+    from collabopt import results
+    store = _store(mlmd)
+    ctx = store.get_context_by_type_and_name(results.RUN_CONTEXT, run_id)
+    if ctx is None:  # it failed before any node started
+        return
+    if error is not None:
+        message = f"{type(error).__name__}: {error}"[:4000]
+        execs = store.get_executions_by_context(ctx.id)
+        failed = [e for e in execs
+                  if e.last_known_state == pb.Execution.FAILED and results.ERROR not in e.custom_properties]
+        failed = [e for e in failed if results.node_name(store, e) in message] or failed  # Beam: several
+        for e in failed:
+            e.custom_properties[results.ERROR].string_value = message
+        stopped = [e for e in execs if e.last_known_state in (pb.Execution.NEW, pb.Execution.RUNNING)]
+        for e in stopped:  # e.g. KeyboardInterrupt: TFX's launcher marks only an Exception FAILED
+            e.last_known_state = pb.Execution.CANCELED
+            e.custom_properties[results.ABANDONED].string_value = f"run {run_id} stopped while this ran: {message}"
+        if failed or stopped:
+            store.put_executions(failed + stopped)
+    ctx.custom_properties[results.RUN_STATE].string_value = "complete" if error is None else "failed"
+    ctx.custom_properties[results.RUN_ENDED].int_value = int(time.time() * 1000)
+    store.put_contexts([ctx])
+
+
+@contextlib.contextmanager
+def _test_sigkill_after_nodes(mlmd):
+    """Test support, not a feature: COLLABOPT_TEST_SIGKILL=node:<n> makes the process SIGKILL itself
+    right after the n-th node it executes (not cached, not skipped) is published; core/train.py reads
+    epoch:<stage>:<n> from the same variable. tests/test_resume.py crashes runs this way."""
+    import logging
+    import signal
+
+    from collabopt.core.train import TEST_SIGKILL
+    kind, _, n = os.environ.get(TEST_SIGKILL, "").partition(":")
+    if kind != "node" or not mlmd:
+        yield
+        return
+    from ml_metadata.proto import metadata_store_pb2 as pb
+    from tfx.orchestration.portable import launcher
+
+    from collabopt import results
+    launch, executed = launcher.Launcher.launch, []
+
+    def launch_then_maybe_die(self):
+        info = launch(self)
+        if info is not None and info.execution_id is not None:
+            [ex] = results.connect(mlmd).get_executions_by_id([info.execution_id])
+            if ex.last_known_state == pb.Execution.COMPLETE:
+                executed.append(ex.id)
+                if len(executed) == int(n):
+                    logging.getLogger("collabopt").warning("%s: SIGKILL after node %s", TEST_SIGKILL,
+                                                           results.node_name(results.connect(mlmd), ex))
+                    os.kill(os.getpid(), signal.SIGKILL)
+        return info
+
+    launcher.Launcher.launch = launch_then_maybe_die
+    try:
+        yield
+    finally:
+        launcher.Launcher.launch = launch

@@ -1,33 +1,65 @@
-"""`collabopt report`: a past run's leaves from ML Metadata (nothing is recomputed)."""
+"""`collabopt report` and `collabopt runs`: past runs from ML Metadata (nothing is recomputed)."""
 import json
 import os
 
 
 def add_parsers(sub):
     rep = sub.add_parser("report", help="a past run's leaves from ML Metadata (nothing is recomputed)")
-    where = rep.add_mutually_exclusive_group()
-    where.add_argument("--root", default="runs/demo", help="a run folder (holding metadata.sqlite)")
-    where.add_argument("--mlmd", default=None, help="the SQLite MLMD file")
+    _where(rep)
+    rep.add_argument("--run", default=None, metavar="ID", help="this run (collabopt runs lists them; "
+                                                               "default: the newest run)")
     rep.add_argument("--pipeline-name", default=None, help="default: the newest run of any pipeline")
     rep.add_argument("--format", choices=("table", "json", "html"), default="table")
     rep.add_argument("--output", "-o", default=None, help="write to this file instead of stdout")
     rep.set_defaults(func=report)
+    runs = sub.add_parser("runs", help="the runs in ML Metadata: id, pipeline, start, state, leaves")
+    _where(runs)
+    runs.add_argument("--pipeline-name", default=None, help="default: every pipeline")
+    runs.set_defaults(func=list_runs)
+
+
+def _where(p):
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--root", default="runs/demo", help="a run folder (holding metadata.sqlite)")
+    where.add_argument("--mlmd", default=None, help="the SQLite MLMD file")
+
+
+def _mlmd(args):
+    return args.mlmd or os.path.join(args.root, "metadata.sqlite")
+
+
+def _store(mlmd, command):
+    from collabopt import results
+    if not os.path.isfile(mlmd):
+        raise SystemExit(f"collabopt {command}: no ML Metadata store at {mlmd}")
+    return results.connect(mlmd)
 
 
 def report(args):
-    show(args.mlmd or os.path.join(args.root, "metadata.sqlite"), pipeline_name=args.pipeline_name,
-         fmt=args.format, output=args.output)
+    show(_mlmd(args), pipeline_name=args.pipeline_name,
+         fmt=args.format, output=args.output, run_id=args.run)
 
 
-def show(mlmd, pipeline_name=None, fmt="table", output=None):
-    """Print (or write to `output`) the leaves of the newest run in the SQLite MLMD at `mlmd`."""
+def list_runs(args):
+    from collabopt import results, runners
+    mlmd = _mlmd(args)
+    store = _store(mlmd, "runs")
+    summaries = results.run_summaries(store, args.pipeline_name, alive=lambda run_id: runners.alive(mlmd, run_id))
+    print(results.runs_table(summaries) if summaries else f"no runs in {mlmd}")
+
+
+def show(mlmd, pipeline_name=None, fmt="table", output=None, run_id=None):
+    """Print (or write to `output`) the leaves of run `run_id` (default: the newest run) in the
+    SQLite MLMD at `mlmd`; in a table, also the nodes that failed or were abandoned, with why."""
     from collabopt import results
 
-    if not os.path.isfile(mlmd):
-        raise SystemExit(f"collabopt report: no ML Metadata store at {mlmd}")
-    store = results.connect(mlmd)
-    run = results.latest_run(store, pipeline_name)
-    leaves = results.leaves(store, run)
+    store = _store(mlmd, "report")
+    try:
+        run = results.run_by_id(store, run_id) if run_id else results.latest_run(store, pipeline_name)
+    except LookupError as e:
+        raise SystemExit(f"collabopt report: {e}") from None
+    execs = results.executions(store, run)
+    leaves = results.leaves(store, run, execs)
     if fmt == "json":
         text = json.dumps(leaves, indent=1)
     elif fmt == "html":
@@ -35,10 +67,10 @@ def show(mlmd, pipeline_name=None, fmt="table", output=None):
         kernels = {l["path"]: kernel_trace.history(l["uri"]) for l in leaves}
         text = report_page.render([artifact_files.read_leaf(l["uri"]) for l in leaves], kernels,
                                   meta={"pipeline run": run.name, "ML Metadata": mlmd})
-    elif leaves:
-        text = results.leaf_table(leaves)
-    else:  # a run without leaf evaluations: per-stage rows
-        text = results.table(results.stage_rows(results.executions(store, run)))
+    else:
+        text = results.leaf_table(leaves) if leaves else results.table(results.stage_rows(execs))
+        problems = results.problems_text(execs)  # a run without leaf evaluations: per-stage rows above
+        text += f"\n\n{problems}" if problems else ""
     if output:
         with open(output, "w") as f:
             f.write(text)

@@ -10,10 +10,14 @@ def add_parsers(sub):
                                                "(default: runs/<name>)")
     r.add_argument("--train-limit", type=int, default=None, help="override data.train_limit (0: all)")
     r.add_argument("--eval-limit", type=int, default=None, help="override data.eval_limit (0: all)")
+    r.add_argument("--no-cache", action="store_true",
+                   help="execute every node (default: a node whose inputs and parameters match a finished "
+                        "execution reuses its outputs, so a rerun after a crash executes only what did not finish)")
     r.set_defaults(func=run)
     d = sub.add_parser("demo", help="collabopt run demo: the PCQAT path and its PTQ references")
     d.add_argument("--runner", choices=("local", "beam"), default="local")
     d.add_argument("--root", default="runs/demo")
+    d.add_argument("--no-cache", action="store_true", help="execute every node")
     d.set_defaults(func=run, config="demo", train_limit=None, eval_limit=None)
 
 
@@ -27,10 +31,12 @@ def run(args):
     limits = {k: v for k, v in (("train_limit", args.train_limit), ("eval_limit", args.eval_limit)) if v is not None}
     cfg = tree_config.override(cfg, {"data": limits}, source="--train-limit/--eval-limit")  # checked like the file
     root, mlmd = runners.paths(args.root or os.path.join("runs", cfg["name"]))
-    pipe = tree.create_pipeline(cfg, root, mlmd)
+    pipe = tree.create_pipeline(cfg, root, mlmd, enable_cache=not args.no_cache)
+    run_id = runners.new_run_id()
     print(f"collabopt run: {cfg['name']} ({len(tree_paths.expand(cfg['paths']))} leaves), runner={args.runner}, "
-          f"root={os.path.dirname(root)}", flush=True)
-    runners.run(pipe, args.runner)
-    report.show(mlmd, pipeline_name=cfg["name"])
+          f"root={os.path.dirname(root)}, run {run_id}{'' if args.no_cache else ' (cache on)'}", flush=True)
+    runners.run(pipe, args.runner, run_id=run_id)
+    report.show(mlmd, run_id=run_id)  # this run's leaves, whatever else ran on this root meanwhile
     print(f"\nreport: {os.path.join(os.path.dirname(root), 'report.html')}\nartifacts: {root}\n"
-          f"ML Metadata (SQLite): {mlmd}\nagain: collabopt report --mlmd {mlmd} [--format json|html]")
+          f"ML Metadata (SQLite): {mlmd}\nagain: collabopt report --mlmd {mlmd} --run {run_id} "
+          f"[--format json|html]; all runs: collabopt runs --mlmd {mlmd}")

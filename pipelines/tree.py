@@ -82,7 +82,8 @@ def node_ids(path):
 
 
 def create_pipeline(config, pipeline_root, metadata_path=None, beam_pipeline_args=None, publish_dir=None, *,
-                    examples=None, model=None, model_blessing=None, components=(), parameters=None):
+                    examples=None, model=None, model_blessing=None, components=(), parameters=None,
+                    enable_cache=False):
     """A TFX Pipeline of the configured paths. `config`: a config dict (raw, or from config.load).
     With `metadata_path`, MLMD is SQLite there (local runs); KFP compiles leave it None. The report
     is also written to `publish_dir` (default: the folder holding the pipeline root).
@@ -90,7 +91,9 @@ def create_pipeline(config, pipeline_root, metadata_path=None, beam_pipeline_arg
     Your own pieces plug in: `examples` (an ExampleGen's output), `model` (a Trainer's), and with
     `baseline.resolve: latest_blessed`, `model_blessing` (an Evaluator's); pass their components in
     `components` so they run in the same pipeline. `parameters`: {"section.key" or "section": value}
-    set after the config is checked, e.g. TFX RuntimeParameters (kubeflow.compiler.runtime_parameters)."""
+    set after the config is checked, e.g. TFX RuntimeParameters (kubeflow.compiler.runtime_parameters).
+    `enable_cache`: TFX's cache (`collabopt run` turns it on; runners.run keeps it off for
+    components whose CACHEABLE is False)."""
     from tfx.dsl.experimental.conditionals import conditional
     from tfx.orchestration import metadata, pipeline
 
@@ -163,4 +166,5 @@ def create_pipeline(config, pipeline_root, metadata_path=None, beam_pipeline_arg
         pipeline_name=cfg["name"], pipeline_root=str(pipeline_root), components=comps,
         metadata_connection_config=(metadata.sqlite_metadata_connection_config(str(metadata_path))
                                     if metadata_path else None),
-        beam_pipeline_args=evaluate.beam_args(beam_pipeline_args or cfg["beam_pipeline_args"]))
+        beam_pipeline_args=evaluate.beam_args(beam_pipeline_args or cfg["beam_pipeline_args"]),
+        enable_cache=enable_cache)

@@ -24,6 +24,7 @@ class LatestPushedModel(base_component.BaseComponent):
     """
     SPEC_CLASS = LatestPushedModelSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
+    CACHEABLE = False  # the same parameters find a newer model once one is pushed (runners.run reads this)
 
     def __init__(self, pushed_models: str):
         if not pushed_models:

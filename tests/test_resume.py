@@ -1,0 +1,102 @@
+"""Nothing lost, nothing hangs: a `collabopt run` killed (SIGKILL) after every node and inside a
+fine-tuning stage is run again until it completes; each rerun executes only what did not finish
+(cached nodes are not executed again), the fine-tuning resumes from its last epoch checkpoint, and
+the killed runs' leftovers are marked abandoned."""
+import os
+
+import pytest
+import yaml
+
+from collabopt import results, runners
+from collabopt.core import deploy
+from collabopt.core.train import TEST_SIGKILL
+from collabopt.tests.cli_processes import collabopt, printed_table, run_id
+
+# The smallest real tree: one leaf (ptq), seven nodes, three short baseline epochs, pushed.
+NODES = ["FashionMnistExampleGen", "BaselineTrainer", "Convert_ptq", "NPU_ptq", "Evaluate_ptq", "Push_ptq", "Reporter"]
+SIGKILL = -9
+
+
+@pytest.fixture(scope="module")
+def crashed(tmp_path_factory):
+    """The run crashed over and over: after the example gen, in the baseline's second epoch, then
+    after every node; the last run finishes. Returns (root, mlmd, [(env, exit code, log, run id)])."""
+    d = tmp_path_factory.mktemp("crash")
+    config = {"name": "crash", "paths": ["ptq"], "data": {"train_limit": 300, "eval_limit": 100},
+              "baseline": {"epochs": 3, "width": 16, "blocks": 1}, "npu": {"targets": ["ethos-u55-128"]},
+              "push": {"destination": str(d / "deployed")}}
+    (d / "crash.yaml").write_text(yaml.safe_dump(config))
+    kills = ["node:1", "epoch:baseline:2"] + ["node:1"] * (len(NODES) - 1) + [None]
+    out = []
+    for i, kill in enumerate(kills):
+        code, log = collabopt("run", str(d / "crash.yaml"), "--root", str(d / "root"), log=d / f"run{i}.log",
+                              env={TEST_SIGKILL: kill} if kill else {})
+        out.append((kill, code, log, run_id(log)))
+    return d, str(d / "root" / "metadata.sqlite"), out
+
+
+def by_run(mlmd):
+    store = results.connect(mlmd)
+    return store, {r.name: {e["node"]: e for e in results.executions(store, r)} for r in results.runs(store)}
+
+
+def test_each_rerun_executes_only_what_did_not_finish(crashed):
+    _, mlmd, runs = crashed
+    assert [code for _, code, _, _ in runs] == [SIGKILL] * (len(runs) - 1) + [0]
+    _, execs = by_run(mlmd)
+    assert list(execs) == [rid for *_, rid in runs]  # one MLMD run per process, in order
+    # run i reused (CACHED) what earlier runs finished and executed one node: the trainer twice
+    # (killed inside it, then resumed), the last run none
+    executed = [NODES[0], *NODES[1:], None]
+    executed.insert(1, "BaselineTrainer")
+    for i, ((kill, _, log, rid), node) in enumerate(zip(runs, executed)):
+        done = NODES[:NODES.index(node)] if node else NODES
+        expected = {n: "CACHED" for n in done}
+        if node:
+            expected[node] = "CANCELED" if kill.startswith("epoch") else "COMPLETE"
+            assert f"{TEST_SIGKILL}: SIGKILL after " in log
+        assert {n: e["state"] for n, e in execs[rid].items()} == expected, (i, kill)
+    # every node executed exactly once, but the trainer: once killed (abandoned), once to the end
+    counts = {}
+    for run in execs.values():
+        for node, e in run.items():
+            if e["state"] != "CACHED":
+                counts.setdefault(node, []).append(e["state"])
+    assert counts == {n: ["COMPLETE"] for n in NODES} | {"BaselineTrainer": ["CANCELED", "COMPLETE"]}
+
+
+def test_the_killed_fine_tuning_resumes_from_its_last_epoch(crashed):
+    d, mlmd, runs = crashed
+    (_, _, killed_log, killed), (_, _, resumed_log, resumed) = runs[1], runs[2]
+    assert "[baseline] epoch 2/3" in killed_log and "[baseline] epoch 3/3" not in killed_log
+    assert "[baseline] resumed at epoch 3/3 from its checkpoint" in resumed_log
+    assert "[baseline] epoch 1/3" not in resumed_log and "[baseline] epoch 2/3" not in resumed_log
+    assert "[baseline] epoch 3/3" in resumed_log
+    _, execs = by_run(mlmd)
+    trainer = execs[resumed]["BaselineTrainer"]
+    assert trainer["state"] == "COMPLETE"
+    node_dir = os.path.dirname(os.path.dirname(trainer["outputs"]["model"][0].uri))
+    assert not [f for f in os.listdir(node_dir) if f.startswith(".checkpoint-")]  # deleted after success
+    # the killed execution: CANCELED (MLMD has no ABANDONED), with why, by the next run
+    abandoned = execs[killed]["BaselineTrainer"]
+    assert abandoned["state"] == "CANCELED" and not abandoned["outputs"].get("model")
+    assert abandoned["reason"].startswith(f"run {killed} stopped while this ran (its process was killed")
+    assert f"marked by run {resumed} at " in abandoned["reason"]
+
+
+def test_the_last_run_prints_its_own_leaves_and_the_crashed_runs_are_abandoned(crashed):
+    d, mlmd, runs = crashed
+    *_, (_, _, log, last) = runs
+    head, row = printed_table(log)
+    assert row.startswith("ptq ") and row.endswith(" yes") and "ethos-u55-128 cycles" in head
+    store = results.connect(mlmd)
+    summaries = {s["run"]: s for s in results.run_summaries(store, alive=lambda r: runners.alive(mlmd, r))}
+    assert [summaries[rid]["state"] for *_, rid in runs] == ["abandoned"] * (len(runs) - 1) + ["complete"]
+    assert summaries[last]["leaves"] == 1 and summaries[last]["problems"] == []
+    assert [n for n, _, _ in summaries[runs[1][3]]["problems"]] == ["BaselineTrainer"]
+    leaf = {l["path"]: l for l in results.leaves(store, results.run_by_id(store, last))}["ptq"]
+    assert leaf["pushed"]  # pushed by the run killed right after its push, reused (CACHED) since
+    deployed = deploy.last_pushed(d / "deployed", "ptq")
+    assert deploy.versions(d / "deployed", "ptq") == [deployed["version"]]  # pushed once
+    assert deployed["int8_accuracy"] == leaf["int8_accuracy"]
+    assert not any(runners.alive(mlmd, rid) for *_, rid in runs)
