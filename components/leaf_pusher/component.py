@@ -18,10 +18,10 @@ class LeafPusherSpec(component_spec.ComponentSpec):
 
 
 class LeafPusher(base_component.BaseComponent):
-    """Copies a blessed leaf to <destination>/<path>/<version>/ and makes it <path>/latest/, the leaf
-    the next (scheduled) run is compared with. Outputs `pushed_model` (standard PushedModel: pushed =
-    1, pushed_destination, pushed_version); an unblessed leaf is not pushed (pushed = 0), as TFX's
-    Pusher does with an unblessed model.
+    """Copies a blessed leaf to <destination>/<path>/<version>/ and switches <path>/LATEST to it (one
+    step, core.deploy.push_leaf): the leaf the next (scheduled) run is compared with. Outputs
+    `pushed_model` (standard PushedModel: pushed = 1, pushed_destination, pushed_version); an
+    unblessed leaf is not pushed (pushed = 0), as TFX's Pusher does with an unblessed model.
 
     Args:
       tflite_model, evaluation, blessing: the leaf, its LeafEvaluation and its LeafBlessing.
