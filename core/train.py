@@ -88,10 +88,27 @@ def _test_sigkill(stage):
     return [_SigkillAfterEpoch(int(epoch))] if kind == "epoch" and name == stage else []
 
 
-def compile_model(model, learning_rate=1e-3):
+def outputs_probabilities(model, x):
+    """Does the model end in a softmax (keras.applications' default, every MLPerf Tiny classifier)
+    rather than in logits? Asked of the model's own outputs on a few samples, so any layer or TFMOT
+    wrapper that applies the softmax counts."""
+    out = np.asarray(model(np.asarray(x[:8], np.float32), training=False))
+    return bool(out.shape[-1] > 1 and np.all(out >= 0) and np.allclose(out.sum(axis=-1), 1.0, atol=1e-3))
+
+
+def loss_for(model, x):
+    """The fine-tuning loss that fits the model's output: cross-entropy on probabilities for a softmax
+    head, on logits otherwise."""
+    probabilities = outputs_probabilities(model, x)
+    log.info("fine-tuning loss: sparse categorical cross-entropy on %s", "probabilities (softmax output)"
+             if probabilities else "logits")
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=not probabilities)
+
+
+def compile_model(model, learning_rate=1e-3, loss=None):
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        loss=loss or keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"])
     return model
 
@@ -127,7 +144,7 @@ def fit(model, x, y, *, epochs, batch_size=64, learning_rate=1e-3, stage="fit", 
     if backup_dir is None and _BACKUP.get():
         backup_dir = os.path.join(_BACKUP.get(), stage)
     keras.utils.set_random_seed(seed)
-    compile_model(model, learning_rate)
+    compile_model(model, learning_rate, loss_for(model, x))
     cbs = [ProgressLog(stage), *callbacks]
     if backup_dir:  # first: restores before any other callback reads the state
         cbs.insert(0, keras.callbacks.BackupAndRestore(str(backup_dir), delete_checkpoint=False))

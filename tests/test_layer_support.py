@@ -115,3 +115,15 @@ def test_the_report_names_the_layers_left_out():
     assert page.startswith("<h2 id='left-out'>Layers left out</h2>") and page.count("<tr>") == 2
     assert f'<td class="l">prune_cluster_pcqat</td><td class="l">qat</td><td class="l">bn_after_add</td>' in page
     assert report_page.left_out([{"path": "ptq"}]) == ""
+
+
+def test_a_softmax_model_is_fine_tuned_on_probabilities_a_logits_model_on_logits(examples):
+    """The loss follows the model (issue 11): keras.applications and MLPerf Tiny classifiers end in a
+    softmax, and cross-entropy from logits on probabilities trains the wrong thing."""
+    from collabopt.core import data, train
+    x, y = data.read_examples(examples, "train", limit=64)
+    softmax, logits = resnet(), preprocessing()
+    assert train.loss_for(softmax, x).get_config()["from_logits"] is False
+    assert train.loss_for(logits, x).get_config()["from_logits"] is True
+    train.fit(softmax, x, y, epochs=1, batch_size=32)
+    assert softmax.loss.get_config()["from_logits"] is False  # what the fit compiled with
