@@ -16,10 +16,12 @@ ABANDONED = "abandoned"       # CANCELED execution: why (its run's process died)
 TFX_RESULT = "__execution_result__"  # TFX's launcher: an ExecutionResult as JSON, for its own failures
 
 
-def connect(metadata_path):
+def connect(metadata_path, write=False):
+    """The SQLite MLMD store at `metadata_path`, read-only unless `write` (runners.py's books)."""
     cfg = metadata_store_pb2.ConnectionConfig()
     cfg.sqlite.filename_uri = str(metadata_path)
-    cfg.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    mode = metadata_store_pb2.SqliteMetadataSourceConfig
+    cfg.sqlite.connection_mode = mode.READWRITE_OPENCREATE if write else mode.READONLY
     return metadata_store.MetadataStore(cfg)
 
 
@@ -96,15 +98,22 @@ def executions(store, run=None):
     return out
 
 
-def run_state(store, run, execs=None, alive=None):
-    """complete | failed | running | abandoned: what the run recorded when it ended (or a later run
-    found: abandoned); else running while `alive(run id)` says its process lives."""
+def run_state(store, run, execs=None, lease=None):
+    """complete | failed | running | abandoned: what the run recorded when it ended (or what a later
+    run found: abandoned); else, by `lease(run id)` (runners.lease), running while its process holds
+    its lock, abandoned (or failed) once it died; a run without a lock (not run by collabopt's
+    runners, e.g. an emulated KFP run) by its executions."""
     if RUN_STATE in run.custom_properties:
         return run.custom_properties[RUN_STATE].string_value
-    if alive is not None and alive(run.name):
+    held = lease(run.name) if lease else None
+    if held == "running":
         return "running"
-    execs = executions(store, run) if execs is None else execs
-    return "failed" if any(e["state"] == "FAILED" for e in execs) else ABANDONED
+    states = {e["state"] for e in (executions(store, run) if execs is None else execs)}
+    if "FAILED" in states:
+        return "failed"
+    if held == "stopped" or "CANCELED" in states:
+        return ABANDONED
+    return "running" if states & {"NEW", "RUNNING"} else "complete"
 
 
 def problems(execs):
@@ -113,7 +122,7 @@ def problems(execs):
             if e["state"] in ("FAILED", "CANCELED")]
 
 
-def run_summaries(store, pipeline_name=None, alive=None):
+def run_summaries(store, pipeline_name=None, lease=None):
     """[{run, pipeline, started, state, leaves, problems}] of every run (of one pipeline), oldest first."""
     import datetime
     out = []
@@ -122,7 +131,7 @@ def run_summaries(store, pipeline_name=None, alive=None):
         out.append({"run": run.name, "pipeline": pipeline_of(store, run),
                     "started": datetime.datetime.fromtimestamp(run.create_time_since_epoch / 1000).isoformat(
                         sep=" ", timespec="seconds"),
-                    "state": run_state(store, run, execs, alive), "leaves": len(leaves(store, run, execs)),
+                    "state": run_state(store, run, execs, lease), "leaves": len(leaves(store, run, execs)),
                     "problems": problems(execs)})
     return out
 

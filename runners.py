@@ -114,19 +114,37 @@ def _lock_path(mlmd, run_id):
     return os.path.join(os.path.dirname(os.path.abspath(mlmd)), ".runs", f"{run_id}.lock")
 
 
-def alive(mlmd, run_id):
-    """Whether the process of run `run_id` (recorded in the SQLite MLMD at `mlmd`) still runs: it
-    holds its lock file until it ends, and the kernel releases the lock of a killed process."""
+def lease(mlmd, run_id):
+    """'running' while the process of run `run_id` (of the SQLite MLMD at `mlmd`) holds its lock file;
+    'stopped' when the file is there but unlocked (the kernel releases a killed process's lock); None
+    when there is no file (a run ends by recording its state and removing it; or collabopt's runners
+    did not run it)."""
     import fcntl
     try:
         fd = os.open(_lock_path(mlmd, run_id), os.O_RDONLY)
     except FileNotFoundError:
-        return False
+        return None
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        return False
+        return "stopped"
     except BlockingIOError:
-        return True
+        return "running"
+    finally:
+        os.close(fd)
+
+
+def _drop_lease(mlmd, run_id):
+    """Remove a dead run's lock file once its state is recorded (unless a process holds it)."""
+    import fcntl
+    try:
+        fd = os.open(_lock_path(mlmd, run_id), os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.unlink(_lock_path(mlmd, run_id))
+    except BlockingIOError:
+        pass
     finally:
         os.close(fd)
 
@@ -148,7 +166,12 @@ class _Lease:
         fcntl.flock(self.fd, fcntl.LOCK_EX)
         os.write(self.fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
         if os.path.exists(self.mlmd):
-            mark_abandoned(self.mlmd, self.pipeline_name, self.run_id)
+            try:
+                mark_abandoned(self.mlmd, self.pipeline_name, self.run_id)
+            except Exception:  # noqa: BLE001 - the books must not stop a run (TFX reports a bad store)
+                import logging
+                logging.getLogger("collabopt").warning("could not check %s for abandoned runs", self.mlmd,
+                                                       exc_info=True)
         return self
 
     def __exit__(self, *exc):
@@ -157,29 +180,21 @@ class _Lease:
             os.close(self.fd)  # releases the lock
 
 
-def _store(mlmd):
-    from ml_metadata.metadata_store import metadata_store
-    from ml_metadata.proto import metadata_store_pb2
-    cfg = metadata_store_pb2.ConnectionConfig()
-    cfg.sqlite.filename_uri = str(mlmd)
-    cfg.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
-    return metadata_store.MetadataStore(cfg)
-
-
 def _now():
     return datetime.datetime.now().isoformat(timespec="seconds")
 
 
 def mark_abandoned(mlmd, pipeline_name, by_run):
-    """Executions of `pipeline_name` left NEW or RUNNING by a run whose process is gone become
-    CANCELED with an `abandoned` custom property, and such a run's context gets state 'abandoned'.
+    """Executions of `pipeline_name` left NEW or RUNNING by a run whose process is gone (its lock file
+    left unlocked) become CANCELED with an `abandoned` custom property, and such a run's context gets
+    state 'abandoned' (its lock file is then removed). Runs without a lock file are not judged.
     Returns the ids of the executions marked."""
     from ml_metadata.proto import metadata_store_pb2 as pb
 
     from collabopt import results
-    store, marked = _store(mlmd), []
+    store, marked = results.connect(mlmd, write=True), []
     for ctx in results.runs(store, pipeline_name):
-        if ctx.name == by_run or results.RUN_STATE in ctx.custom_properties or alive(mlmd, ctx.name):
+        if ctx.name == by_run or results.RUN_STATE in ctx.custom_properties or lease(mlmd, ctx.name) != "stopped":
             continue
         stale = [e for e in store.get_executions_by_context(ctx.id) if e.last_known_state in (pb.Execution.NEW,
                                                                                              pb.Execution.RUNNING)]
@@ -192,6 +207,7 @@ def mark_abandoned(mlmd, pipeline_name, by_run):
             store.put_executions(stale)
         ctx.custom_properties[results.RUN_STATE].string_value = results.ABANDONED
         store.put_contexts([ctx])
+        _drop_lease(mlmd, ctx.name)
         marked += [e.id for e in stale]
     return marked
 
@@ -203,7 +219,7 @@ def _finish(mlmd, run_id, error):
     from ml_metadata.proto import metadata_store_pb2 as pb
 
     from collabopt import results
-    store = _store(mlmd)
+    store = results.connect(mlmd, write=True)
     ctx = store.get_context_by_type_and_name(results.RUN_CONTEXT, run_id)
     if ctx is None:  # it failed before any node started
         return

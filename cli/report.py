@@ -44,7 +44,7 @@ def list_runs(args):
     from collabopt import results, runners
     mlmd = _mlmd(args)
     store = _store(mlmd, "runs")
-    summaries = results.run_summaries(store, args.pipeline_name, alive=lambda run_id: runners.alive(mlmd, run_id))
+    summaries = results.run_summaries(store, args.pipeline_name, lease=lambda run_id: runners.lease(mlmd, run_id))
     print(results.runs_table(summaries) if summaries else f"no runs in {mlmd}")
 
 

@@ -90,7 +90,7 @@ def test_the_last_run_prints_its_own_leaves_and_the_crashed_runs_are_abandoned(c
     head, row = printed_table(log)
     assert row.startswith("ptq ") and row.endswith(" yes") and "ethos-u55-128 cycles" in head
     store = results.connect(mlmd)
-    summaries = {s["run"]: s for s in results.run_summaries(store, alive=lambda r: runners.alive(mlmd, r))}
+    summaries = {s["run"]: s for s in results.run_summaries(store, lease=lambda r: runners.lease(mlmd, r))}
     assert [summaries[rid]["state"] for *_, rid in runs] == ["abandoned"] * (len(runs) - 1) + ["complete"]
     assert summaries[last]["leaves"] == 1 and summaries[last]["problems"] == []
     assert [n for n, _, _ in summaries[runs[1][3]]["problems"]] == ["BaselineTrainer"]
@@ -99,4 +99,43 @@ def test_the_last_run_prints_its_own_leaves_and_the_crashed_runs_are_abandoned(c
     deployed = deploy.last_pushed(d / "deployed", "ptq")
     assert deploy.versions(d / "deployed", "ptq") == [deployed["version"]]  # pushed once
     assert deployed["int8_accuracy"] == leaf["int8_accuracy"]
-    assert not any(runners.alive(mlmd, rid) for *_, rid in runs)
+    assert not os.listdir(d / "root" / ".runs")  # every lock gone: the runs ended or were found dead
+
+
+def test_pruning_resumes_with_its_schedule(tmp_path, monkeypatch, caplog):
+    """In process, the pruner's fit stopped after epoch 1 (an exception: the checkpoint is kept) and
+    run again resumes at epoch 2 with the pruning step restored: the polynomial schedule reaches its
+    target at step 5 of 8, which a restarted step count (0-3 in the second epoch) would never reach."""
+    import logging
+
+    import numpy as np
+
+    from collabopt.core import optimize, train
+    from collabopt.core.tfenv import keras
+    from collabopt.tests.helpers import dense_model
+
+    class Stop(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise RuntimeError("stopped after epoch 1")
+
+    x = np.random.default_rng(0).random((256, 28, 28, 1), dtype=np.float32)
+    y = np.arange(256) % 10
+    backup = tmp_path / "backup"
+
+    def prune():
+        keras.utils.set_random_seed(0)
+        with train.resumable(backup):
+            return optimize.prune(dense_model(), x, y, target_sparsity=0.5, epochs=2, batch_size=64)
+
+    caplog.set_level(logging.INFO, "collabopt")
+    monkeypatch.setattr(train, "_test_sigkill", lambda stage: [Stop()])
+    with pytest.raises(RuntimeError, match="stopped after epoch 1"):
+        prune()
+    assert os.listdir(backup / "prune") and "[prune] epoch 1/2" in caplog.text
+    monkeypatch.undo()
+    caplog.clear()
+    pruned = prune()
+    assert "[prune] resumed at epoch 2/2 from its checkpoint" in caplog.text and "epoch 1/2" not in caplog.text
+    kernel = pruned.layers[-1].get_weights()[0]
+    assert float(np.mean(kernel == 0)) == pytest.approx(0.5, abs=0.01)
+    assert not backup.exists()  # deleted once the block ended normally
