@@ -145,8 +145,9 @@ def runs_table(summaries):
 
 
 def problems_text(execs):
-    """One line per FAILED / abandoned node of a run, with its reason ('' if none)."""
-    return "\n".join(f"{state} {node}: {' '.join(why.split())}" for node, state, why in problems(execs))
+    """One line per FAILED / ABANDONED (CANCELED) node of a run, with its reason ('' if none)."""
+    return "\n".join(f"{'ABANDONED' if state == 'CANCELED' else state} {node}: {' '.join(why.split())}"
+                     for node, state, why in problems(execs))
 
 
 COLUMNS = ("stage", "state", "accuracy", "int8_acc", "bytes -> gzip", "saving", "sparsity", "uniq/ch",

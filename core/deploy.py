@@ -104,11 +104,15 @@ def push_leaf(path_name, tflite_dir, evaluation_dir, destination, *, npu_dir=Non
     Refused (DeployError, nothing written) when the deployment folder is damaged, or when the
     version deployed now is not the one the leaf was judged against (its evaluation's
     'previous_version', none for a first push): another run deployed meanwhile, or the evaluation
-    was reused (cached) from before that; evaluate again against what is deployed now."""
+    was reused (cached) from before that; evaluate again against what is deployed now. A leaf that
+    is deployed already (a push killed after its switch, run again) is not pushed twice: returns
+    that version."""
     from collabopt.core.tfenv import tf
     where = _path_dir(destination, path_name)
-    leaf = read_leaf(evaluation_dir)
+    leaf = {k: v for k, v in read_leaf(evaluation_dir).items() if k != "layers"}
     deployed = deployed_version(destination, path_name)
+    if deployed is not None and {**last_pushed(destination, path_name), "version": None} == {**leaf, "version": None}:
+        return deployed, os.path.join(where, deployed)
     if deployed != leaf.get("previous_version"):
         judged = leaf.get("previous_version")
         raise DeployError(
@@ -127,7 +131,7 @@ def push_leaf(path_name, tflite_dir, evaluation_dir, destination, *, npu_dir=Non
         tf.io.gfile.copy(os.path.join(str(tflite_dir), TFLITE_FILE), os.path.join(staging, TFLITE_FILE))
         leaf["version"] = version
         with tf.io.gfile.GFile(os.path.join(staging, LEAF_FILE), "w") as f:
-            f.write(json.dumps({k: v for k, v in leaf.items() if k != "layers"}, indent=1, sort_keys=True))
+            f.write(json.dumps(leaf, indent=1, sort_keys=True))
         if npu_dir:
             _copy_tree(str(npu_dir), os.path.join(staging, "npu"))
         tf.io.gfile.rename(staging, folder)

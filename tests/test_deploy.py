@@ -175,6 +175,17 @@ def test_a_lost_or_dangling_latest_is_an_error_not_a_first_run(tmp_path):
     assert deploy.last_pushed(dest, PATH)["version"] == v1
 
 
+def test_a_leaf_deployed_already_is_not_pushed_twice(tmp_path):
+    """A push killed after its switch but before the run recorded it executes again on the rerun
+    (the leaf's evaluation, cached, was judged against the version before): nothing to do."""
+    dest = tmp_path / "deployed"
+    leaf = leaf_dirs(tmp_path, 1)
+    v1, folder = push(dest, leaf)
+    before = tree(dest)
+    assert push(dest, leaf) == (v1, folder)
+    assert tree(dest) == before
+
+
 def test_a_leaf_judged_against_another_version_is_not_pushed(tmp_path):
     """A cached evaluation, or a concurrent run that pushed first: the deployed version is not the
     one the leaf was compared with, so pushing it would skip the not-worse comparison."""

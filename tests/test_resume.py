@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from collabopt import results, runners
+from collabopt.cli import main
 from collabopt.core import deploy
 from collabopt.core.train import TEST_SIGKILL
 from collabopt.tests.cli_processes import collabopt, printed_table, run_id
@@ -65,7 +66,7 @@ def test_each_rerun_executes_only_what_did_not_finish(crashed):
     assert counts == {n: ["COMPLETE"] for n in NODES} | {"BaselineTrainer": ["CANCELED", "COMPLETE"]}
 
 
-def test_the_killed_fine_tuning_resumes_from_its_last_epoch(crashed):
+def test_the_killed_fine_tuning_resumes_from_its_last_epoch(crashed, capsys):
     d, mlmd, runs = crashed
     (_, _, killed_log, killed), (_, _, resumed_log, resumed) = runs[1], runs[2]
     assert "[baseline] epoch 2/3" in killed_log and "[baseline] epoch 3/3" not in killed_log
@@ -82,6 +83,8 @@ def test_the_killed_fine_tuning_resumes_from_its_last_epoch(crashed):
     assert abandoned["state"] == "CANCELED" and not abandoned["outputs"].get("model")
     assert abandoned["reason"].startswith(f"run {killed} stopped while this ran (its process was killed")
     assert f"marked by run {resumed} at " in abandoned["reason"]
+    main(["report", "--mlmd", mlmd, "--run", killed])
+    assert f"ABANDONED BaselineTrainer: run {killed} stopped while this ran" in capsys.readouterr().out
 
 
 def test_the_last_run_prints_its_own_leaves_and_the_crashed_runs_are_abandoned(crashed):
