@@ -48,8 +48,7 @@ def test_each_rerun_executes_only_what_did_not_finish(crashed):
     assert list(execs) == [rid for *_, rid in runs]  # one MLMD run per process, in order
     # run i reused (CACHED) what earlier runs finished and executed one node: the trainer twice
     # (killed inside it, then resumed), the last run none
-    executed = [NODES[0], *NODES[1:], None]
-    executed.insert(1, "BaselineTrainer")
+    executed = [NODES[0], "BaselineTrainer", *NODES[1:], None]
     for i, ((kill, _, log, rid), node) in enumerate(zip(runs, executed)):
         done = NODES[:NODES.index(node)] if node else NODES
         expected = {n: "CACHED" for n in done}
