@@ -45,6 +45,6 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         reasons = json.dumps(leaf[keys.REASONS])
         common.record(evaluation, {keys.NPU_TARGETS: ",".join(leaf["npu"]), keys.REASONS: reasons,
                                    "preservation_failures": "; ".join(leaf["preservation_failures"]),
+                                   keys.EXCLUDED_LAYERS: json.dumps(leaf[keys.EXCLUDED_LAYERS], sort_keys=True),
                                    keys.BLESSED: leaf["blessed"]})
         common.record(blessing, {keys.BLESSED: leaf["blessed"], keys.PATH: leaf["path"], keys.REASONS: reasons})
-                                   keys.EXCLUDED_LAYERS: json.dumps(leaf[keys.EXCLUDED_LAYERS], sort_keys=True),
