@@ -215,6 +215,7 @@ def leaves(store, run=None, execs=None):
             leaf = {k: p.get(k) for k in LEAF_FIELDS}
             leaf["blessed"] = bool(leaf[keys.BLESSED])
             leaf["reasons"] = json.loads(p.get(keys.REASONS) or "[]")
+            leaf[keys.EXCLUDED_LAYERS] = json.loads(p.get(keys.EXCLUDED_LAYERS) or "{}")
             leaf["npu"] = {t: {k: p.get(f"{t}.{v}") for k, v in NPU_FIELDS.items()} for t in targets}
             leaf["pushed"] = leaf["path"] in pushed
             leaf["state"], leaf["uri"] = ex["state"], art.uri

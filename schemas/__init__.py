@@ -32,7 +32,8 @@ def _depth(error):
     return len(error.absolute_path), error.validator not in ("type", "const")
 
 
-MAX_MESSAGE = 200  # characters of one problem: jsonschema's messages quote the offending value whole
+MAX_VALUE = 100     # characters of the offending value quoted in a problem: jsonschema quotes it whole
+MAX_MESSAGE = 1000  # characters of one problem (what the schema lists, e.g. the valid targets, stays whole)
 MAX_PROBLEMS = 20
 
 
@@ -42,12 +43,20 @@ def cap(text, limit=MAX_MESSAGE):
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
+def _quoted(error):
+    """jsonschema's message with the offending value it quotes first cut to MAX_VALUE characters."""
+    value = repr(error.instance)
+    if len(value) > MAX_VALUE and error.message.startswith(value):
+        return cap(value, MAX_VALUE) + error.message[len(value):]
+    return error.message
+
+
 def _schema_problems(doc, schema):
     v = jsonschema.Draft202012Validator(schema)
     # For oneOf/anyOf, the alternative that got furthest says more than "not valid under any".
     errors = [max(e.context, key=_depth) if e.context else e for e in v.iter_errors(doc)]
     errors = sorted(errors, key=lambda e: [str(p) for p in e.absolute_path])
-    problems = [cap(f"{'.'.join(str(p) for p in e.absolute_path) or '<top>'}: {e.message}") for e in errors]
+    problems = [cap(f"{'.'.join(str(p) for p in e.absolute_path) or '<top>'}: {_quoted(e)}") for e in errors]
     if len(problems) > MAX_PROBLEMS:
         problems[MAX_PROBLEMS:] = [f"... and {len(problems) - MAX_PROBLEMS} more"]
     return problems

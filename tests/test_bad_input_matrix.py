@@ -69,7 +69,7 @@ CONFIG_CASES = [
     Case("unknown NPU target", run({"paths": "all", "npu": {"targets": ["ethos-u99-1"]}}),
          INVALID + "npu.targets.0: 'ethos-u99-1' is not one of ['ethos-u55-32', 'ethos-u55-64', …"),
     Case("a value quoted whole", run({"paths": "all", "report": {"title": "x" * 100000}}),
-         INVALID + "report.title: 'xxxx…xxx..."),  # each problem capped at 200 characters
+         INVALID + "report.title: 'xxxx…xxx... is too long"),  # the value quoted in 100 characters
     Case("mistakes by the hundred", run({"paths": "all", "beam_pipeline_args": ["x"] * 500}),
          INVALID + "beam_pipeline_args: ['x', …; beam_pipeline_args.0: 'x' does not match '^--'; …..."),  # 1,000
     Case("missing model path", run({"paths": ["ptq"], "baseline": {"model_uri": "/no/such/model"}}),

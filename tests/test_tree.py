@@ -40,6 +40,9 @@ def test_all_paths_give_8_leaves_with_every_field(local_run, capsys):
             assert est["cycles"] > 0 and est["npu_op_pct"] == 100.0
         assert 0 < leaf["gzip_bytes"] < leaf["tflite_bytes"]
     by_path = {l["path"]: l for l in leaves}
+    # Every technique of a path says what it left out (nothing: TFMOT handles every DS-CNN layer).
+    assert by_path["prune_cluster_pcqat"]["excluded_layers"] == {"prune": {}, "cluster": {}, "qat": {}}
+    assert by_path["ptq"]["excluded_layers"] == {}
     # What each path promises shows in its flatbuffer: pruned paths are sparse, clustered ones have few values.
     assert all(by_path[p]["sparsity"] > 0.4 for p in tree_paths.PATHS if "prune" in tree_paths.PATHS[p])
     assert all(by_path[p]["sparsity"] < 0.1 for p in ("ptq", "qat", "cluster_ptq", "cluster_cqat"))
