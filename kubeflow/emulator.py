@@ -13,7 +13,7 @@ import subprocess
 import sys
 
 from collabopt.kubeflow import KfpError, conditions
-from collabopt.kubeflow.client import parse_params
+from collabopt.kubeflow.run_inputs import parse_params
 from collabopt.kubeflow.compiler import load_package
 from collabopt.kubeflow.emulator_mlmd import Mlmd, component_class, tfx_artifact
 
