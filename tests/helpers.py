@@ -85,7 +85,7 @@ def save_model_dir(path, model):
 
 def dense_model(shape=(28, 28, 1), classes=10):
     from collabopt.core.tfenv import keras
-    inp = keras.Input(shape)
+    inp = keras.Input(shape, name="pixels")  # named: Keras numbers unnamed inputs per process
     return keras.Model(inp, keras.layers.Dense(classes)(keras.layers.Flatten()(inp)))
 
 

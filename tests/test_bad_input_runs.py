@@ -78,7 +78,7 @@ MODEL_CASES = [
     Case("corrupt saved_model.pb", run(lambda e, tmp: copy_of_good(e, tmp, lambda d: write(d / "saved_model.pb", b"garbage"))),
          CONVERT + "'{model}/Format-Serving': saved_model.pb is not a SavedModel (corrupt or truncated)"),
     Case("input shape mismatch", run(lambda e, tmp: save_model_dir(tmp / "model", dense_model(shape=(28, 28, 3)))),
-         CONVERT + "'{model}': the model's input 'input_1' takes examples of shape (28, 28, 3), but data.feature_shape "
+         CONVERT + "'{model}': the model's input 'pixels' takes examples of shape (28, 28, 3), but data.feature_shape "
          "is [28, 28, 1]"),
     Case("feature_shape mismatch", run(feature_shape=[32, 32, 1]), CONVERT + "'{model}': the model's input 'image' takes "
          "examples of shape (28, 28, 1), but data.feature_shape is [32, 32, 1]"),
