@@ -175,7 +175,8 @@ def test_compile_and_submit_do_not_import_the_emulator():
     code = ("import sys, collabopt.cli, collabopt.kubeflow.compiler, collabopt.kubeflow.client\n"
             "print(sorted(m for m in sys.modules if m.startswith('collabopt.kubeflow')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert ast.literal_eval(out) == ["collabopt.kubeflow", "collabopt.kubeflow.client", "collabopt.kubeflow.compiler"]
+    assert ast.literal_eval(out) == ["collabopt.kubeflow", "collabopt.kubeflow.client", "collabopt.kubeflow.compiler",
+                                     "collabopt.kubeflow.run_inputs"]
 
 
 def _parameter_inputs(spec):
