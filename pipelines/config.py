@@ -127,18 +127,23 @@ def _parse(text):
         loader.dispose()
 
 
+def _overlay(base, sections):
+    """A copy of `base` with each of `sections` replacing a scalar or updating a section's keys."""
+    out = copy.deepcopy(base)
+    for key, value in sections.items():
+        if key in SCALARS:
+            out[key] = value
+        else:
+            out[key].update(value or {})
+    return out
+
+
 def override(cfg, changes, source="override"):
     """The merged config `cfg` with `changes` ({section: {key: value}}, e.g. command-line options)
     applied, checked by the same schema and rules as a config file; the ConfigError names `source`."""
     try:
         schemas.check(changes)
-        new = copy.deepcopy(cfg)
-        for section, values in changes.items():
-            if section in SCALARS:
-                new[section] = values
-            else:
-                new[section].update(values)
-        return merge(new)
+        return merge(_overlay(cfg, changes))
     except schemas.ConfigError as e:
         raise schemas.ConfigError(f"{source}: {e}") from e
 
@@ -147,12 +152,7 @@ def merge(config):
     """DEFAULTS overridden per section by `config`, after checking it against
     schemas/tree_config.schema.json and what a schema cannot say (files exist, targets agree)."""
     schemas.validate(config)
-    cfg = copy.deepcopy(DEFAULTS)
-    for key, value in config.items():
-        if key in SCALARS:
-            cfg[key] = value
-        else:
-            cfg[key].update(value or {})
+    cfg = _overlay(DEFAULTS, config)
     problems = []
     sources = [k for k in ("model_uri", "pushed_models", "resolve") if cfg["baseline"].get(k)]
     if len(sources) > 1:
