@@ -1,6 +1,8 @@
 """Load and save the tf_keras SavedModels that cross component boundaries."""
+import contextlib
 import json
 import os
+import tempfile
 import zipfile
 
 from google.protobuf import message
@@ -81,6 +83,10 @@ def subclassed_error(class_name):
                       f"({class_name}). Rebuild it with the Functional API.")
 
 
+MODEL_FILES = (".keras", ".h5", ".hdf5")
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+
+
 def keras3_version(path):
     """The Keras version that saved a .keras file, if it is Keras 3 (tf_keras cannot read those)."""
     try:
@@ -89,6 +95,35 @@ def keras3_version(path):
     except (OSError, KeyError, ValueError, zipfile.BadZipFile):
         return None
     return version if version.startswith("3") else None
+
+
+def check_file(path):
+    """A model file is a whole tf_keras model in the .keras or HDF5 format, told from its bytes without
+    loading it: ModelError naming what it is otherwise (Keras 3, weights only, not a model)."""
+    path = str(path)
+    if not path.endswith(MODEL_FILES):
+        raise ModelError(f"{path!r} is a file but not a model: give a SavedModel folder, a TFX Model artifact "
+                         f"folder (Format-Serving/) or a {', '.join(MODEL_FILES)} file")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if path.endswith(".keras"):
+        if keras3_version(path):
+            raise ModelError(f"{path!r} was saved by Keras {keras3_version(path)}; collabopt fine-tunes tf_keras "
+                             f"models: {TF_KERAS_HINT}")
+        if not zipfile.is_zipfile(path):
+            raise ModelError(f"{path!r} is not a .keras file (not a zip archive; corrupt or truncated?)")
+        return
+    if head != HDF5_MAGIC:
+        raise ModelError(f"{path!r} is not an HDF5 file (corrupt or truncated?)")
+    import h5py
+    try:
+        with h5py.File(path, "r") as f:
+            whole = "model_config" in f.attrs
+    except OSError as e:
+        raise ModelError(f"{path!r} is not a readable HDF5 file (corrupt or truncated?): {e}") from e
+    if not whole:
+        raise ModelError(f"{path!r} holds weights only (save_weights): save the whole model "
+                         "(model.save(path)) so collabopt can rebuild it")
 
 
 def check_supported(model):
@@ -111,11 +146,9 @@ def check_supported(model):
 def load_model(path, custom_objects=None, check=True):
     """Load a tf_keras SavedModel (or .h5/.keras file) without compiling it."""
     path = str(path)
-    if os.path.isfile(path) and path.endswith((".h5", ".keras")):
+    if os.path.isfile(path):
+        check_file(path)
         src = path
-        if keras3_version(path):
-            raise ModelError(f"{path!r} was saved by Keras {keras3_version(path)}; collabopt fine-tunes tf_keras "
-                             f"models: {TF_KERAS_HINT}")
     else:
         src = saved_model_dir(path)
     try:
@@ -126,6 +159,17 @@ def load_model(path, custom_objects=None, check=True):
     return check_supported(model) if check else model
 
 
+@contextlib.contextmanager
+def saved_model(path):
+    """The SavedModel folder of the model at `path` (what the TFLite converter and the serving signature
+    read): its own, or for a .keras/.h5 file a temporary export that lives as long as the context."""
+    if not os.path.isfile(str(path)):
+        yield saved_model_dir(path)
+        return
+    with tempfile.TemporaryDirectory(prefix="collabopt-savedmodel-") as tmp:
+        yield save_model(load_model(path, check=False), os.path.join(tmp, SERVING_DIR))
+
+
 def save_model(model, path):
     """Save as a tf_keras SavedModel (what TFX Pusher and our components read)."""
     os.makedirs(path, exist_ok=True)
@@ -134,4 +178,4 @@ def save_model(model, path):
 
 
 __all__ = ["ModelError", "SERVING_DIR", "saved_model_dir", "serving_signature", "saved_model_class", "subclassed_error",
-           "keras3_version", "check_supported", "load_model", "save_model", "tf"]
+           "keras3_version", "check_file", "check_supported", "saved_model", "load_model", "save_model", "tf"]

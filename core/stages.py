@@ -3,6 +3,7 @@
 The TFX executors only decode artifacts and call these; benchmarks call them directly, so a
 pipeline run and a plain script do exactly the same work.
 """
+import contextlib
 import dataclasses
 import json
 import logging
@@ -172,13 +173,13 @@ def is_qat_saved_model(saved_model_dir):
 def to_tflite(model_path, data_spec, out_dir, *, representative_samples=200, evaluate=True):
     """Full-INT8 .tflite (QAT ranges if the model is a QAT model, else PTQ) and its analysis."""
     checks.stage_inputs(data_spec, model_path, train=representative_samples, evaluation=evaluate)
-    src = keras_io.saved_model_dir(model_path)
     x, _ = data_spec.train(limit=representative_samples)  # only what calibration uses
     # The converter asks for representative data even for QAT SavedModels (TF 2.21 checks before it
     # has read the graph); with fake-quant nodes present it uses their ranges and ignores the data.
     rep = convert.representative(x, representative_samples)
-    qat = is_qat_saved_model(src)
-    tflite = convert.saved_model_to_int8(src, rep)
+    with keras_io.saved_model(model_path) as src:  # a .keras/.h5 file: a temporary SavedModel
+        qat = is_qat_saved_model(src)
+        tflite = convert.saved_model_to_int8(src, rep)
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, TFLITE_FILE), "wb") as f:
         f.write(tflite)
@@ -236,11 +237,11 @@ def evaluate_leaf(path_name, tflite_dir, model_path, data_spec, out_dir, *, npu_
     with open(os.path.join(str(tflite_dir), STATS_FILE)) as f:
         conv = json.load(f)
     tflite_path = os.path.join(str(tflite_dir), TFLITE_FILE)
-    acc = evaluate.accuracy(
-        tflite_path, data_spec.examples_uri, data_spec.eval_split,
-        saved_model_dir=keras_io.saved_model_dir(model_path) if model_path else None,
-        feature_key=data_spec.feature_key, label_key=data_spec.label_key,
-        feature_shape=data_spec.feature_shape, make_pipeline=make_pipeline)
+    with (keras_io.saved_model(model_path) if model_path else contextlib.nullcontext()) as src:
+        acc = evaluate.accuracy(
+            tflite_path, data_spec.examples_uri, data_spec.eval_split, saved_model_dir=src,
+            feature_key=data_spec.feature_key, label_key=data_spec.label_key,
+            feature_shape=data_spec.feature_shape, make_pipeline=make_pipeline)
     os.makedirs(out_dir, exist_ok=True)
     npu = read_npu(npu_dir)
     leaf = {

@@ -15,6 +15,8 @@ from collabopt.tests.bad_input_fixtures import earlier  # noqa: F401 - a fixture
 from collabopt.tests.helpers import dense_model, save_model_dir, subclassed_model
 
 CONVERT = "collabopt run: node Convert_ptq failed: "  # the first stage of paths [ptq] from a given model
+# A bad model is refused when the config is loaded (pipelines/config.py), by the check its first stage makes.
+MODEL = "collabopt run: {config}: invalid tree_config config: baseline.model_uri: "
 TRAIN_FILE = "{examples}/Split-train/data_tfrecord-00000-of-00001.gz"
 
 
@@ -27,7 +29,8 @@ def run(model=None, examples=None, trained=False, **data_params):
         cfg = {"name": "bad-input", "paths": ["ptq"], "examples": {"uri": x},
                "baseline": {"model_uri": m} if m else {"epochs": 1, "width": 16, "blocks": 1},
                "data": {"train_limit": 300, "eval_limit": 100, **data_params}, "npu": {"targets": ["ethos-u55-128"]}}
-        return ["run", write(tmp / "bad.yaml", cfg), "--root", e.root], {"model": m, "examples": x}
+        config = write(tmp / "bad.yaml", cfg)
+        return ["run", config, "--root", e.root], {"model": m, "examples": x, "config": config}
     return make
 
 
@@ -55,6 +58,18 @@ def keras3_file(e, tmp):
     return str(tmp / "model.keras")
 
 
+def model_file(name, save=lambda m, path: m.save(path), damage=lambda b: b):
+    """A tf_keras model saved to the file `name` by `save`, its bytes then passed through `damage`."""
+    def make(e, tmp):
+        path = str(tmp / name)
+        save(dense_model(), path)
+        with open(path, "rb") as f:
+            content = f.read()
+        write(path, damage(content))
+        return path
+    return make
+
+
 def copy_of_good(e, tmp, damage):
     shutil.copytree(e.model, tmp / "model")
     damage(tmp / "model" / "Format-Serving")
@@ -67,22 +82,32 @@ def subclassed(e, tmp):
 
 MODEL_CASES = [
     Case("not a SavedModel", run(not_a_saved_model),
-         CONVERT + "'{model}' is not a SavedModel: no saved_model.pb in it or in its Format-Serving/ folder"),
-    Case("Keras 3 SavedModel", run(keras3_export), CONVERT + "'{model}' is a Keras 3 SavedModel (model.export()): it "
+         MODEL + "'{model}' is not a SavedModel: no saved_model.pb in it or in its Format-Serving/ folder"),
+    Case("Keras 3 SavedModel", run(keras3_export), MODEL + "'{model}' is a Keras 3 SavedModel (model.export()): it "
          "has no keras_metadata.pb; collabopt fine-tunes tf_keras models: build and save it with tf_keras …"),
-    Case("Keras 3 .keras file", run(keras3_file), CONVERT + "'{model}' was saved by Keras 3.…; collabopt fine-tunes "
+    Case("Keras 3 .keras file", run(keras3_file), MODEL + "'{model}' was saved by Keras 3.…; collabopt fine-tunes "
          "tf_keras models: build and save it with tf_keras (import tf_keras as keras; model.save(path, save_format='tf'))"),
+    Case("weights-only .h5", run(model_file("model.h5", lambda m, p: m.save_weights(p))),
+         MODEL + "'{model}' holds weights only (save_weights): save the whole model (model.save(path)) so collabopt "
+         "can rebuild it"),
+    Case("truncated .h5", run(model_file("model.h5", damage=lambda b: b[:len(b) // 2])),
+         MODEL + "'{model}' is not a readable HDF5 file (corrupt or truncated?): Unable to …"),
+    Case("truncated .keras", run(model_file("model.keras", damage=lambda b: b[:len(b) // 2])),
+         MODEL + "'{model}' is not a .keras file (not a zip archive; corrupt or truncated?)"),
+    Case("a file that is no model", run(model_file("model.tflite", lambda m, p: write(p, b"TFL3"))),
+         MODEL + "'{model}' is a file but not a model: give a SavedModel folder, a TFX Model artifact folder "
+         "(Format-Serving/) or a .keras, .h5, .hdf5 file"),
     Case("SavedModel without variables/", run(lambda e, tmp: copy_of_good(e, tmp, lambda d: shutil.rmtree(d / "variables"))),
-         CONVERT + "'{model}/Format-Serving': the SavedModel's variables/ folder is missing or incomplete (no "
+         MODEL + "'{model}/Format-Serving': the SavedModel's variables/ folder is missing or incomplete (no "
          "variables.index or variables.data-*): copy the whole SavedModel folder"),
     Case("corrupt saved_model.pb", run(lambda e, tmp: copy_of_good(e, tmp, lambda d: write(d / "saved_model.pb", b"garbage"))),
-         CONVERT + "'{model}/Format-Serving': saved_model.pb is not a SavedModel (corrupt or truncated)"),
+         MODEL + "'{model}/Format-Serving': saved_model.pb is not a SavedModel (corrupt or truncated)"),
     Case("input shape mismatch", run(lambda e, tmp: save_model_dir(tmp / "model", dense_model(shape=(28, 28, 3)))),
-         CONVERT + "'{model}': the model's input 'pixels' takes examples of shape (28, 28, 3), but data.feature_shape "
+         MODEL + "'{model}': the model's input 'pixels' takes examples of shape (28, 28, 3), but data.feature_shape "
          "is [28, 28, 1]"),
-    Case("feature_shape mismatch", run(feature_shape=[32, 32, 1]), CONVERT + "'{model}': the model's input 'image' takes "
+    Case("feature_shape mismatch", run(feature_shape=[32, 32, 1]), MODEL + "'{model}': the model's input 'image' takes "
          "examples of shape (28, 28, 1), but data.feature_shape is [32, 32, 1]"),
-    Case("subclassed model", run(subclassed), CONVERT + "'{model}': only Sequential/Functional tf_keras models are "
+    Case("subclassed model", run(subclassed), MODEL + "'{model}': only Sequential/Functional tf_keras models are "
          "supported; got a subclassed model (Subclassed). Rebuild it with the Functional API."),
 ]
 
