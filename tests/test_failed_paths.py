@@ -1,8 +1,10 @@
 """One path's failure does not hide the others (issue 11): a path whose stage fails at run time is a
 result, as TFX's "not blessed" is: its nodes COMPLETE with their outputs marked failed, the other
 paths finish, the report, `collabopt report` and `collabopt runs` list it with why, and `collabopt
-run` exits with 3. The failure is real: a model with Rescaling + Normalization layers, which TFMOT
-cannot prune, and `prune: {strict: true}`; clustering passes such layers through."""
+run` exits with 3; the same on the Beam runner and, compiled for Kubeflow Pipelines, task by task
+(where a FAILED task would stop every task after it). The failure is real: a model with Rescaling +
+Normalization layers, which TFMOT cannot prune, and `prune: {strict: true}`; clustering passes such
+layers through."""
 import html
 import json
 import os
@@ -14,6 +16,8 @@ from collabopt import results
 from collabopt.cli import main
 from collabopt.components import keys
 from collabopt.core import keras_io
+from collabopt.tests.kfp_fixtures import compile_config
+from collabopt.tests.test_kfp_emulator import task_env  # noqa: F401 - a fixture
 from collabopt.tests.test_layer_support import preprocessing
 
 WHY = ("Pruner: prune: 2 layer(s) TFMOT cannot prune (strict: true): scale (Rescaling is not in TFMOT's pruning "
@@ -36,16 +40,21 @@ def _run(capsys, *argv):
 
 
 @pytest.fixture(scope="module")
-def broken(tmp_path_factory, examples_uri):
-    """(config file, root) of a tree whose prune paths fail and whose other paths do not."""
-    tmp = tmp_path_factory.mktemp("failed-paths")
-    model = str(tmp / "model")
+def broken_config(tmp_path_factory, examples_uri):
+    """A tree whose prune paths fail and whose other paths do not."""
+    model = str(tmp_path_factory.mktemp("model"))
     keras_io.save_model(preprocessing(), os.path.join(model, keras_io.SERVING_DIR))
-    config = {"name": "failed-paths", "paths": ["prune_ptq", "prune_cluster_ptq", "cluster_ptq"],
-              "examples": {"uri": examples_uri}, "baseline": {"model_uri": model},
-              "data": {"train_limit": 300, "eval_limit": 100}, "prune": {"epochs": 1, "strict": True},
-              "cluster": {"epochs": 1}, "npu": {"targets": [TARGET]}}
-    (tmp / "broken.yaml").write_text(yaml.safe_dump(config))
+    return {"name": "failed-paths", "paths": ["prune_ptq", "prune_cluster_ptq", "cluster_ptq"],
+            "examples": {"uri": examples_uri}, "baseline": {"model_uri": model},
+            "data": {"train_limit": 300, "eval_limit": 100}, "prune": {"epochs": 1, "strict": True},
+            "cluster": {"epochs": 1}, "npu": {"targets": [TARGET]}}
+
+
+@pytest.fixture(scope="module")
+def broken(tmp_path_factory, broken_config):
+    """(config file, root) of broken_config."""
+    tmp = tmp_path_factory.mktemp("failed-paths")
+    (tmp / "broken.yaml").write_text(yaml.safe_dump(broken_config))
     return str(tmp / "broken.yaml"), str(tmp / "root")
 
 
@@ -122,3 +131,29 @@ def test_a_failure_is_cached_and_no_cache_executes_it_again(broken, capsys):
         assert pruner["state"] == state and pruner["id"] != first["Pruner"]["id"]
         (art,) = pruner["outputs"][keys.PRUNED_MODEL_KEY]
         assert results.props(art)[keys.ERROR] == WHY
+
+
+def test_beam_runner_runs_on_past_a_failed_path(broken_config, tmp_path):
+    from collabopt import runners
+    from collabopt.pipelines import tree
+    pipeline_root, mlmd = runners.paths(tmp_path)
+    runners.run(tree.create_pipeline({**broken_config, "paths": ["prune_ptq"]}, pipeline_root, mlmd), "beam")
+    leaves = {l["path"]: l for l in results.leaves(results.connect(mlmd))}
+    assert leaves["prune_ptq"]["error"] == WHY and not leaves["ptq"]["failed"]
+
+
+def test_kubeflow_tasks_pass_a_failed_path_on_as_complete_tasks(broken_config, tmp_path, task_env):  # noqa: F811
+    """Compiled for KFP and run task by task through its container entrypoint: the failed Pruner task
+    and the tasks after it COMPLETE (a FAILED task would stop them all, and the report), each output's
+    metadata carries the failure. (The prune path only, to the NPU task: the local run above shows the
+    evaluator and the report; these tasks cost ~15 s each here.)"""
+    from collabopt.kubeflow import emulator
+    package = str(tmp_path / "broken-kfp.yaml")
+    compile_config({**broken_config, "paths": ["prune_ptq"]}, package)
+    chain = {"Pruner": "pruned_model", "Convert_prune_ptq": "tflite_model", "NPU_prune_ptq": "npu_model"}
+    tasks = emulator.run_compiled_locally(package, str(tmp_path / "kfp"), str(tmp_path / "kfp.sqlite"), workers=2,
+                                          env=task_env, tasks=["ExamplesImporter", "BaselineImporter", *chain])["tasks"]
+    assert {t: r["state"] for t, r in tasks.items()} == {t: "COMPLETE" for t in tasks} and set(chain) <= set(tasks)
+    for task, key in chain.items():
+        metadata = tasks[task]["outputs"][key]["metadata"]
+        assert metadata[keys.FAILED] == 1 and metadata[keys.ERROR] == WHY, task  # KFP keeps numbers as floats
