@@ -123,23 +123,27 @@ def problems(execs):
 
 
 def run_summaries(store, pipeline_name=None, lease=None):
-    """[{run, pipeline, started, state, leaves, problems}] of every run (of one pipeline), oldest first."""
+    """[{run, pipeline, started, state, leaves, problems, failed_paths}] of every run (of one pipeline),
+    oldest first; `leaves` counts those that did not fail."""
     import datetime
     out = []
     for run in runs(store, pipeline_name):
         execs = executions(store, run)
+        found = leaves(store, run, execs)
+        ok = [l for l in found if not l[keys.FAILED]]
         out.append({"run": run.name, "pipeline": pipeline_of(store, run),
                     "started": datetime.datetime.fromtimestamp(run.create_time_since_epoch / 1000).isoformat(
                         sep=" ", timespec="seconds"),
-                    "state": run_state(store, run, execs, lease), "leaves": len(leaves(store, run, execs)),
-                    "problems": problems(execs)})
+                    "state": run_state(store, run, execs, lease), "leaves": len(ok),
+                    "problems": problems(execs), "failed_paths": [l["path"] for l in found if l[keys.FAILED]]})
     return out
 
 
 def runs_table(summaries):
     head = ("run", "pipeline", "started", "state", "leaves", "failed / abandoned")
     lines = [head] + [(s["run"], s["pipeline"], s["started"], s["state"], str(s["leaves"]),
-                       ", ".join(node for node, _, _ in s["problems"]) or "-") for s in summaries]
+                       ", ".join([node for node, _, _ in s["problems"]] + [f"path:{p}" for p in s["failed_paths"]])
+                       or "-") for s in summaries]
     widths = [max(len(str(row[i])) for row in lines) for i in range(len(head))]
     return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in lines)
 
@@ -200,7 +204,8 @@ NPU_FIELDS = {"cycles": "npu_cycles", "inference_time_s": "inference_time_s", "f
 def leaves(store, run=None, execs=None):
     """Every evaluated leaf of a run (the latest by default), from MLMD properties alone:
     LEAF_FIELDS, 'reasons', 'npu': {target: NPU_FIELDS}, 'pushed' (its Push_<path> node deployed it,
-    in this run or, CACHED, in the run it reuses), 'uri' (the LeafEvaluation folder)."""
+    in this run or, CACHED, in the run it reuses), 'uri' (the LeafEvaluation folder), 'failed' and
+    'error' (a path whose node failed: its numbers are None, 'error' names the node and why)."""
     execs = executions(store, run) if execs is None else execs
     pushed = {e["node"][len("Push_"):] for e in execs if e["node"].startswith("Push_")
               and e["state"] in ("COMPLETE", "CACHED")
@@ -219,13 +224,21 @@ def leaves(store, run=None, execs=None):
             leaf["npu"] = {t: {k: p.get(f"{t}.{v}") for k, v in NPU_FIELDS.items()} for t in targets}
             leaf["pushed"] = leaf["path"] in pushed
             leaf["state"], leaf["uri"] = ex["state"], art.uri
+            leaf[keys.FAILED], leaf[keys.ERROR] = bool(p.get(keys.FAILED)), p.get(keys.ERROR)
             out.append(leaf)
     from collabopt.core import tree_paths  # no heavy imports: the paths only
     order = list(tree_paths.PATHS)
     return sorted(out, key=lambda l: order.index(l["path"]) if l["path"] in order else len(order))
 
 
+def failed_text(rows):
+    """One line per failed path of `leaves` rows, with its node and why ('' if none failed)."""
+    return "\n".join(f"FAILED path {r['path']}: {r[keys.ERROR]}" for r in rows if r[keys.FAILED])
+
+
 def leaf_table(rows):
+    """The table of the leaves that did not fail (failed_text lists the others)."""
+    rows = [r for r in rows if not r[keys.FAILED]]
     targets = []
     for r in rows:
         targets += [t for t in r["npu"] if t not in targets]

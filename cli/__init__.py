@@ -3,7 +3,8 @@ module here adds its own subcommands.
 
 Every failure ends as one line on stderr, `collabopt <command>: <what and where>`, and a non-zero exit
 code: 1 for an error, 2 for a usage error (as argparse), 130 when interrupted (Ctrl-C). A failed
-pipeline run names its node. `--debug` adds the traceback (and the ones TFX logs)."""
+pipeline run names its node. A run that finished with some paths failed exits with 3 after printing
+the other leaves (the failed paths are a result, listed with why). `--debug` adds the traceback (and the ones TFX logs)."""
 import argparse
 import contextlib
 import logging

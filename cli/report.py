@@ -50,7 +50,8 @@ def list_runs(args):
 
 def show(mlmd, pipeline_name=None, fmt="table", output=None, run_id=None):
     """Print (or write to `output`) the leaves of run `run_id` (default: the newest run) in the
-    SQLite MLMD at `mlmd`; in a table, also the nodes that failed or were abandoned, with why."""
+    SQLite MLMD at `mlmd`; in a table, also the paths and nodes that failed or were abandoned, with
+    why. Returns the leaves (results.leaves)."""
     from collabopt import results
 
     store = _store(mlmd, "report")
@@ -69,11 +70,12 @@ def show(mlmd, pipeline_name=None, fmt="table", output=None, run_id=None):
                                   meta={"pipeline run": run.name, "ML Metadata": mlmd})
     else:
         text = results.leaf_table(leaves) if leaves else results.table(results.stage_rows(execs))
-        problems = results.problems_text(execs)  # a run without leaf evaluations: per-stage rows above
-        text += f"\n\n{problems}" if problems else ""
+        problems = "\n".join(filter(None, (results.failed_text(leaves), results.problems_text(execs))))
+        text += f"\n\n{problems}" if problems else ""  # a run without leaf evaluations: per-stage rows above
     if output:
         with open(output, "w") as f:
             f.write(text)
         print(f"wrote {output}")
     else:
         print(text)
+    return leaves

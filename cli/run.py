@@ -1,5 +1,8 @@
 """`collabopt run` and `collabopt demo`: a config's deployment tree on the local or Beam runner."""
 import os
+import sys
+
+PATHS_FAILED = 3  # exit code: the run finished, some paths failed (README: exit codes)
 
 
 def add_parsers(sub):
@@ -36,7 +39,12 @@ def run(args):
     print(f"collabopt run: {cfg['name']} ({len(tree_paths.expand(cfg['paths']))} leaves), runner={args.runner}, "
           f"root={os.path.dirname(root)}, run {run_id}{'' if args.no_cache else ' (cache on)'}", flush=True)
     runners.run(pipe, args.runner, run_id=run_id)
-    report.show(mlmd, run_id=run_id)  # this run's leaves, whatever else ran on this root meanwhile
+    leaves = report.show(mlmd, run_id=run_id)  # this run's leaves, whatever else ran on this root meanwhile
     print(f"\nreport: {os.path.join(os.path.dirname(root), 'report.html')}\nartifacts: {root}\n"
           f"ML Metadata (SQLite): {mlmd}\nagain: collabopt report --mlmd {mlmd} --run {run_id} "
-          f"[--format json|html]; all runs: collabopt runs --mlmd {mlmd}")
+          f"[--format json|html]; all runs: collabopt runs --mlmd {mlmd}", flush=True)
+    failed = [l["path"] for l in leaves if l["failed"]]
+    if failed:  # the run finished, the others' leaves are above: a distinct exit code, not an error
+        print(f"collabopt run: finished, {len(failed)} of {len(leaves)} paths failed: {', '.join(failed)} "
+              "(why: above and in the report)", file=sys.stderr, flush=True)
+        raise SystemExit(PATHS_FAILED)

@@ -11,7 +11,7 @@ from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from collabopt import schemas
 from collabopt.components import keys
-from collabopt.core import data, stages
+from collabopt.core import data, keras_io, stages, vela
 
 # Every model stage reads a standard Model and the Examples it fine-tunes/evaluates on.
 MODEL_STAGE_INPUTS = {keys.MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
@@ -161,3 +161,80 @@ def output(output_dict, key):
     art = artifact_utils.get_single_instance(output_dict[key])
     os.makedirs(art.uri, exist_ok=True)
     return art
+
+
+# ---------------------------------------------------------------- one path's failure
+# Errors that are not one path's own: bad input (the tree's model or Examples every path shares, a
+# float .tflite given to Vela: core/checks.py), a parameter mistake, the machine (files, memory: a rerun
+# may not meet them again, so they must not be cached). They fail the node and the run, as before. Any
+# other error of a path's stage (TFMOT refusing a layer, strict layer checks, the converter) marks the
+# path failed instead.
+NOT_THE_PATHS = (keras_io.ModelError, data.ExamplesError, vela.NotInt8Error, schemas.ConfigError, OSError,
+                 MemoryError)
+MAX_ERROR = 1000  # characters of a failure's one-line reason
+
+
+def marked_failed(artifact):
+    return artifact.has_custom_property(keys.FAILED) and artifact.get_int_custom_property(keys.FAILED) == 1
+
+
+def failure(input_dict, keys_=None):
+    """The `error` of the first input artifact (of `keys_`, default all) marked failed, else None."""
+    for key in keys_ if keys_ is not None else input_dict:
+        for a in input_dict.get(key) or []:
+            if marked_failed(a):
+                return a.get_string_custom_property(keys.ERROR)
+    return None
+
+
+def reason(exc):
+    """An exception as one line: collabopt's own in its words, others (TFMOT's, TF's) with their type."""
+    text = " ".join(str(exc).split())
+    if not type(exc).__module__.startswith("collabopt."):
+        text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text if len(text) <= MAX_ERROR else text[:MAX_ERROR - 3] + "..."
+
+
+class PathStage:
+    """Mixin of the executors of a path's own nodes, whose `stage` does the work. Like TFX's Pusher
+    ("not pushed") and Evaluator ("not blessed"), a path that failed is an outcome, not a failed
+    execution: on KFP a FAILED task would stop every downstream task, the other paths' and the report
+    included. So when `stage` raises an error of the path's own (not NOT_THE_PATHS), it is logged and
+    every output is marked `failed` = 1 with `error` = "<node>: <reason>"; a node with an input marked
+    failed does no work and passes that error on. The execution is COMPLETE: TFX's cache keeps the
+    failure (deterministic on the same inputs and parameters, as a "not blessed" is) and
+    `collabopt run --no-cache` executes it again."""
+    REFERENCE_INPUTS = ()  # inputs that are not this path's (LeafEvaluator's baseline): they do not pass on
+
+    def Do(self, input_dict, output_dict, exec_properties):
+        setup_logging()
+        error = failure(input_dict, [k for k in input_dict if k not in self.REFERENCE_INPUTS])
+        if error is None:
+            try:
+                return self.stage(input_dict, output_dict, exec_properties)
+            except NOT_THE_PATHS:
+                raise
+            except Exception as e:  # noqa: BLE001 - the path's own failure: reported, the others go on
+                error = f"{self.node_id()}: {reason(e)}"
+                logging.getLogger("collabopt").warning("path failed: %s", error, exc_info=True)
+        else:
+            logging.getLogger("collabopt").warning("%s: an input is marked failed, passed on: %s", self.node_id(), error)
+        self.failed(input_dict, output_dict, exec_properties, error)
+        return None
+
+    def failed(self, input_dict, output_dict, exec_properties, error):
+        """Mark every output failed (a node with more to say about a failure overrides this)."""
+        for arts in output_dict.values():
+            for a in arts:
+                os.makedirs(a.uri, exist_ok=True)
+                record(a, {keys.FAILED: 1, keys.ERROR: error})
+
+    def node_id(self):
+        """This execution's pipeline node id (e.g. Convert_ptq), else its component's class name."""
+        node = getattr(getattr(self, "_context", None), "pipeline_node", None)
+        if node is not None and node.node_info.id:
+            return node.node_info.id
+        from collabopt import components
+        folder = type(self).__module__.split(".")[-2]  # collabopt.components.<folder>.executor
+        return next((name for name, where in components._WHERE.items()  # noqa: SLF001
+                     if where.startswith(folder + ".")), folder)

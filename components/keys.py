@@ -24,3 +24,7 @@ PUSHED = "pushed"                  # PushedModel: 1 or 0 (as TFX's Pusher)
 PATH = "path"                      # the leaf's deployment-tree path
 NPU_TARGETS = "npu_targets"        # LeafEvaluation: comma-separated Vela targets it has numbers for
 from collabopt.core.artifact_files import EXCLUDED_LAYERS  # noqa: E402,F401  JSON {technique: {layer: why}}
+# A path whose stage failed: its nodes' outputs carry these instead of a result (as TFX's Pusher marks
+# "not pushed"), so the other paths, the report and the blessing still run; set by common.PathStage.
+# FAILED: 1 on every output of a failed path's nodes; ERROR: "<node>: <one-line reason>" of the first.
+from collabopt.core.artifact_files import ERROR, FAILED  # noqa: E402,F401

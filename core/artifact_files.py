@@ -16,11 +16,21 @@ LEAF_FILE = "leaf.json"           # a LeafEvaluation's numbers (and a deployed l
 REPORT_FILE = "report.html"
 LEAVES_FILE = "leaves.json"
 EXCLUDED_LAYERS = "excluded_layers"  # stats.json / leaf.json: {technique: {layer: why}}
+FAILED = "failed"                 # leaf.json (and MLMD, as 1): the path failed before it had a leaf
+ERROR = "error"                   # leaf.json (and MLMD): "<node>: <one-line reason>" of that failure
 
 
 def write_json(path, obj):
     with open(path, "w") as f:
         json.dump(obj, f, indent=1, sort_keys=True)
+
+
+def write_failed_leaf(evaluation_dir, path, error):
+    """leaf.json of a path that failed before it had a leaf: why, and never blessed. Returns it."""
+    leaf = {"path": path, FAILED: True, ERROR: error, "blessed": False, "reasons": [error]}
+    os.makedirs(str(evaluation_dir), exist_ok=True)
+    write_json(os.path.join(str(evaluation_dir), LEAF_FILE), leaf)
+    return leaf
 
 
 def read_leaf(evaluation_dir):

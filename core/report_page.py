@@ -15,7 +15,7 @@ import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 from collabopt.core import tree_paths  # noqa: E402
-from collabopt.core.artifact_files import EXCLUDED_LAYERS, INT8_STAGE  # noqa: E402
+from collabopt.core.artifact_files import ERROR, EXCLUDED_LAYERS, FAILED, INT8_STAGE  # noqa: E402
 
 
 CSS = """body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;font-size:13px}
@@ -82,6 +82,16 @@ def left_out(leaves):
                      f'<td class="l">{html.escape(w)}</td></tr>' for p, t, l, w in items)
     return ("<h2 id='left-out'>Layers left out</h2><table><tr><th>leaf</th><th>technique</th><th>layer</th>"
             f"<th>why</th></tr>\n{rows}</table>")
+
+
+def failed_paths(failed):
+    """The paths that failed (artifact_files.write_failed_leaf's leaves), with why; "" when none did."""
+    if not failed:
+        return ""
+    rows = "\n".join(f'<tr class="rejected"><td class="l">{html.escape(tree_paths.label(l["path"]))}</td>'
+                     f'<td class="l">{html.escape(l[ERROR])}</td></tr>' for l in failed)
+    return ("<h2 id='failed'>Failed paths</h2><p>These paths stopped at the node named; the other paths "
+            f"ran.</p><table><tr><th>path</th><th>why</th></tr>\n{rows}</table>")
 
 
 def tree_figure(leaves):
@@ -182,6 +192,8 @@ def density_figure(layer, history, path):
 def render(leaves, kernels=None, title="collabopt optimization report", meta=None):
     """HTML text. leaves: leaf dicts; kernels: {path: (layer, {stage: kernel})}; meta: {label: value}."""
     leaves = sorted(leaves, key=lambda l: list(tree_paths.PATHS).index(l["path"]) if l["path"] in tree_paths.PATHS else 99)
+    failed = [l for l in leaves if l.get(FAILED)]
+    leaves = [l for l in leaves if not l.get(FAILED)]
     meta = {"generated": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             **(meta or {})}
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
@@ -192,9 +204,10 @@ def render(leaves, kernels=None, title="collabopt optimization report", meta=Non
              "<p>saving = INT8 .tflite bytes vs its gzip bytes; clusters = what the path promised; uniq = "
              "distinct int8 values in a Conv2D/Dense kernel, per output channel and per tensor; drop is against "
              "the baseline's INT8 (PTQ) accuracy.</p>",
-             left_out(leaves),
-             "<h2 id='tree'>Deployment tree</h2>", _png(tree_figure(leaves)),
-             "<h2 id='pareto'>Pareto front</h2>", _png(pareto_figure(leaves))]
+             failed_paths(failed), left_out(leaves)]
+    if leaves:
+        parts += ["<h2 id='tree'>Deployment tree</h2>", _png(tree_figure(leaves)),
+                  "<h2 id='pareto'>Pareto front</h2>", _png(pareto_figure(leaves))]
     kernels = {p: k for p, k in (kernels or {}).items() if k and k[1]}
     if kernels:
         # The deepest path shows every stage; the others are in its prefix.

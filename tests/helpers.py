@@ -71,6 +71,21 @@ def artifact(cls, uri, **attrs):
     return a
 
 
+def failed_artifact(cls, uri, error):
+    """A hand-built artifact of a path that failed upstream (common.PathStage marks them so)."""
+    from collabopt.components import keys
+    a = artifact(cls, uri)
+    a.set_int_custom_property(keys.FAILED, 1)
+    a.set_string_custom_property(keys.ERROR, error)
+    return a
+
+
+def failure_of(art):
+    """(failed, error) custom properties of an output artifact."""
+    from collabopt.components import keys
+    return art.get_int_custom_property(keys.FAILED), art.get_string_custom_property(keys.ERROR)
+
+
 def examples_artifact(uri, splits=("train", "eval")):
     from tfx.types import artifact_utils, standard_artifacts
     return artifact(standard_artifacts.Examples, uri, split_names=artifact_utils.encode_split_names(list(splits)))

@@ -2,12 +2,14 @@
 with this executor's Beam pipeline (the TFX pipeline's beam_pipeline_args), record metrics and the
 blessing."""
 import json
+import os
 
 from tfx.dsl.components.base import base_beam_executor
+from tfx.types import artifact_utils
 
 from collabopt import schemas
 from collabopt.components import common, keys
-from collabopt.core import stages
+from collabopt.core import artifact_files, stages
 
 
 def encode_requirements(requirements):
@@ -26,18 +28,34 @@ def decode_requirements(text):
     return schemas.check({"requirements": requirements})["requirements"]
 
 
-class Executor(base_beam_executor.BaseBeamExecutor):
-    def Do(self, input_dict, output_dict, exec_properties):
-        common.setup_logging()
+def without_reference(leaf, evaluation_dir, error, requirements):
+    """The leaf of a path whose reference (ptq) leaf failed: no accuracy drop, and not blessed if a
+    maximum drop is required. Rewrites its leaf.json."""
+    leaf.update(baseline_int8_accuracy=None, int8_accuracy_drop_pp=None)
+    if requirements.get("max_int8_accuracy_drop_pp") is not None:
+        leaf["reasons"].append(f"no INT8 accuracy drop to judge: the reference leaf failed ({error})")
+        leaf["blessed"] = False
+    artifact_files.write_json(os.path.join(evaluation_dir, artifact_files.LEAF_FILE), leaf)
+    return leaf
+
+
+class Executor(common.PathStage, base_beam_executor.BaseBeamExecutor):
+    REFERENCE_INPUTS = (keys.BASELINE_KEY,)  # a failed reference leaves this leaf unjudged on the drop, not failed
+
+    def stage(self, input_dict, output_dict, exec_properties):
         evaluation = common.output(output_dict, keys.EVALUATION_KEY)
         blessing = common.output(output_dict, keys.BLESSING_KEY)
         requirements = decode_requirements(exec_properties["requirements"])
+        reference_failed = common.failure(input_dict, [keys.BASELINE_KEY])
         leaf = stages.evaluate_leaf(
             exec_properties[keys.PATH], common.single_uri(input_dict, keys.TFLITE_MODEL_KEY),
             common.optional_uri(input_dict, keys.MODEL_KEY), common.data_spec(input_dict, exec_properties),
             evaluation.uri, npu_dir=common.optional_uri(input_dict, keys.NPU_MODEL_KEY), requirements=requirements,
-            baseline_dir=common.optional_uri(input_dict, keys.BASELINE_KEY), make_pipeline=self._make_beam_pipeline,
+            baseline_dir=None if reference_failed else common.optional_uri(input_dict, keys.BASELINE_KEY),
+            make_pipeline=self._make_beam_pipeline,
             push_destination=common.decode("push", exec_properties, ("destination",))["destination"])
+        if reference_failed:
+            leaf = without_reference(leaf, evaluation.uri, reference_failed, requirements)
         common.record(evaluation, {k: v for k, v in leaf.items() if k not in ("npu", keys.REASONS)})
         for target, est in leaf["npu"].items():
             common.record(evaluation, est, prefix=f"{target}.")
@@ -48,3 +66,12 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                                    keys.EXCLUDED_LAYERS: json.dumps(leaf[keys.EXCLUDED_LAYERS], sort_keys=True),
                                    keys.BLESSED: leaf["blessed"]})
         common.record(blessing, {keys.BLESSED: leaf["blessed"], keys.PATH: leaf["path"], keys.REASONS: reasons})
+
+    def failed(self, input_dict, output_dict, exec_properties, error):
+        """A failed leaf (leaf.json says why) and a blessing of 0: the report lists it, nothing pushes it."""
+        super().failed(input_dict, output_dict, exec_properties, error)
+        path = exec_properties[keys.PATH]
+        artifact_files.write_failed_leaf(common.single_uri(output_dict, keys.EVALUATION_KEY), path, error)
+        for key in (keys.EVALUATION_KEY, keys.BLESSING_KEY):
+            common.record(artifact_utils.get_single_instance(output_dict[key]),
+                          {keys.PATH: path, keys.BLESSED: 0, keys.REASONS: json.dumps([error])})

@@ -12,8 +12,8 @@ from collabopt.components.leaf_evaluator.executor import Executor
 from collabopt.core import analyze, data, keras_io, train, vela
 from collabopt.core.artifact_files import write_json
 from collabopt.schemas import ConfigError
-from collabopt.tests.helpers import (TINY_DATA, artifact, beam_executor, channel, examples_artifact, read_json,
-                                     run_executor)
+from collabopt.tests.helpers import (TINY_DATA, artifact, beam_executor, channel, examples_artifact, failed_artifact,
+                                     failure_of, read_json, run_executor)
 
 TARGET = "ethos-u55-128"  # what the npu_uri fixture compiled for
 
@@ -122,3 +122,39 @@ def test_bad_requirements_fail_before_any_evaluation(tmp_path, tflite_uri, examp
     assert str(e.value) == message
     assert made == []  # no Beam pipeline was made
     assert os.listdir(tmp_path / keys.EVALUATION_KEY) == [] and os.listdir(tmp_path / keys.BLESSING_KEY) == []
+
+
+def test_a_failed_path_gets_a_failed_leaf_and_no_blessing(tmp_path, model_uri, examples_uri):
+    """Its TFLiteModel marked failed: nothing is evaluated (no Beam pipeline, the .tflite folder does
+    not exist), leaf.json says why, the blessing is 0 (so LeafPusher's condition is false)."""
+    made, why = [], "Convert_ptq: ValueError: the converter refused"
+    out = _evaluate(tmp_path, {keys.TFLITE_MODEL_KEY: failed_artifact(TFLiteModel, tmp_path / "never_written", why),
+                               keys.MODEL_KEY: artifact(standard_artifacts.Model, model_uri),
+                               keys.EXAMPLES_KEY: examples_artifact(examples_uri)}, made)
+    assert made == []
+    evaluation, blessing = out[keys.EVALUATION_KEY], out[keys.BLESSING_KEY]
+    for art in (evaluation, blessing):
+        assert failure_of(art) == (1, why)
+        assert art.get_int_custom_property(keys.BLESSED) == 0 and art.get_string_custom_property(keys.PATH) == "ptq"
+        assert json.loads(art.get_string_custom_property(keys.REASONS)) == [why]
+    assert read_json(os.path.join(evaluation.uri, "leaf.json")) == {
+        "path": "ptq", "failed": True, "error": why, "blessed": False, "reasons": [why]}
+
+
+def test_a_failed_reference_leaves_the_drop_unjudged_not_the_leaf_failed(tmp_path, tflite_uri, npu_uri,
+                                                                          examples_uri, no_vela):
+    why = "Convert_ptq: ValueError: the converter refused"
+    out = _evaluate(tmp_path, {keys.TFLITE_MODEL_KEY: artifact(TFLiteModel, tflite_uri),
+                               keys.NPU_MODEL_KEY: artifact(NPUModel, npu_uri),
+                               keys.BASELINE_KEY: failed_artifact(LeafEvaluation, tmp_path / "never_written", why),
+                               keys.EXAMPLES_KEY: examples_artifact(examples_uri)},
+                    requirements={"max_int8_accuracy_drop_pp": 1.0})
+    evaluation, blessing = out[keys.EVALUATION_KEY], out[keys.BLESSING_KEY]
+    assert not evaluation.has_custom_property(keys.FAILED) and not blessing.has_custom_property(keys.FAILED)
+    assert 0 < evaluation.get_float_custom_property("int8_accuracy") <= 1  # evaluated
+    leaf = read_json(os.path.join(evaluation.uri, "leaf.json"))
+    assert leaf["int8_accuracy_drop_pp"] is None and leaf["baseline_int8_accuracy"] is None
+    reasons = [f"no INT8 accuracy drop to judge: the reference leaf failed ({why})"]
+    assert leaf["reasons"] == reasons and leaf["blessed"] is False
+    assert blessing.get_int_custom_property(keys.BLESSED) == 0
+    assert json.loads(blessing.get_string_custom_property(keys.REASONS)) == reasons

@@ -9,8 +9,8 @@ RECORDED = ("npu_cycles", "inference_time_s", "sram_bytes", "flash_bytes", "dram
             "encoded_weights_bytes", "npu_ops", "cpu_ops", "npu_op_pct", "system_config", "memory_mode")
 
 
-class Executor(common.StageExecutor):
-    def Do(self, input_dict, output_dict, exec_properties):
+class Executor(common.PathStage, common.StageExecutor):
+    def stage(self, input_dict, output_dict, exec_properties):
         out = common.output(output_dict, keys.NPU_MODEL_KEY)
         p = common.decode("npu", exec_properties, ("targets", "system_config", "memory_mode"))
         targets = p["targets"]

@@ -5,8 +5,8 @@ from collabopt.core import stages
 SECTION = "prune"
 
 
-class Executor(common.StageExecutor):
-    def Do(self, input_dict, output_dict, exec_properties):
+class Executor(common.PathStage, common.StageExecutor):
+    def stage(self, input_dict, output_dict, exec_properties):
         out = common.output(output_dict, keys.PRUNED_MODEL_KEY)
         p = common.decode(SECTION, exec_properties, ("target_sparsity", "schedule", "frequency", "m_by_n", "exclude_layers", "strict"))
         with self.resumable(input_dict, out, exec_properties):  # epoch checkpoints: a rerun resumes

@@ -10,7 +10,7 @@ from collabopt.components.pruner.executor import Executor
 from collabopt.core import keras_io
 from collabopt.core.tfenv import keras
 from collabopt.schemas import ConfigError
-from collabopt.tests.helpers import kernel_history, read_json, run_model_stage, saved_kernel
+from collabopt.tests.helpers import failure_of, kernel_history, read_json, run_model_stage, saved_kernel
 
 
 def test_prunes_a_users_model(tmp_path, model_uri, examples_uri):
@@ -57,3 +57,22 @@ def test_bad_exec_property_fails_before_pruning(tmp_path, model_uri, examples_ur
         run_model_stage(Executor(), Pruner, model_uri, examples_uri, tmp_path, **bad)
     assert str(e.value) == message
     assert os.listdir(tmp_path / keys.PRUNED_MODEL_KEY) == []
+
+
+def test_a_stage_failure_marks_the_path_failed(tmp_path, examples_uri):
+    """A path's own failure (here: strict, and layers TFMOT cannot prune) is an outcome: the execution
+    completes with its output marked failed, named by its node (the component without a TFX context)."""
+    from collabopt.tests.test_layer_support import preprocessing
+    model = os.path.join(str(tmp_path), "model")
+    keras_io.save_model(preprocessing(), os.path.join(model, keras_io.SERVING_DIR))
+    out = run_model_stage(Executor(), Pruner, model, examples_uri, tmp_path / "out", {"strict": True})
+    assert failure_of(out) == (1, "Pruner: prune: 2 layer(s) TFMOT cannot prune (strict: true): scale (Rescaling is "
+                                  "not in TFMOT's pruning registry); norm (Normalization is not in TFMOT's pruning "
+                                  "registry). Exclude them with prune.exclude_layers, or drop strict to leave them out.")
+    assert os.listdir(out.uri) == []
+
+
+def test_bad_input_still_fails_the_execution(tmp_path, examples_uri):
+    """A missing model is every path's problem, not this path's: it raises (the run fails, as before)."""
+    with pytest.raises(keras_io.ModelError, match="does not exist"):
+        run_model_stage(Executor(), Pruner, str(tmp_path / "nothing"), examples_uri, tmp_path / "out")

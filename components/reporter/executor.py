@@ -13,6 +13,7 @@ class Executor(common.StageExecutor):
                                meta={"pipeline run": self._context.pipeline_run_id if self._context else "?"},
                                publish_dir=exec_properties.get("publish_dir") or None)
         blessed = [l for l in leaves if l["blessed"]]
+        failed = [l["path"] for l in leaves if l.get(keys.FAILED)]
         smallest = min(blessed, key=lambda l: l["gzip_bytes"])["path"] if blessed else ""
-        common.record(out, {"leaves": len(leaves), "blessed_leaves": len(blessed),
-                            "smallest_blessed": smallest})
+        common.record(out, {"leaves": len(leaves) - len(failed), "blessed_leaves": len(blessed),
+                            "smallest_blessed": smallest, "failed_paths": ",".join(failed)})

@@ -3,8 +3,8 @@ from collabopt.components import common, keys
 from collabopt.core import stages
 
 
-class Executor(common.StageExecutor):
-    def Do(self, input_dict, output_dict, exec_properties):
+class Executor(common.PathStage, common.StageExecutor):
+    def stage(self, input_dict, output_dict, exec_properties):
         out = common.output(output_dict, keys.TFLITE_MODEL_KEY)
         stats = stages.to_tflite(
             common.single_uri(input_dict, keys.MODEL_KEY), common.data_spec(input_dict, exec_properties), out.uri,

@@ -10,8 +10,8 @@ from collabopt.components import TFLiteConverter, keys
 from collabopt.components.tflite_converter.executor import Executor
 from collabopt.core import analyze, data, keras_io, train
 from collabopt.schemas import ConfigError
-from collabopt.tests.helpers import (TINY_DATA, examples_artifact, kernel_history, model_stage_channels,
-                                     model_stage_inputs, read_json, run_executor, saved_kernel)
+from collabopt.tests.helpers import (TINY_DATA, examples_artifact, failed_artifact, failure_of, kernel_history,
+                                     model_stage_channels, model_stage_inputs, read_json, run_executor, saved_kernel)
 
 
 def _convert(tmp_path, model_uri, examples_uri, **overrides):
@@ -69,3 +69,15 @@ def test_bad_exec_property_fails_before_converting(tmp_path, model_uri, examples
         _convert(tmp_path, model_uri, examples_uri, representative_samples=0)
     assert str(e.value) == "convert.representative_samples: 0 is less than the minimum of 1"
     assert os.listdir(tmp_path / keys.TFLITE_MODEL_KEY) == []
+
+
+def test_a_model_of_a_failed_path_is_passed_on_without_work(tmp_path, examples_uri):
+    """Its input marked failed (its path's Pruner failed), the converter reads nothing (the model folder
+    does not exist) and marks its own output failed with the same reason."""
+    from tfx.types import standard_artifacts
+    converter = TFLiteConverter(**model_stage_channels(), **TINY_DATA)
+    inputs = {keys.MODEL_KEY: failed_artifact(standard_artifacts.Model, tmp_path / "never_written", "Pruner: why"),
+              keys.EXAMPLES_KEY: examples_artifact(examples_uri)}
+    tflite = run_executor(Executor(), converter, inputs, tmp_path)[keys.TFLITE_MODEL_KEY]
+    assert failure_of(tflite) == (1, "Pruner: why")
+    assert os.listdir(tflite.uri) == [] and not os.path.exists(tmp_path / "never_written")
