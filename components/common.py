@@ -11,13 +11,16 @@ from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from collabopt import schemas
 from collabopt.components import keys
-from collabopt.core import data, stages
+from collabopt.core import data, inputs, stages
 
 # Every model stage reads a standard Model and the Examples it fine-tunes/evaluates on.
 MODEL_STAGE_INPUTS = {keys.MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
                       keys.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples)}
 DATA_DEFAULTS = {"feature_key": "image", "label_key": "label", "feature_shape": list(data.FASHION_MNIST_SHAPE),
-                 "train_split": "train", "eval_split": "eval", "train_limit": 0, "eval_limit": 0}
+                 "train_split": "train", "eval_split": "eval", "train_limit": 0, "eval_limit": 0,
+                 "scale": data.INT_SCALE}
+# The `training` keys that say how data gets into the model; they travel with the data parameters.
+TRAINING_DEFAULTS = {"target": inputs.LABEL, "module_file": None}
 FIT_KEYS = ("epochs", "batch_size", "learning_rate", "seed")
 
 
@@ -82,7 +85,7 @@ def decode(section, props, names, required=()):
     return out
 
 
-DATA_PARAMETERS = parameters("data", DATA_DEFAULTS)
+DATA_PARAMETERS = {**parameters("data", DATA_DEFAULTS), **parameters("training", TRAINING_DEFAULTS)}
 
 
 def fit_parameters(section):
@@ -90,8 +93,10 @@ def fit_parameters(section):
 
 
 def data_params(**kwargs):
-    """Checked, encoded data parameters (defaults: Fashion-MNIST as our ExampleGen writes it)."""
-    return encode("data", **{**DATA_DEFAULTS, **kwargs})
+    """Checked, encoded data (and `training` input) parameters (defaults: Fashion-MNIST as our
+    ExampleGen writes it); a key of neither section is a ConfigError naming `data`."""
+    training = {k: kwargs.pop(k) for k in TRAINING_DEFAULTS if k in kwargs}
+    return {**encode("data", **{**DATA_DEFAULTS, **kwargs}), **encode("training", **{**TRAINING_DEFAULTS, **training})}
 
 
 def fit_params(section, epochs, batch_size=64, learning_rate=1e-4, seed=0):
@@ -108,8 +113,8 @@ def optional_uri(input_dict, key):
 
 
 def data_spec(input_dict, props, key=keys.EXAMPLES_KEY):
-    d = decode("data", props, DATA_DEFAULTS)
-    return stages.DataSpec(examples_uri=single_uri(input_dict, key), **{**d, "feature_shape": tuple(d["feature_shape"])})
+    d = {**decode("data", props, DATA_DEFAULTS), **decode("training", props, TRAINING_DEFAULTS)}
+    return inputs.DataSpec(examples_uri=single_uri(input_dict, key), **{**d, "feature_shape": tuple(d["feature_shape"])})
 
 
 def fit_spec(section, props):
