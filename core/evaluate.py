@@ -38,7 +38,8 @@ class _Predict(beam.DoFn):
             int8 = analyze.int8_predictions(None, x, interp=self._interpreter)
             keras_correct = 0
             if self._serve is not None:
-                out = self._serve(**{k: tf.constant(v) for k, v in x.items()}) if isinstance(x, dict) else self._serve(tf.constant(x))
+                out = (self._serve(**{k: tf.constant(v) for k, v in x.items()}) if isinstance(x, dict)
+                       else self._serve(tf.constant(x)))  # several inputs: by name
                 keras_correct = int(np.sum(np.argmax(next(iter(out.values())).numpy(), axis=-1) == y))
             yield np.array([len(y), int(np.sum(int8 == y)), keras_correct], np.int64)
 

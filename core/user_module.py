@@ -25,7 +25,8 @@ def load(path):
     `loss_fn`/`metrics_fn` are callables if present. UserModuleError otherwise."""
     path = str(path)
     if not os.path.isfile(path):
-        raise UserModuleError(f"{path!r} does not exist" if not os.path.isdir(path) else f"{path!r} is a folder, not a Python file")
+        raise UserModuleError(f"{path!r} is a folder, not a Python file" if os.path.isdir(path)
+                              else f"{path!r} does not exist")
     name = "collabopt_user_module_" + str(abs(hash(os.path.abspath(path))))
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None:
@@ -34,8 +35,8 @@ def load(path):
     try:
         spec.loader.exec_module(module)
     except Exception as e:  # noqa: BLE001 - any error of the user's code is reported in one line
-        raise UserModuleError(f"{path!r} does not import: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-                              ) from e
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise UserModuleError(f"{path!r} does not import: {type(e).__name__}: {first}") from e
     for hook in HOOKS:
         fn = getattr(module, hook, None)
         if fn is None and hook == INPUT_FN:
