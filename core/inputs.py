@@ -18,6 +18,11 @@ EVAL_BATCH = 256
 AUTOTUNE = tf.data.AUTOTUNE
 
 
+def _cap(*limits):
+    """The smallest of the limits that are set (0: none is)."""
+    return min((x for x in limits if x), default=0)
+
+
 @dataclasses.dataclass
 class DataSpec:
     """Where the tf.Examples are and how a model reads them (config sections `data` and `training`)."""
@@ -35,10 +40,10 @@ class DataSpec:
 
     def train_cap(self, limit=0):
         """How many train records a reader capped at `limit` reads (0: all)."""
-        return min(x for x in (self.train_limit, limit) if x) if (self.train_limit or limit) else 0
+        return _cap(self.train_limit, limit)
 
     def eval_cap(self, limit=0):
-        return min(x for x in (self.eval_limit, limit) if x) if (self.eval_limit or limit) else 0
+        return _cap(self.eval_limit, limit)
 
     def train_dataset(self, batch_size, limit=0, seed=0):
         """Shuffled (bounded buffer, reshuffled each epoch) train batches, with a known cardinality
@@ -72,7 +77,7 @@ class DataSpec:
         yield from self._dataset(split, batch_size, files=list(files)).as_numpy_iterator()
 
     def _dataset(self, split, batch_size, limit=0, *, training=False, seed=0, files=None):
-        files = files or data.split_files(self.examples_uri, split)
+        files = data.split_files(self.examples_uri, split) if files is None else files
         if self.module_file:
             ds = user_module.load(self.module_file).input_fn(files, batch_size, split, training)
             if not isinstance(ds, tf.data.Dataset):

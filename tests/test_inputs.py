@@ -44,6 +44,7 @@ def test_eval_batches_and_representative_read_what_read_examples_reads(examples)
     files = data.split_files(examples, "eval")
     per_file = list(spec.batches("eval", files, batch_size=40))  # no limit: the caller chose the files
     assert [len(t) for _, t in per_file] == [40, 40, 20]
+    assert list(spec.batches("eval", [])) == []
     rep = list(inputs.DataSpec(examples).representative(3)())
     assert len(rep) == 3 and all(len(r) == 1 and r[0].shape == (1, 28, 28, 1) for r in rep)
     xt, _ = data.read_examples(examples, "train", limit=3)
