@@ -204,6 +204,9 @@ def evaluate_leaf(path_name, tflite_dir, model_path, data_spec, out_dir, *, npu_
     from collabopt.core import evaluate  # Beam only where it is used
 
     checks.stage_inputs(data_spec, model_path, train=False, evaluation="all")  # Beam reads every record
+    if data_spec.target == FEATURES:  # until the leaf evaluation computes the configured metric
+        raise ValueError("training.target: 'features': the leaf evaluation measures top-1 accuracy only, "
+                         "an autoencoder's reconstruction has no class")
     with open(os.path.join(str(tflite_dir), STATS_FILE)) as f:
         conv = json.load(f)
     tflite_path = os.path.join(str(tflite_dir), TFLITE_FILE)

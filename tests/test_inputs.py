@@ -79,6 +79,8 @@ def test_an_autoencoder_through_the_prune_stage(examples, tmp_path):
     spec = stages.DataSpec(examples, feature_shape=(784,), target=inputs.FEATURES)
     stats = stages.prune(str(tmp_path / "ae"), spec, str(tmp_path / "p"), target_sparsity=0.5, fit=stages.FitSpec(epochs=1))
     assert "accuracy" not in stats and 0 < stats["mse"] < 1 and stats["sparsity"] == pytest.approx(0.5, abs=0.01)
+    with pytest.raises(ValueError, match=r"^training.target: 'features': the leaf evaluation measures top-1 accuracy"):
+        stages.evaluate_leaf("prune_ptq", str(tmp_path / "no_tflite"), str(tmp_path / "p"), spec, str(tmp_path / "e"))
 
 
 @pytest.mark.parametrize("source,why", [
