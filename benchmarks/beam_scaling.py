@@ -87,14 +87,14 @@ def main(argv=None):
     a = parse_args(argv)
     out = common.results_dir("beam_scaling", a.out)
     meta = common.provenance(a)
-    from collabopt.core import analyze, keras_io
+    from collabopt.core import analyze, data, keras_io
     examples, big, tflite, baseline, spec = prepare(a, out)
     saved_model = keras_io.saved_model_dir(os.path.join(out, "data", "baseline")) if a.keras and baseline else None
     modes = a.modes.split(",")
     sets = {"test": examples, **({f"test x{a.big_copies}": big} if big else {})}
 
     # The floor: one process, no Beam, arrays already in memory.
-    x, y = spec.eval()
+    x, y = data.read_examples(spec.examples_uri, spec.eval_split, feature_shape=spec.feature_shape)
     with open(tflite, "rb") as f:
         model = f.read()
     with common.Timer() as t:

@@ -143,16 +143,14 @@ def train_baseline(model, examples_uri, out_dir, *, feature_shape, epochs, learn
     at a tenth of it) and save it as a tf_keras SavedModel at out_dir. Returns metrics."""
     from collabopt.core import keras_io, stages, train
     spec = stages.DataSpec(examples_uri, feature_shape=tuple(feature_shape), train_limit=train_limit)
-    x, y = spec.train()
-    xe, ye = spec.eval()
     with Timer() as t:
-        train.fit(model, x, y, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+        train.fit(model, spec.train_dataset(batch_size, seed=seed), epochs=epochs, learning_rate=learning_rate,
                   stage="baseline", seed=seed)
         if final_lr_epochs:
-            train.fit(model, x, y, epochs=final_lr_epochs, batch_size=batch_size,
+            train.fit(model, spec.train_dataset(batch_size, seed=seed + 1), epochs=final_lr_epochs,
                       learning_rate=learning_rate / 10, stage="baseline-lr/10", seed=seed + 1)
     keras_io.check_supported(model)
     keras_io.save_model(model, out_dir)
-    return {"fp32_accuracy": train.accuracy(model, xe, ye), "train_examples": int(len(y)),
-            "eval_examples": int(len(ye)), "params": int(model.count_params()), "epochs": epochs,
+    return {"fp32_accuracy": train.accuracy(model, spec.eval_dataset()),
+            "train_examples": spec.count(spec.train_split, spec.train_cap()), "eval_examples": spec.count(spec.eval_split), "params": int(model.count_params()), "epochs": epochs,
             "final_lr_epochs": final_lr_epochs, "train_seconds": round(t.s, 1)}

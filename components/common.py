@@ -11,13 +11,16 @@ from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from collabopt import schemas
 from collabopt.components import keys
-from collabopt.core import data, keras_io, stages, vela
+from collabopt.core import data, inputs, keras_io, stages, user_module, vela
 
 # Every model stage reads a standard Model and the Examples it fine-tunes/evaluates on.
 MODEL_STAGE_INPUTS = {keys.MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
                       keys.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples)}
 DATA_DEFAULTS = {"feature_key": "image", "label_key": "label", "feature_shape": list(data.FASHION_MNIST_SHAPE),
-                 "train_split": "train", "eval_split": "eval", "train_limit": 0, "eval_limit": 0}
+                 "train_split": "train", "eval_split": "eval", "train_limit": 0, "eval_limit": 0,
+                 "scale": data.INT_SCALE}
+# The `training` keys that say how data gets into the model; they travel with the data parameters.
+TRAINING_DEFAULTS = {"target": inputs.LABEL, "module_file": None}
 FIT_KEYS = ("epochs", "batch_size", "learning_rate", "seed")
 
 
@@ -82,7 +85,7 @@ def decode(section, props, names, required=()):
     return out
 
 
-DATA_PARAMETERS = parameters("data", DATA_DEFAULTS)
+DATA_PARAMETERS = {**parameters("data", DATA_DEFAULTS), **parameters("training", TRAINING_DEFAULTS)}
 
 
 def fit_parameters(section):
@@ -90,8 +93,10 @@ def fit_parameters(section):
 
 
 def data_params(**kwargs):
-    """Checked, encoded data parameters (defaults: Fashion-MNIST as our ExampleGen writes it)."""
-    return encode("data", **{**DATA_DEFAULTS, **kwargs})
+    """Checked, encoded data (and `training` input) parameters (defaults: Fashion-MNIST as our
+    ExampleGen writes it); a key of neither section is a ConfigError naming `data`."""
+    training = {k: kwargs.pop(k) for k in TRAINING_DEFAULTS if k in kwargs}
+    return {**encode("data", **{**DATA_DEFAULTS, **kwargs}), **encode("training", **{**TRAINING_DEFAULTS, **training})}
 
 
 def fit_params(section, epochs, batch_size=64, learning_rate=1e-4, seed=0):
@@ -108,8 +113,8 @@ def optional_uri(input_dict, key):
 
 
 def data_spec(input_dict, props, key=keys.EXAMPLES_KEY):
-    d = decode("data", props, DATA_DEFAULTS)
-    return stages.DataSpec(examples_uri=single_uri(input_dict, key), **{**d, "feature_shape": tuple(d["feature_shape"])})
+    d = {**decode("data", props, DATA_DEFAULTS), **decode("training", props, TRAINING_DEFAULTS)}
+    return inputs.DataSpec(examples_uri=single_uri(input_dict, key), **{**d, "feature_shape": tuple(d["feature_shape"])})
 
 
 def fit_spec(section, props):
@@ -165,12 +170,12 @@ def output(output_dict, key):
 
 # ---------------------------------------------------------------- one path's failure
 # Errors that are not one path's own: bad input (the tree's model or Examples every path shares, a
-# float .tflite given to Vela: core/checks.py), a parameter mistake, the machine (files, memory: a rerun
+# float .tflite given to Vela: core/checks.py), a parameter mistake or a broken module_file, the machine (files, memory: a rerun
 # may not meet them again, so they must not be cached). They fail the node and the run, as before. Any
 # other error of a path's stage (TFMOT refusing a layer, strict layer checks, the converter) marks the
 # path failed instead.
-NOT_THE_PATHS = (keras_io.ModelError, data.ExamplesError, vela.NotInt8Error, schemas.ConfigError, OSError,
-                 MemoryError)
+NOT_THE_PATHS = (keras_io.ModelError, data.ExamplesError, vela.NotInt8Error, schemas.ConfigError,
+                 user_module.UserModuleError, OSError, MemoryError)
 MAX_ERROR = 1000  # characters of a failure's one-line reason
 
 

@@ -91,30 +91,57 @@ def _layer_name(weight_tensor_name):
     return weight_tensor_name
 
 
+def _inputs_by_name(it):
+    """{signature input name: input detail} (the names the Keras model gave its inputs)."""
+    return it.get_signature_runner().get_input_details()
+
+
+def _quantized(x, detail):
+    """x (float) as the input tensor takes it: quantized with the model's own input scale, as a device would."""
+    if detail["dtype"] in (np.int8, np.uint8):
+        scale, zero = detail["quantization"]
+        info = np.iinfo(detail["dtype"])
+        x = np.clip(np.round(x / scale + zero), info.min, info.max)
+    return np.asarray(x).astype(detail["dtype"])
+
+
 def int8_predictions(tflite_bytes, x, batch_size=256, interp=None):
-    """Top-1 class of the quantized model per row of x (float): inputs quantized with the model's
-    own input scale, as a device would."""
+    """Top-1 class of the quantized model per row of x (float): an array for a one-input model, or a
+    dict {input name: array} setting each input by its name (multi-input models)."""
     it = interp or interpreter(tflite_bytes)
-    inp, outp = it.get_input_details()[0], it.get_output_details()[0]
+    outp = it.get_output_details()[0]
+    if isinstance(x, dict):
+        by_name = _inputs_by_name(it)
+        missing = sorted(set(by_name) - set(x))
+        if missing:
+            raise ValueError(f"the model's input(s) {', '.join(missing)} have no feature (features: {', '.join(sorted(x))})")
+        feeds = [(by_name[name]["index"], x[name]) for name in by_name]
+    else:
+        feeds = [(it.get_input_details()[0]["index"], x)]
+    details = {d["index"]: d for d in it.get_input_details()}
     preds = []
-    for start in range(0, len(x), batch_size):
-        xb = x[start:start + batch_size]
-        it.resize_tensor_input(inp["index"], [len(xb), *inp["shape"][1:]])
+    for start in range(0, len(feeds[0][1]), batch_size):
+        for index, values in feeds:
+            it.resize_tensor_input(index, [len(values[start:start + batch_size]), *details[index]["shape"][1:]])
         it.allocate_tensors()
-        scale, zero = inp["quantization"]
-        if inp["dtype"] in (np.int8, np.uint8):
-            info = np.iinfo(inp["dtype"])
-            xb = np.clip(np.round(xb / scale + zero), info.min, info.max).astype(inp["dtype"])
-        it.set_tensor(inp["index"], xb.astype(inp["dtype"]))
+        for index, values in feeds:
+            it.set_tensor(index, _quantized(values[start:start + batch_size], details[index]))
         it.invoke()
         # argmax is unchanged by the output's affine dequantization (positive scale)
         preds.append(np.argmax(it.get_tensor(outp["index"]), axis=-1))
     return np.concatenate(preds) if preds else np.zeros((0,), np.int64)
 
 
-def int8_accuracy(tflite_bytes, x, y, batch_size=256):
-    """Top-1 accuracy of the quantized model with the TFLite interpreter, in one process."""
-    return float(np.mean(int8_predictions(tflite_bytes, x, batch_size) == np.asarray(y)))
+def int8_accuracy(tflite_bytes, x, y=None, batch_size=256):
+    """Top-1 accuracy of the quantized model with the TFLite interpreter, in one process: on arrays
+    x, y, or on an iterable x of NumPy (features, labels) batches (inputs.DataSpec.batches)."""
+    if y is not None:
+        return float(np.mean(int8_predictions(tflite_bytes, x, batch_size) == np.asarray(y)))
+    it, correct, n = interpreter(tflite_bytes), 0, 0
+    for features, labels in x:
+        correct += int(np.sum(int8_predictions(None, features, batch_size, interp=it) == labels))
+        n += len(labels)
+    return correct / n if n else float("nan")
 
 
 def summarize(tflite_bytes):

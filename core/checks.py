@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 
-from collabopt.core import data, keras_io
+from collabopt.core import data, inputs, keras_io
 
 
 def _per_example(shape):
@@ -17,8 +17,8 @@ def _per_example(shape):
 
 def model(model_path, feature_shape):
     """The number of classes (None if unknown) of the tf_keras model at `model_path`: a whole tf_keras
-    SavedModel (keras_io.serving_signature) with one input taking `feature_shape` examples and one
-    output. ModelError otherwise."""
+    SavedModel (keras_io.serving_signature) with one input taking `feature_shape` examples (any inputs
+    with feature_shape None: a module_file's input_fn feeds them) and one output. ModelError otherwise."""
     path = str(model_path)
     if os.path.isfile(path):  # a .h5/.keras file: only loading it tells its shapes
         m = keras_io.load_model(path, check=False)
@@ -28,11 +28,14 @@ def model(model_path, feature_shape):
         name, graph = keras_io.saved_model_class(path)
         if not graph:
             raise keras_io.ModelError(f"{path!r}: {keras_io.subclassed_error(name)}")
-    want = tuple(feature_shape)
-    if len(inputs) != 1:
+    if feature_shape is None:
+        inputs = {}
+    want = tuple(feature_shape or ())
+    if inputs and len(inputs) != 1:
         raise keras_io.ModelError(f"{path!r}: the model takes {len(inputs)} inputs ({', '.join(sorted(inputs))}); "
-                                  "collabopt feeds it one, the data.feature_key feature")
-    (name, shape), = inputs.items()
+                                  "collabopt feeds it one, the data.feature_key feature (a training.module_file "
+                                  "input_fn can feed several)")
+    (name, shape), = inputs.items() or [(None, None)]
     if shape is not None and (len(shape) != len(want) + 1 or any(d not in (None, w) for d, w in zip(shape[1:], want))):
         raise keras_io.ModelError(f"{path!r}: the model's input {name!r} takes examples of shape "
                                   f"{_per_example(shape[1:])}, but data.feature_shape is {list(want)}")
@@ -71,9 +74,14 @@ def stage_inputs(data_spec, model_path=None, *, num_classes=None, train=True, ev
     the labels, else `num_classes` does), then the train split (`train`: True for what
     data_spec.train() reads, a number n for data_spec.train(limit=n), False for nothing) and the eval
     split (`evaluation`: True for data_spec.eval(), "all" for every record, False for nothing).
-    Returns the number of classes."""
+    Returns the number of classes. A module_file's input_fn owns its records: they are not checked here.
+    """
     if model_path:
-        num_classes = model(model_path, data_spec.feature_shape) or num_classes
+        num_classes = model(model_path, None if data_spec.module_file else data_spec.feature_shape) or num_classes
+    if data_spec.target == inputs.FEATURES:
+        num_classes = None  # the output is the input again, not classes
+    if data_spec.module_file:
+        return num_classes
     if train is not False:
         examples(data_spec, data_spec.train_split, data_spec.train_cap(0 if train is True else train), num_classes)
     if evaluation:

@@ -15,6 +15,7 @@ from collabopt.core.tfenv import tf
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_SHAPE = (28, 28, 1)  # the one default feature shape (what our ExampleGen writes)
+INT_SCALE = 1 / 255.0  # default multiplier of integer-valued features (uint8 pixels -> [0, 1]); config data.scale
 _SPLIT_PREFIX = "Split-"
 # IDX type codes -> numpy dtypes (multi-byte values are big-endian).
 _IDX_DTYPES = {0x08: "u1", 0x09: "i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -160,7 +161,7 @@ def _kind(example, key, split):
 
 
 def example_parser(first_record, split, feature_key="image", label_key="label", feature_shape=FASHION_MNIST_SHAPE,
-                   scale=1 / 255.0):
+                   scale=INT_SCALE):
     """A batch parser for the records of a split, typed from its first serialized tf.Example.
 
     Returns (parse, kind, size): parse(serialized [N]) -> (x float32 [N, size], y int64 [N]).
@@ -206,7 +207,7 @@ def _tf_words(error):
 
 
 def stream_examples(uri, split, feature_key="image", label_key="label", feature_shape=FASHION_MNIST_SHAPE,
-                    limit=None, scale=1 / 255.0, batch_size=4096):
+                    limit=None, scale=INT_SCALE, batch_size=4096):
     """Yield (file, x float32 [n, *feature_shape], y int64 [n]) batch by batch, file by file, at most
     `limit` records in all: a split never has to fit in memory. Feature types come from the first
     record; a file that is not a GZIP TFRecord file or ends inside a record, a record that is not a
@@ -246,7 +247,7 @@ def stream_examples(uri, split, feature_key="image", label_key="label", feature_
 
 
 def read_examples(uri, split, feature_key="image", label_key="label", feature_shape=FASHION_MNIST_SHAPE,
-                  limit=None, scale=1 / 255.0):
+                  limit=None, scale=INT_SCALE):
     """Read a split into (x float32 [N, *feature_shape], y int64 [N]), through stream_examples (the
     same feature types, scaling and errors)."""
     xs, ys = [], []

@@ -5,7 +5,6 @@ preserving_qat() returns the QAT model (fake-quant wrappers) that TFLite convers
 """
 import contextlib
 import logging
-import math
 
 import numpy as np
 
@@ -35,15 +34,16 @@ def _kernels(model):
             yield inner, (w if w is not None else inner.kernel).numpy()
 
 
-def prune(model, x, y, *, target_sparsity=0.5, schedule="polynomial", frequency=100, epochs=2,
+def prune(model, x, y=None, *, target_sparsity=0.5, schedule="polynomial", frequency=100, epochs=2,
           batch_size=64, learning_rate=1e-4, m_by_n=None, log_dir=None, seed=0, left_out=()):
     """Magnitude pruning to `target_sparsity` (or M:N structured sparsity, e.g. (2, 4)); the layers
-    named in `left_out` (layer_support.plan) stay as they are."""
+    named in `left_out` (layer_support.plan) stay as they are. x, y: arrays, or a tf.data.Dataset x
+    (train.fit), whose cardinality gives the schedule's steps per epoch."""
     schemas.check({"prune": {"target_sparsity": target_sparsity, "schedule": schedule, "frequency": frequency,
                              "m_by_n": list(m_by_n) if m_by_n else None}})  # the config's rules, not new ones
     if m_by_n:
         target_sparsity = m_by_n[0] / m_by_n[1]  # TFMOT's (M, N): M zeros in every N consecutive weights
-    steps = max(1, math.ceil(len(x) / batch_size)) * epochs
+    steps = max(1, train.steps_per_epoch(x, batch_size)) * epochs
     if schedule == "constant":
         sched = tfmot.sparsity.keras.ConstantSparsity(target_sparsity, begin_step=0, frequency=frequency)
     else:  # polynomial
@@ -61,7 +61,7 @@ def prune(model, x, y, *, target_sparsity=0.5, schedule="polynomial", frequency=
     return tfmot.sparsity.keras.strip_pruning(pruned)
 
 
-def cluster(model, x, y, *, number_of_clusters=8, centroid_init="kmeans++", preserve_sparsity=True,
+def cluster(model, x, y=None, *, number_of_clusters=8, centroid_init="kmeans++", preserve_sparsity=True,
             per_channel=False, epochs=1, batch_size=64, learning_rate=1e-4, log_dir=None, seed=0, left_out=()):
     """Weight clustering; with preserve_sparsity the zeros of a pruned model stay zero; the layers
     named in `left_out` stay as they are."""
@@ -185,7 +185,7 @@ def share_kernel_ranges(qat_model, layer_names):
                 w.assign(np.full_like(v, v.min() if leaf.startswith("kernel_min") else v.max()))
 
 
-def preserving_qat(model, x, y, *, scheme="auto", epochs=1, batch_size=64, learning_rate=1e-5,
+def preserving_qat(model, x, y=None, *, scheme="auto", epochs=1, batch_size=64, learning_rate=1e-5,
                    log_dir=None, seed=0, per_channel_clusters=None, left_out=()):
     """Quantization-aware training, preserving the sparsity and/or clusters `model` has.
 

@@ -12,42 +12,14 @@ import shutil
 
 import numpy as np
 
-from collabopt.core import (analyze, checks, convert, data, deploy, gates, kernel_trace, keras_io, layer_support, optimize,
+from collabopt.core import (analyze, checks, convert, deploy, gates, kernel_trace, keras_io, layer_support, optimize,
                             train, vela)
+from collabopt.core.inputs import FEATURES, DataSpec  # noqa: F401 (DataSpec: stages.DataSpec for callers)
 from collabopt.core.artifact_files import (EXCLUDED_LAYERS, INT8_STAGE, KERNELS_FILE, LEAF_FILE, LEAVES_FILE, LOG_DIR, MODEL_DIR, REPORT_FILE,
                                            STATS_FILE, TFLITE_FILE, excluded_layers, promises, read_leaf,
                                            write_json)
 
 log = logging.getLogger("collabopt")
-
-@dataclasses.dataclass
-class DataSpec:
-    """Where the tf.Examples are and how to read features/labels from them."""
-    examples_uri: str
-    feature_key: str = "image"
-    label_key: str = "label"
-    feature_shape: tuple = data.FASHION_MNIST_SHAPE
-    train_split: str = "train"
-    eval_split: str = "eval"
-    train_limit: int = 0  # 0: the whole split
-    eval_limit: int = 0
-
-    def _read(self, split, limit):
-        return data.read_examples(self.examples_uri, split, feature_key=self.feature_key,
-                                  label_key=self.label_key, feature_shape=tuple(self.feature_shape),
-                                  limit=limit or None)
-
-    def train_cap(self, limit=0):
-        """How many train records train(limit) reads (0: all)."""
-        return min(x for x in (self.train_limit, limit) if x) if (self.train_limit or limit) else 0
-
-    def train(self, limit=0):
-        """The train split; `limit` caps it further (e.g. representative samples only)."""
-        return self._read(self.train_split, self.train_cap(limit))
-
-    def eval(self):
-        return self._read(self.eval_split, self.eval_limit)
-
 
 @dataclasses.dataclass
 class FitSpec:
@@ -57,17 +29,26 @@ class FitSpec:
     seed: int = 0
 
 
-def keras_metrics(model, x, y):
-    """Accuracy plus what the Keras kernels hold (sparsity, distinct values)."""
+def keras_metrics(model, data_spec):
+    """The eval split's metric (train.score) plus what the Keras kernels hold (sparsity, distinct values)."""
     kernels = [w for layer, w in optimize._kernels(model)]  # noqa: SLF001
     sizes = [w.size for w in kernels]
     d = optimize.describe(model)
     return {
-        "accuracy": train.accuracy(model, x, y),
+        **_score(model, data_spec),
         "sparsity": float(np.average([np.mean(w == 0) for w in kernels], weights=sizes)),
         "num_params": int(model.count_params()),
         "is_sparse": d["sparse"], "is_clustered": d["clustered"],
     }
+
+
+def _score(model, data_spec):
+    return train.score(model, data_spec.eval_dataset(), reconstruction=data_spec.target == FEATURES)
+
+
+def _train(data_spec, fit):
+    """The fine-tuning data: streamed, shuffled train batches."""
+    return data_spec.train_dataset(fit.batch_size, seed=fit.seed)
 
 
 def _load(model_path):
@@ -99,12 +80,10 @@ def _save(model, out_dir, metrics, *, trace=(None, {}), stage=None):
 def train_baseline(data_spec, out_dir, *, width=64, blocks=4, num_classes=10, fit=FitSpec(epochs=3, learning_rate=1e-3)):
     """Train the DS-CNN-style baseline on the Examples; SavedModel under out_dir/Format-Serving."""
     checks.stage_inputs(data_spec, num_classes=num_classes)  # named errors before training
-    x, y = data_spec.train()
-    xe, ye = data_spec.eval()
     model = train.ds_cnn(tuple(data_spec.feature_shape), num_classes, width=width, blocks=blocks)
-    train.fit(model, x, y, epochs=fit.epochs, batch_size=fit.batch_size, learning_rate=fit.learning_rate,
+    train.fit(model, _train(data_spec, fit), epochs=fit.epochs, learning_rate=fit.learning_rate,
               stage="baseline", log_dir=os.path.join(out_dir, LOG_DIR), seed=fit.seed)
-    return _save(model, out_dir, keras_metrics(model, xe, ye), stage="baseline")
+    return _save(model, out_dir, keras_metrics(model, data_spec), stage="baseline")
 
 
 def prune(model_path, data_spec, out_dir, *, target_sparsity=0.5, schedule="polynomial", frequency=100,
@@ -112,14 +91,12 @@ def prune(model_path, data_spec, out_dir, *, target_sparsity=0.5, schedule="poly
     checks.stage_inputs(data_spec, model_path)
     model, trace = _load(model_path)
     left_out = layer_support.plan(model, "prune", exclude_layers, strict)  # before any fine-tuning
-    x, y = data_spec.train()
-    xe, ye = data_spec.eval()
-    pruned = optimize.prune(model, x, y, target_sparsity=target_sparsity, schedule=schedule,
+    pruned = optimize.prune(model, _train(data_spec, fit), target_sparsity=target_sparsity, schedule=schedule,
                             frequency=frequency, m_by_n=m_by_n, epochs=fit.epochs,
                             batch_size=fit.batch_size, learning_rate=fit.learning_rate,
                             log_dir=os.path.join(out_dir, LOG_DIR), seed=fit.seed, left_out=left_out)
     target = m_by_n[0] / m_by_n[1] if m_by_n else target_sparsity  # (M, N): M zeros per N
-    return _save(pruned, out_dir, {**keras_metrics(pruned, xe, ye), "technique": "prune",
+    return _save(pruned, out_dir, {**keras_metrics(pruned, data_spec), "technique": "prune",
                                    "promises": {**promises(model_path), "target_sparsity": target},
                                    **_excluded(model_path, "prune", left_out)},
                  trace=trace, stage="pruned")
@@ -130,14 +107,12 @@ def cluster(model_path, data_spec, out_dir, *, number_of_clusters=8, centroid_in
     checks.stage_inputs(data_spec, model_path)
     model, trace = _load(model_path)
     left_out = layer_support.plan(model, "cluster", exclude_layers, strict)
-    x, y = data_spec.train()
-    xe, ye = data_spec.eval()
-    clustered = optimize.cluster(model, x, y, number_of_clusters=number_of_clusters,
+    clustered = optimize.cluster(model, _train(data_spec, fit), number_of_clusters=number_of_clusters,
                                  centroid_init=centroid_init, preserve_sparsity=preserve_sparsity,
                                  per_channel=per_channel, epochs=fit.epochs, batch_size=fit.batch_size,
                                  learning_rate=fit.learning_rate,
                                  log_dir=os.path.join(out_dir, LOG_DIR), seed=fit.seed, left_out=left_out)
-    m = keras_metrics(clustered, xe, ye)
+    m = keras_metrics(clustered, data_spec)
     kept = promises(model_path) if preserve_sparsity else {}
     return _save(clustered, out_dir, {**m, "technique": "cluster", "promises": {
         **kept, "number_of_clusters": number_of_clusters, "per_channel": per_channel},
@@ -151,14 +126,12 @@ def preserving_qat(model_path, data_spec, out_dir, *, scheme="auto", shared_cent
     checks.stage_inputs(data_spec, model_path)
     model, trace = _load(model_path)
     left_out = layer_support.plan(model, "qat", exclude_layers, strict)
-    x, y = data_spec.train()
-    xe, ye = data_spec.eval()
     per_channel = None if shared_centroids else True
     qat_model, scheme = optimize.preserving_qat(
-        model, x, y, scheme=scheme, epochs=fit.epochs, batch_size=fit.batch_size,
+        model, _train(data_spec, fit), scheme=scheme, epochs=fit.epochs, batch_size=fit.batch_size,
         learning_rate=fit.learning_rate, log_dir=os.path.join(out_dir, LOG_DIR), seed=fit.seed,
         per_channel_clusters=per_channel, left_out=left_out)
-    m = {"accuracy": train.accuracy(qat_model, xe, ye), "scheme": scheme, "technique": scheme,
+    m = {**_score(qat_model, data_spec), "scheme": scheme, "technique": scheme,
          "num_params": int(model.count_params()), "promises": promises(model_path),
          **_excluded(model_path, "qat", left_out)}
     # The fake-quant kernel is not the deployed one: the converter adds the INT8 kernel instead.
@@ -173,10 +146,9 @@ def is_qat_saved_model(saved_model_dir):
 def to_tflite(model_path, data_spec, out_dir, *, representative_samples=200, evaluate=True):
     """Full-INT8 .tflite (QAT ranges if the model is a QAT model, else PTQ) and its analysis."""
     checks.stage_inputs(data_spec, model_path, train=representative_samples, evaluation=evaluate)
-    x, _ = data_spec.train(limit=representative_samples)  # only what calibration uses
     # The converter asks for representative data even for QAT SavedModels (TF 2.21 checks before it
     # has read the graph); with fake-quant nodes present it uses their ranges and ignores the data.
-    rep = convert.representative(x, representative_samples)
+    rep = data_spec.representative(representative_samples)  # only what calibration uses
     with keras_io.saved_model(model_path) as src:  # a .keras/.h5 file: a temporary SavedModel
         qat = is_qat_saved_model(src)
         tflite = convert.saved_model_to_int8(src, rep)
@@ -193,9 +165,8 @@ def to_tflite(model_path, data_spec, out_dir, *, representative_samples=200, eva
         if w is not None:
             history = {**history, INT8_STAGE: w}
         kernel_trace.save(out_dir, layer, history)
-    if evaluate:
-        xe, ye = data_spec.eval()
-        stats["int8_accuracy"] = analyze.int8_accuracy(tflite, xe, ye)
+    if evaluate and data_spec.target != FEATURES:  # an autoencoder's INT8 metric: the leaf evaluation's
+        stats["int8_accuracy"] = analyze.int8_accuracy(tflite, data_spec.eval_dataset().as_numpy_iterator())
     write_json(os.path.join(out_dir, STATS_FILE), stats)
     return stats
 
@@ -234,6 +205,9 @@ def evaluate_leaf(path_name, tflite_dir, model_path, data_spec, out_dir, *, npu_
     from collabopt.core import evaluate  # Beam only where it is used
 
     checks.stage_inputs(data_spec, model_path, train=False, evaluation="all")  # Beam reads every record
+    if data_spec.target == FEATURES:  # until the leaf evaluation computes the configured metric
+        raise ValueError("training.target: 'features': the leaf evaluation measures top-1 accuracy only, "
+                         "an autoencoder's reconstruction has no class")
     with open(os.path.join(str(tflite_dir), STATS_FILE)) as f:
         conv = json.load(f)
     tflite_path = os.path.join(str(tflite_dir), TFLITE_FILE)
@@ -241,7 +215,7 @@ def evaluate_leaf(path_name, tflite_dir, model_path, data_spec, out_dir, *, npu_
         acc = evaluate.accuracy(
             tflite_path, data_spec.examples_uri, data_spec.eval_split, saved_model_dir=src,
             feature_key=data_spec.feature_key, label_key=data_spec.label_key,
-            feature_shape=data_spec.feature_shape, make_pipeline=make_pipeline)
+            feature_shape=data_spec.feature_shape, make_pipeline=make_pipeline, data_spec=data_spec)
     os.makedirs(out_dir, exist_ok=True)
     npu = read_npu(npu_dir)
     leaf = {

@@ -2,6 +2,7 @@
 import contextlib
 import contextvars
 import logging
+import math
 import os
 import signal
 
@@ -88,17 +89,43 @@ def _test_sigkill(stage):
     return [_SigkillAfterEpoch(int(epoch))] if kind == "epoch" and name == stage else []
 
 
+def sample(x, y=None, n=8):
+    """(features, targets) of the first `n` examples of arrays x, y or of the first batch of a
+    tf.data.Dataset of (features, targets); features an array or a dict of arrays by input name."""
+    if isinstance(x, tf.data.Dataset):
+        features, targets = next(iter(x.take(1)))
+    else:
+        features, targets = x, y
+    cut = (lambda v: np.asarray(v)[:n]) if n else np.asarray
+    features = {k: cut(v) for k, v in features.items()} if isinstance(features, dict) else cut(features)
+    return features, None if targets is None else cut(targets)
+
+
 def outputs_probabilities(model, x):
     """Does the model end in a softmax (keras.applications' default, every MLPerf Tiny classifier)
     rather than in logits? Asked of the model's own outputs on a few samples, so any layer or TFMOT
     wrapper that applies the softmax counts."""
-    out = np.asarray(model(np.asarray(x[:8], np.float32), training=False))
+    features, _ = sample(x)
+    if not isinstance(features, dict):
+        features = features.astype(np.float32)
+    out = np.asarray(model(features, training=False))
     return bool(out.shape[-1] > 1 and np.all(out >= 0) and np.allclose(out.sum(axis=-1), 1.0, atol=1e-3))
 
 
-def loss_for(model, x):
-    """The fine-tuning loss that fits the model's output: cross-entropy on probabilities for a softmax
-    head, on logits otherwise."""
+def reconstructs(x, y=None):
+    """Is the target the input itself (training.target: features, an autoencoder)?"""
+    features, targets = sample(x, y)
+    return (targets is not None and not isinstance(features, dict) and targets.shape == features.shape
+            and np.array_equal(targets, features))
+
+
+def loss_for(model, x, y=None):
+    """The fine-tuning loss that fits the model and its targets: mean squared error when the target
+    is the input (autoencoder); cross-entropy on probabilities for a softmax head, on logits otherwise.
+    `x`: arrays (with labels `y`) or a tf.data.Dataset of (features, targets)."""
+    if reconstructs(x, y):
+        log.info("fine-tuning loss: mean squared error (the target is the input)")
+        return keras.losses.MeanSquaredError()
     probabilities = outputs_probabilities(model, x)
     log.info("fine-tuning loss: sparse categorical cross-entropy on %s", "probabilities (softmax output)"
              if probabilities else "logits")
@@ -106,10 +133,11 @@ def loss_for(model, x):
 
 
 def compile_model(model, learning_rate=1e-3, loss=None):
+    regression = isinstance(loss, keras.losses.MeanSquaredError)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss=loss or keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"])
+        metrics=[] if regression else ["accuracy"])
     return model
 
 
@@ -130,9 +158,10 @@ def resumable(backup_dir):
         tf.io.gfile.rmtree(str(backup_dir))
 
 
-def fit(model, x, y, *, epochs, batch_size=64, learning_rate=1e-3, stage="fit", log_dir=None,
+def fit(model, x, y=None, *, epochs, batch_size=64, learning_rate=1e-3, stage="fit", log_dir=None,
         callbacks=(), seed=0, backup_dir=None):
-    """Compile and fit; logs each epoch and, with `log_dir`, writes TensorBoard logs there.
+    """Compile and fit on arrays x, y or on a tf.data.Dataset x of (features, targets) batches (y None;
+    batch_size is then the dataset's); logs each epoch and, with `log_dir`, writes TensorBoard logs there.
 
     With `backup_dir`, the model and optimizer state are saved there after every epoch (Keras'
     BackupAndRestore) and a fit that finds a backup resumes after its last saved epoch. The backup
@@ -144,17 +173,49 @@ def fit(model, x, y, *, epochs, batch_size=64, learning_rate=1e-3, stage="fit", 
     if backup_dir is None and _BACKUP.get():
         backup_dir = os.path.join(_BACKUP.get(), stage)
     keras.utils.set_random_seed(seed)
-    compile_model(model, learning_rate, loss_for(model, x))
+    compile_model(model, learning_rate, loss_for(model, x, y))
     cbs = [ProgressLog(stage), *callbacks]
     if backup_dir:  # first: restores before any other callback reads the state
         cbs.insert(0, keras.callbacks.BackupAndRestore(str(backup_dir), delete_checkpoint=False))
     if log_dir:
         cbs.append(keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False, profile_batch=0))
     cbs += _test_sigkill(stage)  # after the backup: the checkpoint of that epoch is on disk
+    if isinstance(x, tf.data.Dataset):
+        return model.fit(x, epochs=epochs, verbose=0, callbacks=cbs)
     return model.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0, callbacks=cbs)
 
 
-def accuracy(model, x, y, batch_size=256):
-    """Top-1 accuracy of a Keras model (FP32, or fake-INT8 for a QAT model)."""
-    logits = model.predict(x, batch_size=batch_size, verbose=0)
-    return float(np.mean(np.argmax(logits, axis=-1) == np.asarray(y)))
+def steps_per_epoch(x, batch_size):
+    """Batches per epoch of arrays x, or of a tf.data.Dataset (its cardinality; counted if unknown)."""
+    if not isinstance(x, tf.data.Dataset):
+        return math.ceil(len(x) / batch_size)
+    n = int(x.cardinality())
+    return n if n >= 0 else int(x.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
+
+
+def accuracy(model, x, y=None, batch_size=256):
+    """Top-1 accuracy of a Keras model (FP32, or fake-INT8 for a QAT model) on arrays x, y or, batch
+    by batch, on a tf.data.Dataset x of (features, labels)."""
+    if not isinstance(x, tf.data.Dataset):
+        logits = model.predict(x, batch_size=batch_size, verbose=0)
+        return float(np.mean(np.argmax(logits, axis=-1) == np.asarray(y)))
+    correct = n = 0
+    for features, labels in x:
+        correct += int(np.sum(np.argmax(model(features, training=False), axis=-1) == labels.numpy()))
+        n += len(labels)
+    return correct / n if n else float("nan")
+
+
+def mse(model, dataset):
+    """Mean squared error of the model's outputs against the targets, batch by batch."""
+    total = n = 0.0
+    for features, targets in dataset:
+        err = np.square(np.asarray(model(features, training=False)) - targets.numpy())
+        total, n = total + float(err.sum()), n + err.size
+    return total / n if n else float("nan")
+
+
+def score(model, dataset, reconstruction=False):
+    """The Keras-side evaluation metric a stage records: {'mse': ...} for an autoencoder (the target
+    is the input), else {'accuracy': ...}."""
+    return {"mse": mse(model, dataset)} if reconstruction else {"accuracy": accuracy(model, dataset)}

@@ -14,6 +14,7 @@ DEFAULTS = {
     "baseline": {"model_uri": None, "pushed_models": None, "epochs": 3, "learning_rate": 1e-3, "width": 64, "blocks": 4},
     "examples": {"uri": None, "data_dir": None, "seed": 0},
     "data": {"train_limit": 0, "eval_limit": 0},  # 0: whole split
+    "training": {"target": "label", "module_file": None},
     "prune": {"target_sparsity": 0.5, "schedule": "polynomial", "epochs": 2, "learning_rate": 1e-4},
     "cluster": {"number_of_clusters": 8, "centroid_init": "kmeans++", "epochs": 1, "learning_rate": 1e-4},
     "qat": {"scheme": "auto", "epochs": 1, "learning_rate": 1e-5},

@@ -11,6 +11,14 @@ from collabopt.components import keys
 from collabopt.core import tree_paths
 from collabopt.pipelines import config as tree_config
 
+
+def data_params(cfg):
+    """What every model stage gets about its data: the `data` section and the `training` keys that
+    say how the records get into the model (components.common.data_params splits them again)."""
+    from collabopt.components import common
+    return {**cfg["data"], **{k: cfg["training"][k] for k in common.TRAINING_DEFAULTS}}
+
+
 def _inputs(cfg, examples=None, model=None, model_blessing=None):
     """(components, examples channel, baseline model channel).
 
@@ -26,7 +34,7 @@ def _inputs(cfg, examples=None, model=None, model_blessing=None):
 
     from collabopt.components import BaselineTrainer, FashionMnistExampleGen, LatestPushedModel
 
-    comps, data = [], cfg["data"]
+    comps, data = [], data_params(cfg)
     ex = dict(cfg["examples"])
     resolve_examples = ex.pop("resolve", None)
     if examples is not None:
@@ -110,7 +118,7 @@ def create_pipeline(config, pipeline_root, metadata_path=None, beam_pipeline_arg
             cfg[section] = value
     comps, examples, baseline = _inputs(cfg, examples, model, model_blessing)
     comps = [*components, *comps]
-    data = cfg["data"]
+    data = data_params(cfg)
     models = {(): baseline}  # stage prefix -> its Model channel; shared by every path through it
 
     def model_for(prefix):

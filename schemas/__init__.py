@@ -75,6 +75,12 @@ def rule_problems(doc):
                 re.compile(pattern)
             except (re.error, TypeError) as e:
                 problems.append(f"{section}.exclude_layers.{i}: {pattern!r} is not a regular expression ({e})")
+    module_file = (doc.get("training") or {}).get("module_file")
+    if isinstance(module_file, str) and module_file:
+        from collabopt.core import user_module  # imports the user's file: only when one is set
+        why = user_module.problem(module_file)
+        if why:
+            problems.append(f"training.module_file: {why}")
     req = doc.get("requirements") or {}
     if req.get("npu_target") and req.get("max_npu_inference_time_s") is None:
         problems.append("requirements.npu_target: set, but max_npu_inference_time_s is not")

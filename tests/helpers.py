@@ -221,9 +221,11 @@ def read_json(path):
 
 
 def encoded_data(**overrides):
-    """The data parameters as a component's spec holds them (lists as JSON strings)."""
+    """The data (and `training` input) parameters as a component's spec holds them (lists as JSON
+    strings, None as "")."""
     return {"feature_key": "image", "label_key": "label", "feature_shape": "[28, 28, 1]", "train_split": "train",
-            "eval_split": "eval", "train_limit": 0, "eval_limit": 0, **overrides}
+            "eval_split": "eval", "train_limit": 0, "eval_limit": 0, "scale": 1 / 255, "target": "label",
+            "module_file": "", **overrides}
 
 
 def sparse_model(uri, model_uri, sparsity):

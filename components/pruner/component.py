@@ -32,7 +32,8 @@ class Pruner(base_component.BaseComponent):
         too, each named in stats.json (`excluded_layers`) and the report.
       strict: fail instead, listing every layer TFMOT cannot prune.
       epochs, batch_size, learning_rate, seed: the fine-tuning.
-      **data_kwargs: feature_key, label_key, feature_shape, train_split, eval_split, train_limit, eval_limit.
+      **data_kwargs: feature_key, label_key, feature_shape, train_split, eval_split, train_limit, eval_limit,
+        scale; target, module_file (config section `training`).
     """
     SPEC_CLASS = PrunerSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
