@@ -1,6 +1,6 @@
 """The optimization report: one self-contained HTML page (plots embedded as PNG) per run.
 
-Pure: leaf dicts (stages.evaluate_leaf's leaf.json) and kernel histories in, HTML out.
+Pure: leaf dicts (leaves.evaluate_leaf's leaf.json) and kernel histories in, HTML out.
 """
 import base64
 import datetime

@@ -1,4 +1,4 @@
-"""LeafEvaluator executor: decode (and check the requirements again), call core.stages.evaluate_leaf
+"""LeafEvaluator executor: decode (and check the requirements again), call core.leaves.evaluate_leaf
 with this executor's Beam pipeline (the TFX pipeline's beam_pipeline_args), record metrics and the
 blessing."""
 import json
@@ -7,7 +7,7 @@ from tfx.dsl.components.base import base_beam_executor
 
 from collabopt import schemas
 from collabopt.components import common, keys
-from collabopt.core import stages
+from collabopt.core import leaves
 
 
 def encode_requirements(requirements):
@@ -32,7 +32,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         evaluation = common.output(output_dict, keys.EVALUATION_KEY)
         blessing = common.output(output_dict, keys.BLESSING_KEY)
         requirements = decode_requirements(exec_properties["requirements"])
-        leaf = stages.evaluate_leaf(
+        leaf = leaves.evaluate_leaf(
             exec_properties[keys.PATH], common.single_uri(input_dict, keys.TFLITE_MODEL_KEY),
             common.optional_uri(input_dict, keys.MODEL_KEY), common.data_spec(input_dict, exec_properties),
             evaluation.uri, npu_dir=common.optional_uri(input_dict, keys.NPU_MODEL_KEY), requirements=requirements,
