@@ -19,6 +19,8 @@ MODEL_STAGE_INPUTS = {keys.MODEL_KEY: ChannelParameter(type=standard_artifacts.M
 DATA_DEFAULTS = {"feature_key": "image", "label_key": "label", "feature_shape": list(data.FASHION_MNIST_SHAPE),
                  "train_split": "train", "eval_split": "eval", "train_limit": 0, "eval_limit": 0}
 FIT_KEYS = ("epochs", "batch_size", "learning_rate", "seed")
+# The config's `training` section: fine-tuning loss/metrics and the eval metric (core.train.TrainingSpec).
+TRAINING_DEFAULTS = {"loss": "auto", "metrics": None, "eval_metric": "accuracy", "top_k": 5}
 
 
 def _types(section, key):
@@ -83,6 +85,20 @@ def decode(section, props, names, required=()):
 
 
 DATA_PARAMETERS = parameters("data", DATA_DEFAULTS)
+
+
+TRAINING_PARAMETERS = parameters("training", TRAINING_DEFAULTS)
+
+
+def training_params(training=None):
+    """Checked, encoded `training` parameters (a config's training section; defaults for what it lacks)."""
+    return encode("training", **{**TRAINING_DEFAULTS, **(training or {})})
+
+
+def training_spec(props):
+    from collabopt.core import train
+    t = decode("training", props, TRAINING_DEFAULTS)
+    return train.TrainingSpec(**{**t, "metrics": tuple(t["metrics"]) if t["metrics"] is not None else None})
 
 
 def fit_parameters(section):

@@ -91,12 +91,12 @@ def _layer_name(weight_tensor_name):
     return weight_tensor_name
 
 
-def int8_predictions(tflite_bytes, x, batch_size=256, interp=None):
-    """Top-1 class of the quantized model per row of x (float): inputs quantized with the model's
-    own input scale, as a device would."""
+def int8_outputs(tflite_bytes, x, batch_size=256, interp=None):
+    """The quantized model's outputs per row of x (float), dequantized: inputs quantized with the
+    model's own input scale, as a device would."""
     it = interp or interpreter(tflite_bytes)
     inp, outp = it.get_input_details()[0], it.get_output_details()[0]
-    preds = []
+    outs = []
     for start in range(0, len(x), batch_size):
         xb = x[start:start + batch_size]
         it.resize_tensor_input(inp["index"], [len(xb), *inp["shape"][1:]])
@@ -107,9 +107,16 @@ def int8_predictions(tflite_bytes, x, batch_size=256, interp=None):
             xb = np.clip(np.round(xb / scale + zero), info.min, info.max).astype(inp["dtype"])
         it.set_tensor(inp["index"], xb.astype(inp["dtype"]))
         it.invoke()
-        # argmax is unchanged by the output's affine dequantization (positive scale)
-        preds.append(np.argmax(it.get_tensor(outp["index"]), axis=-1))
-    return np.concatenate(preds) if preds else np.zeros((0,), np.int64)
+        out = it.get_tensor(outp["index"]).astype(np.float32)
+        o_scale, o_zero = outp["quantization"]
+        outs.append((out - o_zero) * o_scale if outp["dtype"] in (np.int8, np.uint8) and o_scale else out)
+    return np.concatenate(outs) if outs else np.zeros((0, *outp["shape"][1:]), np.float32)
+
+
+def int8_predictions(tflite_bytes, x, batch_size=256, interp=None):
+    """Top-1 class of the quantized model per row of x (float)."""
+    out = int8_outputs(tflite_bytes, x, batch_size, interp)
+    return np.argmax(out, axis=-1) if len(out) else np.zeros((0,), np.int64)
 
 
 def int8_accuracy(tflite_bytes, x, y, batch_size=256):

@@ -5,9 +5,10 @@ import logging
 import os
 import shutil
 
-from collabopt.core import checks, deploy, gates, kernel_trace, keras_io
+from collabopt.core import checks, deploy, gates, kernel_trace, keras_io, metrics
 from collabopt.core.artifact_files import (EXCLUDED_LAYERS, KERNELS_FILE, LEAF_FILE, LEAVES_FILE, REPORT_FILE,
                                            STATS_FILE, TFLITE_FILE, read_leaf, write_json)
+from collabopt.core.train import TrainingSpec
 
 log = logging.getLogger("collabopt")
 
@@ -24,31 +25,33 @@ def read_npu(npu_dir):
 
 
 def evaluate_leaf(path_name, tflite_dir, model_path, data_spec, out_dir, *, npu_dir=None, requirements=None,
-                  baseline_dir=None, make_pipeline=None, push_destination=None):
-    """Evaluate one deployment-tree leaf the same way as every other: accuracies with Beam over the
-    eval split, the flatbuffer's size and per-layer analysis (from the converter's stats.json), the
+                  baseline_dir=None, make_pipeline=None, push_destination=None, training=TrainingSpec()):
+    """Evaluate one deployment-tree leaf the same way as every other: the eval metric (training.eval_metric,
+    core.metrics) of the FP32 and INT8 models with Beam over the eval split, the flatbuffer's size and per-layer analysis (from the converter's stats.json), the
     Vela numbers of its compile_npu output (npu_dir: compiled once, judged here), then the
     requirement and preservation gates. Writes leaf.json (+ the
     kernel history) to out_dir; returns the leaf dict with 'blessed' and 'reasons'."""
     from collabopt.core import evaluate  # Beam only where it is used
 
-    checks.stage_inputs(data_spec, model_path, train=False, evaluation="all")  # Beam reads every record
+    checks.stage_inputs(data_spec, model_path, train=False, evaluation="all",
+                        classes=metrics.class_labels(training))  # Beam reads every record
     with open(os.path.join(str(tflite_dir), STATS_FILE)) as f:
         conv = json.load(f)
     tflite_path = os.path.join(str(tflite_dir), TFLITE_FILE)
-    acc = evaluate.accuracy(
+    m = evaluate.metric(
         tflite_path, data_spec.examples_uri, data_spec.eval_split,
         saved_model_dir=keras_io.saved_model_dir(model_path) if model_path else None,
         feature_key=data_spec.feature_key, label_key=data_spec.label_key,
-        feature_shape=data_spec.feature_shape, make_pipeline=make_pipeline)
+        feature_shape=data_spec.feature_shape, make_pipeline=make_pipeline, training=training)
     os.makedirs(out_dir, exist_ok=True)
     npu = read_npu(npu_dir)
     leaf = {
         "path": path_name,
         "mode": conv.get("mode"),  # ptq | qat
-        "fp32_accuracy": acc["keras_accuracy"],  # FP32 model, or fake-INT8 for a QAT model
-        "int8_accuracy": acc["int8_accuracy"],
-        "eval_examples": acc["examples"],
+        "eval_metric": training.eval_metric, "top_k": training.top_k,
+        # fp32: the FP32 model, or fake-INT8 for a QAT model; *_accuracy too for top-1 accuracy
+        **metrics.fields(training.eval_metric, {"fp32_": m["keras_metric"], "int8_": m["int8_metric"]}),
+        "eval_examples": m["examples"],
         **{k: conv[k] for k in ("tflite_bytes", "gzip_bytes", "saving_pct", "sparsity",
                                 "max_unique_per_channel", "max_unique_per_tensor")},
         "promises": conv.get("promises", {}),
@@ -58,10 +61,17 @@ def evaluate_leaf(path_name, tflite_dir, model_path, data_spec, out_dir, *, npu_
         "npu": npu,
     }
     baseline = read_leaf(baseline_dir) if baseline_dir else leaf
-    leaf["baseline_int8_accuracy"] = baseline["int8_accuracy"]
-    leaf["int8_accuracy_drop_pp"] = 100.0 * (baseline["int8_accuracy"] - leaf["int8_accuracy"])
+    if baseline.get("eval_metric", metrics.ACCURACY) != training.eval_metric:
+        raise ValueError(f"baseline leaf {baseline_dir}: measured by {baseline.get('eval_metric', metrics.ACCURACY)}, "
+                         f"this leaf by {training.eval_metric}")
+    base = baseline.get("int8_metric", baseline.get("int8_accuracy"))
+    leaf["baseline_int8_metric"] = base
+    leaf["metric_drop"] = metrics.drop(training.eval_metric, base, leaf["int8_metric"])
+    if training.eval_metric == metrics.ACCURACY:
+        leaf["baseline_int8_accuracy"] = base
+        leaf["int8_accuracy_drop_pp"] = 100.0 * leaf["metric_drop"]
     leaf["requirements"] = dict(requirements or {})
-    leaf["reasons"] = gates.gate(leaf, requirements, baseline["int8_accuracy"])
+    leaf["reasons"] = gates.gate(leaf, requirements, base)
     previous = deploy.last_pushed(push_destination, path_name) if push_destination else None
     if previous:  # retraining: bless only what is not worse than the leaf deployed now
         leaf["previous_version"] = previous["version"]

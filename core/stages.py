@@ -9,8 +9,8 @@ import os
 
 import numpy as np
 
-from collabopt.core import (analyze, checks, convert, data, gates, kernel_trace, keras_io, layer_support, optimize,
-                            train, vela)
+from collabopt.core import (analyze, checks, convert, data, gates, kernel_trace, keras_io, layer_support, metrics,
+                            optimize, train, vela)
 from collabopt.core.artifact_files import (EXCLUDED_LAYERS, INT8_STAGE, LOG_DIR, MODEL_DIR, STATS_FILE, TFLITE_FILE,
                                            excluded_layers, promises, write_json)
 
@@ -53,13 +53,14 @@ class FitSpec:
     seed: int = 0
 
 
-def keras_metrics(model, x, y):
-    """Accuracy plus what the Keras kernels hold (sparsity, distinct values)."""
+def keras_metrics(model, x, y, training=train.TrainingSpec()):
+    """The eval metric (core.metrics) plus what the Keras kernels hold (sparsity, distinct values)."""
     kernels = [w for layer, w in optimize._kernels(model)]  # noqa: SLF001
     sizes = [w.size for w in kernels]
     d = optimize.describe(model)
     return {
-        "accuracy": train.accuracy(model, x, y),
+        "eval_metric": training.eval_metric,
+        **metrics.fields(training.eval_metric, {"": metrics.of_keras(training, model, x, y)}),
         "sparsity": float(np.average([np.mean(w == 0) for w in kernels], weights=sizes)),
         "num_params": int(model.count_params()),
         "is_sparse": d["sparse"], "is_clustered": d["clustered"],
@@ -92,20 +93,21 @@ def _save(model, out_dir, metrics, *, trace=(None, {}), stage=None):
     return metrics
 
 
-def train_baseline(data_spec, out_dir, *, width=64, blocks=4, num_classes=10, fit=FitSpec(epochs=3, learning_rate=1e-3)):
+def train_baseline(data_spec, out_dir, *, width=64, blocks=4, num_classes=10, fit=FitSpec(epochs=3, learning_rate=1e-3),
+                   training=train.TrainingSpec()):
     """Train the DS-CNN-style baseline on the Examples; SavedModel under out_dir/Format-Serving."""
     checks.stage_inputs(data_spec, num_classes=num_classes)  # named errors before training
     x, y = data_spec.train()
     xe, ye = data_spec.eval()
     model = train.ds_cnn(tuple(data_spec.feature_shape), num_classes, width=width, blocks=blocks)
     train.fit(model, x, y, epochs=fit.epochs, batch_size=fit.batch_size, learning_rate=fit.learning_rate,
-              stage="baseline", log_dir=os.path.join(out_dir, LOG_DIR), seed=fit.seed)
-    return _save(model, out_dir, keras_metrics(model, xe, ye), stage="baseline")
+              stage="baseline", log_dir=os.path.join(out_dir, LOG_DIR), seed=fit.seed, training=training)
+    return _save(model, out_dir, keras_metrics(model, xe, ye, training), stage="baseline")
 
 
 def prune(model_path, data_spec, out_dir, *, target_sparsity=0.5, schedule="polynomial", frequency=100,
-          m_by_n=None, exclude_layers=(), strict=False, fit=FitSpec(epochs=2)):
-    checks.stage_inputs(data_spec, model_path)
+          m_by_n=None, exclude_layers=(), strict=False, fit=FitSpec(epochs=2), training=train.TrainingSpec()):
+    checks.stage_inputs(data_spec, model_path, classes=metrics.class_labels(training))
     model, trace = _load(model_path)
     left_out = layer_support.plan(model, "prune", exclude_layers, strict)  # before any fine-tuning
     x, y = data_spec.train()
@@ -113,17 +115,19 @@ def prune(model_path, data_spec, out_dir, *, target_sparsity=0.5, schedule="poly
     pruned = optimize.prune(model, x, y, target_sparsity=target_sparsity, schedule=schedule,
                             frequency=frequency, m_by_n=m_by_n, epochs=fit.epochs,
                             batch_size=fit.batch_size, learning_rate=fit.learning_rate,
-                            log_dir=os.path.join(out_dir, LOG_DIR), seed=fit.seed, left_out=left_out)
+                            log_dir=os.path.join(out_dir, LOG_DIR), seed=fit.seed, left_out=left_out,
+                            training=training)
     target = m_by_n[0] / m_by_n[1] if m_by_n else target_sparsity  # (M, N): M zeros per N
-    return _save(pruned, out_dir, {**keras_metrics(pruned, xe, ye), "technique": "prune",
+    return _save(pruned, out_dir, {**keras_metrics(pruned, xe, ye, training), "technique": "prune",
                                    "promises": {**promises(model_path), "target_sparsity": target},
                                    **_excluded(model_path, "prune", left_out)},
                  trace=trace, stage="pruned")
 
 
 def cluster(model_path, data_spec, out_dir, *, number_of_clusters=8, centroid_init="kmeans++",
-            preserve_sparsity=True, per_channel=False, exclude_layers=(), strict=False, fit=FitSpec(epochs=1)):
-    checks.stage_inputs(data_spec, model_path)
+            preserve_sparsity=True, per_channel=False, exclude_layers=(), strict=False, fit=FitSpec(epochs=1),
+            training=train.TrainingSpec()):
+    checks.stage_inputs(data_spec, model_path, classes=metrics.class_labels(training))
     model, trace = _load(model_path)
     left_out = layer_support.plan(model, "cluster", exclude_layers, strict)
     x, y = data_spec.train()
@@ -132,8 +136,9 @@ def cluster(model_path, data_spec, out_dir, *, number_of_clusters=8, centroid_in
                                  centroid_init=centroid_init, preserve_sparsity=preserve_sparsity,
                                  per_channel=per_channel, epochs=fit.epochs, batch_size=fit.batch_size,
                                  learning_rate=fit.learning_rate,
-                                 log_dir=os.path.join(out_dir, LOG_DIR), seed=fit.seed, left_out=left_out)
-    m = keras_metrics(clustered, xe, ye)
+                                 log_dir=os.path.join(out_dir, LOG_DIR), seed=fit.seed, left_out=left_out,
+                                 training=training)
+    m = keras_metrics(clustered, xe, ye, training)
     kept = promises(model_path) if preserve_sparsity else {}
     return _save(clustered, out_dir, {**m, "technique": "cluster", "promises": {
         **kept, "number_of_clusters": number_of_clusters, "per_channel": per_channel},
@@ -142,9 +147,9 @@ def cluster(model_path, data_spec, out_dir, *, number_of_clusters=8, centroid_in
 
 
 def preserving_qat(model_path, data_spec, out_dir, *, scheme="auto", shared_centroids=True, exclude_layers=(),
-                   strict=False, fit=FitSpec(epochs=1, learning_rate=1e-5)):
+                   strict=False, fit=FitSpec(epochs=1, learning_rate=1e-5), training=train.TrainingSpec()):
     """QAT with the scheme that preserves what the model has; saves the QAT SavedModel."""
-    checks.stage_inputs(data_spec, model_path)
+    checks.stage_inputs(data_spec, model_path, classes=metrics.class_labels(training))
     model, trace = _load(model_path)
     left_out = layer_support.plan(model, "qat", exclude_layers, strict)
     x, y = data_spec.train()
@@ -153,8 +158,9 @@ def preserving_qat(model_path, data_spec, out_dir, *, scheme="auto", shared_cent
     qat_model, scheme = optimize.preserving_qat(
         model, x, y, scheme=scheme, epochs=fit.epochs, batch_size=fit.batch_size,
         learning_rate=fit.learning_rate, log_dir=os.path.join(out_dir, LOG_DIR), seed=fit.seed,
-        per_channel_clusters=per_channel, left_out=left_out)
-    m = {"accuracy": train.accuracy(qat_model, xe, ye), "scheme": scheme, "technique": scheme,
+        per_channel_clusters=per_channel, left_out=left_out, training=training)
+    m = {"eval_metric": training.eval_metric,
+         **metrics.fields(training.eval_metric, {"": metrics.of_keras(training, qat_model, xe, ye)}), "scheme": scheme, "technique": scheme,
          "num_params": int(model.count_params()), "promises": promises(model_path),
          **_excluded(model_path, "qat", left_out)}
     # The fake-quant kernel is not the deployed one: the converter adds the INT8 kernel instead.
@@ -166,9 +172,11 @@ def is_qat_saved_model(saved_model_dir):
         return b"FakeQuantWithMinMaxVars" in f.read()
 
 
-def to_tflite(model_path, data_spec, out_dir, *, representative_samples=200, evaluate=True):
+def to_tflite(model_path, data_spec, out_dir, *, representative_samples=200, evaluate=True,
+              training=train.TrainingSpec()):
     """Full-INT8 .tflite (QAT ranges if the model is a QAT model, else PTQ) and its analysis."""
-    checks.stage_inputs(data_spec, model_path, train=representative_samples, evaluation=evaluate)
+    checks.stage_inputs(data_spec, model_path, train=representative_samples, evaluation=evaluate,
+                        classes=metrics.class_labels(training))
     src = keras_io.saved_model_dir(model_path)
     x, _ = data_spec.train(limit=representative_samples)  # only what calibration uses
     # The converter asks for representative data even for QAT SavedModels (TF 2.21 checks before it
@@ -191,7 +199,8 @@ def to_tflite(model_path, data_spec, out_dir, *, representative_samples=200, eva
         kernel_trace.save(out_dir, layer, history)
     if evaluate:
         xe, ye = data_spec.eval()
-        stats["int8_accuracy"] = analyze.int8_accuracy(tflite, xe, ye)
+        stats["eval_metric"] = training.eval_metric
+        stats.update(metrics.fields(training.eval_metric, {"int8_": metrics.of_tflite(training, tflite, xe, ye)}))
     write_json(os.path.join(out_dir, STATS_FILE), stats)
     return stats
 

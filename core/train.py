@@ -1,6 +1,7 @@
 """Baseline model (DS-CNN family) and the fine-tuning loop every stage shares."""
 import contextlib
 import contextvars
+import dataclasses
 import logging
 import os
 import signal
@@ -96,20 +97,58 @@ def outputs_probabilities(model, x):
     return bool(out.shape[-1] > 1 and np.all(out >= 0) and np.allclose(out.sum(axis=-1), 1.0, atol=1e-3))
 
 
-def loss_for(model, x):
-    """The fine-tuning loss that fits the model's output: cross-entropy on probabilities for a softmax
-    head, on logits otherwise."""
-    probabilities = outputs_probabilities(model, x)
-    log.info("fine-tuning loss: sparse categorical cross-entropy on %s", "probabilities (softmax output)"
-             if probabilities else "logits")
-    return keras.losses.SparseCategoricalCrossentropy(from_logits=not probabilities)
+CROSS_ENTROPY = ("auto", "sparse_categorical_crossentropy", "binary_crossentropy")  # on integer labels
+LOSSES = {"mse": "MeanSquaredError", "mae": "MeanAbsoluteError", "huber": "Huber"}
 
 
-def compile_model(model, learning_rate=1e-3, loss=None):
+@dataclasses.dataclass(frozen=True)
+class TrainingSpec:
+    """The config's `training` section: the fine-tuning loss and logged metrics, and the metric a leaf
+    is evaluated and gated by (core.metrics). `target`: what the model's output is compared with,
+    'label' or 'features' (an autoencoder). `loss_fn(model)` / `metrics_fn()`: hooks (e.g. a
+    module_file's) that override `loss` / `metrics`."""
+    loss: str = "auto"
+    metrics: tuple = None  # None: ['accuracy'] for a cross-entropy loss, none otherwise
+    eval_metric: str = "accuracy"
+    top_k: int = 5
+    target: str = "label"
+    loss_fn: object = None
+    metrics_fn: object = None
+
+    def fit_target(self, x, y):
+        """What fine-tuning fits the model's output to."""
+        return x if self.target == "features" else y
+
+
+def loss_for(model, x, name="auto"):
+    """The fine-tuning loss `name` fitted to the model's output: a cross-entropy on probabilities for a
+    softmax (or, binary, sigmoid) head, on logits otherwise; 'auto': sparse categorical."""
+    if name in LOSSES:
+        log.info("fine-tuning loss: %s", name)
+        return getattr(keras.losses, LOSSES[name])()
+    if name == "binary_crossentropy":
+        out = np.asarray(model(np.asarray(x[:8], np.float32), training=False))
+        probabilities, cls = bool(np.all(out >= 0) and np.all(out <= 1)), keras.losses.BinaryCrossentropy
+    else:
+        probabilities, cls = outputs_probabilities(model, x), keras.losses.SparseCategoricalCrossentropy
+    log.info("fine-tuning loss: %s on %s", cls.__name__, "probabilities" if probabilities else "logits")
+    return cls(from_logits=not probabilities)
+
+
+def fit_metrics(training):
+    """The Keras metrics a fit logs."""
+    if training.metrics_fn:
+        return list(training.metrics_fn())
+    if training.metrics is not None:
+        return list(training.metrics)
+    return ["accuracy"] if training.loss_fn is None and training.loss in CROSS_ENTROPY else []
+
+
+def compile_model(model, learning_rate=1e-3, loss=None, metrics=("accuracy",)):
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss=loss or keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"])
+        metrics=list(metrics))
     return model
 
 
@@ -131,7 +170,7 @@ def resumable(backup_dir):
 
 
 def fit(model, x, y, *, epochs, batch_size=64, learning_rate=1e-3, stage="fit", log_dir=None,
-        callbacks=(), seed=0, backup_dir=None):
+        callbacks=(), seed=0, backup_dir=None, training=TrainingSpec()):
     """Compile and fit; logs each epoch and, with `log_dir`, writes TensorBoard logs there.
 
     With `backup_dir`, the model and optimizer state are saved there after every epoch (Keras'
@@ -139,19 +178,21 @@ def fit(model, x, y, *, epochs, batch_size=64, learning_rate=1e-3, stage="fit", 
     is kept after the fit (the caller deletes it once its result is safe), so a crash after the last
     epoch restores the trained model instead of training again. The folder must be keyed by what
     determines the result (components.common.StageExecutor.resumable); inside `resumable(dir)` the
-    default is <dir>/<stage>. A resumed fit is equivalent to an uninterrupted one, not bit-identical
+    default is <dir>/<stage>. `training` (TrainingSpec): the loss and metrics, and with target
+    'features' the model is fitted to reproduce x (y is not used). A resumed fit is equivalent to an uninterrupted one, not bit-identical
     (the data order after the resume differs)."""
     if backup_dir is None and _BACKUP.get():
         backup_dir = os.path.join(_BACKUP.get(), stage)
     keras.utils.set_random_seed(seed)
-    compile_model(model, learning_rate, loss_for(model, x))
+    loss = training.loss_fn(model) if training.loss_fn else loss_for(model, x, training.loss)
+    compile_model(model, learning_rate, loss, fit_metrics(training))
     cbs = [ProgressLog(stage), *callbacks]
     if backup_dir:  # first: restores before any other callback reads the state
         cbs.insert(0, keras.callbacks.BackupAndRestore(str(backup_dir), delete_checkpoint=False))
     if log_dir:
         cbs.append(keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False, profile_batch=0))
     cbs += _test_sigkill(stage)  # after the backup: the checkpoint of that epoch is on disk
-    return model.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0, callbacks=cbs)
+    return model.fit(x, training.fit_target(x, y), epochs=epochs, batch_size=batch_size, verbose=0, callbacks=cbs)
 
 
 def accuracy(model, x, y, batch_size=256):
