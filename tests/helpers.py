@@ -211,6 +211,11 @@ def encoded_data(**overrides):
             "eval_split": "eval", "train_limit": 0, "eval_limit": 0, **overrides}
 
 
+def encoded_training(**overrides):
+    """The training parameters as a component's spec holds them (defaults; null metrics as "")."""
+    return {"loss": "auto", "metrics": "", "eval_metric": "accuracy", "top_k": 5, **overrides}
+
+
 def sparse_model(uri, model_uri, sparsity):
     """A pruned model built by hand: the model at `model_uri` with the smallest `sparsity` of every
     Conv2D/Dense kernel (not the depthwise ones, as TFMOT) set to zero, saved under `uri`/Format-Serving
