@@ -47,7 +47,8 @@ def gate(leaf, requirements, baseline_int8_metric):
         lost = round(metrics.drop(name, baseline_int8_metric, value), 11)  # at the limit passes
         if lost > round(limit, 11):
             what = "INT8 accuracy" if name == metrics.ACCURACY else f"INT8 {metrics.title(name, leaf.get('top_k', 5))}"
-            shown = f"{100 * limit:g} pp" if req.get("max_metric_drop") is None else f"{limit:g}"
+            shown = f"{req['max_int8_accuracy_drop_pp']} pp" if req.get("max_metric_drop") is None \
+                else req["max_metric_drop"]  # as configured
             side = "below" if metrics.get(name).higher_is_better else "above"
             reasons.append(f"{what} {metrics.fmt(name, value)} is {metrics.fmt_drop(name, lost)} {side} the "
                            f"baseline's {metrics.fmt(name, baseline_int8_metric)} (max drop {shown})")

@@ -26,10 +26,11 @@ def read_npu(npu_dir):
 
 def evaluate_leaf(path_name, tflite_dir, model_path, data_spec, out_dir, *, npu_dir=None, requirements=None,
                   baseline_dir=None, make_pipeline=None, push_destination=None, training=TrainingSpec()):
-    """Evaluate one deployment-tree leaf the same way as every other: the eval metric (training.eval_metric,
-    core.metrics) of the FP32 and INT8 models with Beam over the eval split, the flatbuffer's size and per-layer analysis (from the converter's stats.json), the
-    Vela numbers of its compile_npu output (npu_dir: compiled once, judged here), then the
-    requirement and preservation gates. Writes leaf.json (+ the
+    """Evaluate one deployment-tree leaf the same way as every other: the eval metric
+    (training.eval_metric, core.metrics) of the FP32 and INT8 models with Beam over the eval split,
+    the flatbuffer's size and per-layer analysis (from the converter's stats.json), the Vela numbers
+    of its compile_npu output (npu_dir: compiled once, judged here), then the requirement and
+    preservation gates. Writes leaf.json (+ the
     kernel history) to out_dir; returns the leaf dict with 'blessed' and 'reasons'."""
     from collabopt.core import evaluate  # Beam only where it is used
 
@@ -60,11 +61,9 @@ def evaluate_leaf(path_name, tflite_dir, model_path, data_spec, out_dir, *, npu_
         "layers": conv.get("layers", []),
         "npu": npu,
     }
-    baseline = read_leaf(baseline_dir) if baseline_dir else leaf
-    if baseline.get("eval_metric", metrics.ACCURACY) != training.eval_metric:
-        raise ValueError(f"baseline leaf {baseline_dir}: measured by {baseline.get('eval_metric', metrics.ACCURACY)}, "
-                         f"this leaf by {training.eval_metric}")
-    base = baseline.get("int8_metric", baseline.get("int8_accuracy"))
+    base_metric, base = metrics.of_leaf(read_leaf(baseline_dir) if baseline_dir else leaf)
+    if base_metric != training.eval_metric:
+        raise ValueError(f"baseline leaf {baseline_dir}: measured by {base_metric}, this leaf by {training.eval_metric}")
     leaf["baseline_int8_metric"] = base
     leaf["metric_drop"] = metrics.drop(training.eval_metric, base, leaf["int8_metric"])
     if training.eval_metric == metrics.ACCURACY:
