@@ -162,3 +162,21 @@ def test_the_training_section_picks_the_loss_and_metrics_and_hooks_override_them
     assert isinstance(ae.loss, keras.losses.MeanAbsoluteError) and ae.compiled_metrics._user_metrics == ["mse"]  # noqa: SLF001
     sigmoid = keras.Model(inp, keras.layers.Dense(1, activation="sigmoid")(inp))
     assert train.loss_for(sigmoid, x, "binary_crossentropy").get_config()["from_logits"] is False
+
+
+def test_the_report_and_the_leaf_table_show_the_configured_metric():
+    from collabopt import results
+    from collabopt.core import report_page
+    leaf = {**{k: None for k in results.LEAF_FIELDS}, "path": "prune_ptq", "eval_metric": "mse", "top_k": 5,
+            "fp32_metric": 0.0123, "int8_metric": 0.0125, "baseline_int8_metric": 0.0124, "metric_drop": 0.0001,
+            "tflite_bytes": 4000, "gzip_bytes": 3000, "saving_pct": 25.0, "sparsity": 0.5,
+            "max_unique_per_channel": 200, "max_unique_per_tensor": 250, "blessed": True, "reasons": [], "npu": {}}
+    page = report_page.table([leaf])
+    assert "<th>FP32 / QAT MSE</th><th>INT8 MSE</th><th>drop</th>" in page
+    assert "<td>0.0123</td><td>0.0125</td><td>+0.0001</td>" in page
+    lines = results.leaf_table([leaf]).splitlines()
+    assert lines[0].split()[:5] == ["path", "fp32", "MSE", "int8", "MSE"] and "drop" in lines[0]
+    assert lines[1].split()[:4] == ["prune_ptq", "0.0123", "0.0125", "+0.0001"]
+    top1 = {**leaf, "eval_metric": "accuracy", "fp32_metric": 0.9, "int8_metric": 0.89, "metric_drop": 0.01}
+    assert "<td>90.00%</td><td>89.00%</td><td>+1.00</td>" in report_page.table([top1])
+    assert results.leaf_table([top1]).splitlines()[1].split()[:4] == ["prune_ptq", "90.00%", "89.00%", "+1.00"]
