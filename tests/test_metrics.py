@@ -162,6 +162,12 @@ def test_the_training_section_picks_the_loss_and_metrics_and_hooks_override_them
     assert isinstance(ae.loss, keras.losses.MeanAbsoluteError) and ae.compiled_metrics._user_metrics == ["mse"]  # noqa: SLF001
     sigmoid = keras.Model(inp, keras.layers.Dense(1, activation="sigmoid")(inp))
     assert train.loss_for(sigmoid, x, "binary_crossentropy").get_config()["from_logits"] is False
+    # a named cross-entropy still follows the model's output: softmax -> from probabilities
+    softmax = keras.Model(inp, keras.layers.Dense(3, activation="softmax")(inp))
+    y = np.arange(32) % 3
+    train.fit(softmax, x, y, epochs=1, batch_size=16, training=TrainingSpec(loss="sparse_categorical_crossentropy"))
+    assert softmax.loss.get_config()["from_logits"] is False
+    assert softmax.compiled_metrics._user_metrics == ["accuracy"]  # noqa: SLF001
 
 
 def test_the_report_and_the_leaf_table_show_the_configured_metric():
