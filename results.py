@@ -164,7 +164,8 @@ def stage_rows(execs):
                 rows.append({
                     "stage": ex["node"], "state": ex["state"], "uri": a.uri, "output": key,
                     "eval_metric": p.get("eval_metric") or metrics.ACCURACY,
-                    "metric": p.get("metric", p.get("accuracy")), "int8_metric": p.get("int8_metric", p.get("int8_accuracy")),
+                    "metric": p.get("metric", p.get("accuracy")),
+                    "int8_metric": p.get("int8_metric", p.get("int8_accuracy")),
                     "accuracy": p.get("accuracy"), "int8_accuracy": p.get("int8_accuracy"),
                     "tflite_bytes": p.get("tflite_bytes"), "gzip_bytes": p.get("gzip_bytes"),
                     "saving_pct": p.get("saving_pct"), "sparsity": p.get("sparsity"),
@@ -186,7 +187,8 @@ def table(rows):
     for r in rows:
         size = (f"{r['tflite_bytes']:,} -> {r['gzip_bytes']:,}" if r.get("tflite_bytes") else "-")
         name = r.get("eval_metric") or metrics.ACCURACY
-        lines.append((r["stage"], r["state"], metrics.fmt(name, r.get("metric")), metrics.fmt(name, r.get("int8_metric")),
+        lines.append((r["stage"], r["state"], metrics.fmt(name, r.get("metric")),
+                      metrics.fmt(name, r.get("int8_metric")),
                       size, _fmt(r.get("saving_pct"), ".2f") + ("%" if r.get("saving_pct") is not None else ""),
                       _fmt(r.get("sparsity"), ".1%"), _fmt(r.get("max_unique_per_channel"), "d"),
                       _fmt(r.get("max_unique_per_tensor"), "d"), _fmt(r.get("npu_cycles"), ",d"),
@@ -236,7 +238,8 @@ def leaf_table(rows):
         targets += [t for t in r["npu"] if t not in targets]
     name = (rows[0].get("eval_metric") if rows else None) or metrics.ACCURACY
     what = "" if name == metrics.ACCURACY else " " + metrics.title(name, rows[0].get("top_k") or 5)
-    head = ("path", "fp32" + what, "int8" + what, "drop pp" if metrics.get(name).fraction else "drop", "bytes -> gzip", "saving", "sparsity", "uniq/ch",
+    head = ("path", "fp32" + what, "int8" + what, "drop pp" if metrics.get(name).fraction else "drop",
+            "bytes -> gzip", "saving", "sparsity", "uniq/ch",
             *(f"{t} cycles" for t in targets), "blessed")
     lines = [head]
     for r in rows:
@@ -245,7 +248,8 @@ def leaf_table(rows):
         drop = r["metric_drop"] if r["metric_drop"] is not None else (
             r["int8_accuracy_drop_pp"] / 100 if r["int8_accuracy_drop_pp"] is not None else None)
         lines.append((r["path"], metrics.fmt(name, fp32), metrics.fmt(name, int8),
-                      metrics.fmt_drop(name, drop, "+").removesuffix(" pp"), f"{r['tflite_bytes']:,} -> {r['gzip_bytes']:,}",
+                      metrics.fmt_drop(name, drop, "+").removesuffix(" pp"),
+                      f"{r['tflite_bytes']:,} -> {r['gzip_bytes']:,}",
                       _fmt(r["saving_pct"], ".2f") + "%", _fmt(r["sparsity"], ".1%"),
                       _fmt(r["max_unique_per_channel"], "d"),
                       *(_fmt(r["npu"].get(t, {}).get("cycles"), ",d") for t in targets),

@@ -71,15 +71,15 @@ def gate(leaf, requirements, baseline_int8_metric):
 
 def not_worse(leaf, previous, requirements=None):
     """Retraining: why `leaf` is worse than the leaf deployed now (`previous`); [] = not worse.
-    Compared: the INT8 eval metric (when both were measured by the same one), gzip bytes, and the NPU time of the requirement's target (or the
-    first target both were estimated on)."""
+    Compared: the INT8 eval metric (when both were measured by the same one), gzip bytes, and the
+    NPU time of the requirement's target (or the first target both were estimated on)."""
     reasons = []
     tag = f"worse than deployed version {previous.get('version', '?')}"
     (name, new), (old_name, old) = metrics.of_leaf(leaf), metrics.of_leaf(previous)
     if name == old_name and metrics.drop(name, old, new) > 0:
         what = "accuracy" if name == metrics.ACCURACY else name
-        reasons.append(f"{tag}: INT8 {what} {metrics.fmt(name, new)} {'<' if metrics.get(name).higher_is_better else '>'} "
-                       f"{metrics.fmt(name, old)}")
+        sign = "<" if metrics.get(name).higher_is_better else ">"
+        reasons.append(f"{tag}: INT8 {what} {metrics.fmt(name, new)} {sign} {metrics.fmt(name, old)}")
     if leaf["gzip_bytes"] > previous["gzip_bytes"]:
         reasons.append(f"{tag}: gzip size {leaf['gzip_bytes']:,} B > {previous['gzip_bytes']:,} B")
     target = (requirements or {}).get("npu_target") or next(

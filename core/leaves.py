@@ -63,7 +63,8 @@ def evaluate_leaf(path_name, tflite_dir, model_path, data_spec, out_dir, *, npu_
     }
     base_metric, base = metrics.of_leaf(read_leaf(baseline_dir) if baseline_dir else leaf)
     if base_metric != training.eval_metric:
-        raise ValueError(f"baseline leaf {baseline_dir}: measured by {base_metric}, this leaf by {training.eval_metric}")
+        raise ValueError(f"baseline leaf {baseline_dir}: measured by {base_metric}, "
+                         f"this leaf by {training.eval_metric}")
     leaf["baseline_int8_metric"] = base
     leaf["metric_drop"] = metrics.drop(training.eval_metric, base, leaf["int8_metric"])
     if training.eval_metric == metrics.ACCURACY:

@@ -160,7 +160,8 @@ def preserving_qat(model_path, data_spec, out_dir, *, scheme="auto", shared_cent
         learning_rate=fit.learning_rate, log_dir=os.path.join(out_dir, LOG_DIR), seed=fit.seed,
         per_channel_clusters=per_channel, left_out=left_out, training=training)
     m = {"eval_metric": training.eval_metric,
-         **metrics.fields(training.eval_metric, {"": metrics.of_keras(training, qat_model, xe, ye)}), "scheme": scheme, "technique": scheme,
+         **metrics.fields(training.eval_metric, {"": metrics.of_keras(training, qat_model, xe, ye)}),
+         "scheme": scheme, "technique": scheme,
          "num_params": int(model.count_params()), "promises": promises(model_path),
          **_excluded(model_path, "qat", left_out)}
     # The fake-quant kernel is not the deployed one: the converter adds the INT8 kernel instead.

@@ -179,8 +179,8 @@ def fit(model, x, y, *, epochs, batch_size=64, learning_rate=1e-3, stage="fit", 
     epoch restores the trained model instead of training again. The folder must be keyed by what
     determines the result (components.common.StageExecutor.resumable); inside `resumable(dir)` the
     default is <dir>/<stage>. `training` (TrainingSpec): the loss and metrics, and with target
-    'features' the model is fitted to reproduce x (y is not used). A resumed fit is equivalent to an uninterrupted one, not bit-identical
-    (the data order after the resume differs)."""
+    'features' the model is fitted to reproduce x (y is not used). A resumed fit is equivalent to an
+    uninterrupted one, not bit-identical (the data order after the resume differs)."""
     if backup_dir is None and _BACKUP.get():
         backup_dir = os.path.join(_BACKUP.get(), stage)
     keras.utils.set_random_seed(seed)
