@@ -5,6 +5,7 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 from collabopt.components import keys
+from collabopt.core import metrics
 
 STATE = {v: k for k, v in metadata_store_pb2.Execution.State.items()}
 RUN_CONTEXT = "pipeline_run"  # a run's MLMD context type; its name is the run id
@@ -154,7 +155,7 @@ def problems_text(execs):
                      for node, state, why in problems(execs))
 
 
-COLUMNS = ("stage", "state", "accuracy", "int8_acc", "bytes -> gzip", "saving", "sparsity", "uniq/ch",
+COLUMNS = ("stage", "state", "metric", "int8_metric", "bytes -> gzip", "saving", "sparsity", "uniq/ch",
            "uniq/tensor", "npu_cycles", "npu_ops")
 
 
@@ -166,6 +167,9 @@ def stage_rows(execs):
                 p = props(a)
                 rows.append({
                     "stage": ex["node"], "state": ex["state"], "uri": a.uri, "output": key,
+                    "eval_metric": p.get("eval_metric") or metrics.ACCURACY,
+                    "metric": p.get("metric", p.get("accuracy")),
+                    "int8_metric": p.get("int8_metric", p.get("int8_accuracy")),
                     "accuracy": p.get("accuracy"), "int8_accuracy": p.get("int8_accuracy"),
                     "tflite_bytes": p.get("tflite_bytes"), "gzip_bytes": p.get("gzip_bytes"),
                     "saving_pct": p.get("saving_pct"), "sparsity": p.get("sparsity"),
@@ -186,7 +190,9 @@ def table(rows):
     lines = [COLUMNS]
     for r in rows:
         size = (f"{r['tflite_bytes']:,} -> {r['gzip_bytes']:,}" if r.get("tflite_bytes") else "-")
-        lines.append((r["stage"], r["state"], _fmt(r.get("accuracy"), ".2%"), _fmt(r.get("int8_accuracy"), ".2%"),
+        name = r.get("eval_metric") or metrics.ACCURACY
+        lines.append((r["stage"], r["state"], metrics.fmt(name, r.get("metric")),
+                      metrics.fmt(name, r.get("int8_metric")),
                       size, _fmt(r.get("saving_pct"), ".2f") + ("%" if r.get("saving_pct") is not None else ""),
                       _fmt(r.get("sparsity"), ".1%"), _fmt(r.get("max_unique_per_channel"), "d"),
                       _fmt(r.get("max_unique_per_tensor"), "d"), _fmt(r.get("npu_cycles"), ",d"),
@@ -195,7 +201,8 @@ def table(rows):
     return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths)) for row in lines)
 
 
-LEAF_FIELDS = ("path", "fp32_accuracy", "int8_accuracy", "int8_accuracy_drop_pp", "tflite_bytes", "gzip_bytes",
+LEAF_FIELDS = ("path", "eval_metric", "top_k", "fp32_metric", "int8_metric", "baseline_int8_metric", "metric_drop",
+               "fp32_accuracy", "int8_accuracy", "int8_accuracy_drop_pp", "tflite_bytes", "gzip_bytes",
                "saving_pct", "sparsity", "max_unique_per_channel", "max_unique_per_tensor", "blessed")
 NPU_FIELDS = {"cycles": "npu_cycles", "inference_time_s": "inference_time_s", "flash_bytes": "flash_bytes",
               "dram_bytes": "dram_bytes", "sram_bytes": "sram_bytes", "npu_op_pct": "npu_op_pct"}
@@ -233,21 +240,29 @@ def leaves(store, run=None, execs=None):
 
 def failed_text(rows):
     """One line per failed path of `leaves` rows, with its node and why ('' if none failed)."""
-    return "\n".join(f"FAILED path {r['path']}: {r[keys.ERROR]}" for r in rows if r[keys.FAILED])
+    return "\n".join(f"FAILED path {r['path']}: {r[keys.ERROR]}" for r in rows if r.get(keys.FAILED))
 
 
 def leaf_table(rows):
     """The table of the leaves that did not fail (failed_text lists the others)."""
-    rows = [r for r in rows if not r[keys.FAILED]]
+    rows = [r for r in rows if not r.get(keys.FAILED)]
     targets = []
     for r in rows:
         targets += [t for t in r["npu"] if t not in targets]
-    head = ("path", "fp32", "int8", "drop pp", "bytes -> gzip", "saving", "sparsity", "uniq/ch",
+    name = (rows[0].get("eval_metric") if rows else None) or metrics.ACCURACY
+    what = "" if name == metrics.ACCURACY else " " + metrics.title(name, rows[0].get("top_k") or 5)
+    head = ("path", "fp32" + what, "int8" + what, "drop pp" if metrics.get(name).fraction else "drop",
+            "bytes -> gzip", "saving", "sparsity", "uniq/ch",
             *(f"{t} cycles" for t in targets), "blessed")
     lines = [head]
     for r in rows:
-        lines.append((r["path"], _fmt(r["fp32_accuracy"], ".2%"), _fmt(r["int8_accuracy"], ".2%"),
-                      _fmt(r["int8_accuracy_drop_pp"], "+.2f"), f"{r['tflite_bytes']:,} -> {r['gzip_bytes']:,}",
+        _, fp32 = metrics.of_leaf(r, "fp32_")
+        _, int8 = metrics.of_leaf(r)
+        drop = r["metric_drop"] if r["metric_drop"] is not None else (
+            r["int8_accuracy_drop_pp"] / 100 if r["int8_accuracy_drop_pp"] is not None else None)
+        lines.append((r["path"], metrics.fmt(name, fp32), metrics.fmt(name, int8),
+                      metrics.fmt_drop(name, drop, "+").removesuffix(" pp"),
+                      f"{r['tflite_bytes']:,} -> {r['gzip_bytes']:,}",
                       _fmt(r["saving_pct"], ".2f") + "%", _fmt(r["sparsity"], ".1%"),
                       _fmt(r["max_unique_per_channel"], "d"),
                       *(_fmt(r["npu"].get(t, {}).get("cycles"), ",d") for t in targets),

@@ -141,7 +141,7 @@ def train_baseline(model, examples_uri, out_dir, *, feature_shape, epochs, learn
                    train_limit=0, batch_size=64, seed=0):
     """Train `model` on the Examples' train split (`epochs` at learning_rate, then `final_lr_epochs`
     at a tenth of it) and save it as a tf_keras SavedModel at out_dir. Returns metrics."""
-    from collabopt.core import keras_io, stages, train
+    from collabopt.core import keras_io, metrics, stages, train
     spec = stages.DataSpec(examples_uri, feature_shape=tuple(feature_shape), train_limit=train_limit)
     with Timer() as t:
         train.fit(model, spec.train_dataset(batch_size, seed=seed), epochs=epochs, learning_rate=learning_rate,
@@ -151,6 +151,6 @@ def train_baseline(model, examples_uri, out_dir, *, feature_shape, epochs, learn
                       learning_rate=learning_rate / 10, stage="baseline-lr/10", seed=seed + 1)
     keras_io.check_supported(model)
     keras_io.save_model(model, out_dir)
-    return {"fp32_accuracy": train.accuracy(model, spec.eval_dataset()),
+    return {"fp32_accuracy": metrics.of_keras(train.TrainingSpec(), model, spec.eval_dataset()),
             "train_examples": spec.count(spec.train_split, spec.train_cap()), "eval_examples": spec.count(spec.eval_split), "params": int(model.count_params()), "epochs": epochs,
             "final_lr_epochs": final_lr_epochs, "train_seconds": round(t.s, 1)}

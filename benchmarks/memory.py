@@ -44,7 +44,7 @@ def parse_args(argv=None):
 
 def child(mode, examples, model, work, batch_size):
     """One measured run in this (fresh) process; prints {stage: peak RSS MB} as JSON."""
-    from collabopt.core import data, keras_io, stages, train
+    from collabopt.core import data, keras_io, leaves, stages, train
     peaks = {"start": peak_rss_mb()}
     spec = stages.DataSpec(examples)
     fit = stages.FitSpec(epochs=1, batch_size=batch_size)
@@ -59,7 +59,7 @@ def child(mode, examples, model, work, batch_size):
         peaks["prune"] = peak_rss_mb()
         stages.to_tflite(d("pruned"), spec, d("tflite"), representative_samples=100)
         peaks["to_tflite"] = peak_rss_mb()
-        stages.evaluate_leaf("prune_ptq", d("tflite"), d("pruned"), spec, d("leaf"))
+        leaves.evaluate_leaf("prune_ptq", d("tflite"), d("pruned"), spec, d("leaf"))
         peaks["evaluate_leaf"] = peak_rss_mb()
     print(json.dumps(peaks))
 

@@ -85,7 +85,7 @@ def pipeline_config(s):
 # ------------------------------------------------------------------------------ child processes
 
 def child_script(s, work, times):
-    from collabopt.core import artifact_files, stages
+    from collabopt.core import artifact_files, leaves, stages
     cfg = pipeline_config(s)
     spec = stages.DataSpec(s["examples"], feature_shape=tuple(cfg["data"]["feature_shape"]))
     fit = lambda section: stages.FitSpec(epochs=cfg[section]["epochs"], batch_size=64,  # noqa: E731
@@ -108,13 +108,13 @@ def child_script(s, work, times):
     for leaf, short, model in (("ptq", "ptq", base), ("prune_cluster_pcqat", "pcqat", d("pcqat"))):
         timed(f"to_tflite {short}", stages.to_tflite, model, spec, d(f"tflite_{short}"), representative_samples=rep)
         evals[leaf] = d(f"eval_{short}")
-        timed(f"evaluate_leaf {short}", stages.evaluate_leaf, leaf, d(f"tflite_{short}"), model, spec, evals[leaf],
+        timed(f"evaluate_leaf {short}", leaves.evaluate_leaf, leaf, d(f"tflite_{short}"), model, spec, evals[leaf],
               npu_targets=targets, system_config=None, requirements={},
               baseline_dir=None if leaf == "ptq" else evals["ptq"])
         # blessed (no requirements), so the pipeline's Cond compiles it for the NPU
         timed(f"compile_npu {short}", stages.compile_npu, os.path.join(d(f"tflite_{short}"), artifact_files.TFLITE_FILE),
               d(f"npu_{short}"), accelerator_configs=targets, system_config=None, memory_mode=None)
-    timed("report", stages.write_report, evals, d("report"), title="collabopt optimization report", publish_dir=work)
+    timed("report", leaves.write_report, evals, d("report"), title="collabopt optimization report", publish_dir=work)
 
 
 def child_pipeline(s, work, runner, times):

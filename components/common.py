@@ -19,9 +19,12 @@ MODEL_STAGE_INPUTS = {keys.MODEL_KEY: ChannelParameter(type=standard_artifacts.M
 DATA_DEFAULTS = {"feature_key": "image", "label_key": "label", "feature_shape": list(data.FASHION_MNIST_SHAPE),
                  "train_split": "train", "eval_split": "eval", "train_limit": 0, "eval_limit": 0,
                  "scale": data.INT_SCALE}
-# The `training` keys that say how data gets into the model; they travel with the data parameters.
-TRAINING_DEFAULTS = {"target": inputs.LABEL, "module_file": None}
 FIT_KEYS = ("epochs", "batch_size", "learning_rate", "seed")
+# The config's `training` section: how the records reach the model (target, module_file: inputs.DataSpec)
+# and the fine-tuning loss/metrics and eval metric (core.train.TrainingSpec; a module_file's hooks too).
+DATA_TRAINING_KEYS = ("target", "module_file")
+TRAINING_DEFAULTS = {"target": inputs.LABEL, "module_file": None, "loss": "auto", "metrics": None,
+                     "eval_metric": "accuracy", "top_k": 5}
 
 
 def _types(section, key):
@@ -85,7 +88,24 @@ def decode(section, props, names, required=()):
     return out
 
 
-DATA_PARAMETERS = {**parameters("data", DATA_DEFAULTS), **parameters("training", TRAINING_DEFAULTS)}
+DATA_PARAMETERS = parameters("data", DATA_DEFAULTS)
+TRAINING_PARAMETERS = parameters("training", TRAINING_DEFAULTS)
+
+
+def training_params(training=None):
+    """Checked, encoded `training` parameters (a config's training section; defaults for what it lacks)."""
+    return encode("training", **{**TRAINING_DEFAULTS, **(training or {})})
+
+
+def training_spec(props):
+    """core.train.TrainingSpec of the `training` parameters, with the module_file's loss_fn/metrics_fn."""
+    from collabopt.core import train
+    t = decode("training", props, TRAINING_DEFAULTS)
+    module = t["module_file"]
+    return train.TrainingSpec(
+        loss=t["loss"], metrics=tuple(t["metrics"]) if t["metrics"] is not None else None,
+        eval_metric=t["eval_metric"], top_k=t["top_k"], loss_fn=user_module.hook(module, user_module.LOSS_FN),
+        metrics_fn=user_module.hook(module, user_module.METRICS_FN))
 
 
 def fit_parameters(section):
@@ -93,10 +113,9 @@ def fit_parameters(section):
 
 
 def data_params(**kwargs):
-    """Checked, encoded data (and `training` input) parameters (defaults: Fashion-MNIST as our
-    ExampleGen writes it); a key of neither section is a ConfigError naming `data`."""
-    training = {k: kwargs.pop(k) for k in TRAINING_DEFAULTS if k in kwargs}
-    return {**encode("data", **{**DATA_DEFAULTS, **kwargs}), **encode("training", **{**TRAINING_DEFAULTS, **training})}
+    """Checked, encoded data parameters (defaults: Fashion-MNIST as our ExampleGen writes it); a key
+    not of the section is a ConfigError naming `data`."""
+    return encode("data", **{**DATA_DEFAULTS, **kwargs})
 
 
 def fit_params(section, epochs, batch_size=64, learning_rate=1e-4, seed=0):
@@ -113,7 +132,8 @@ def optional_uri(input_dict, key):
 
 
 def data_spec(input_dict, props, key=keys.EXAMPLES_KEY):
-    d = {**decode("data", props, DATA_DEFAULTS), **decode("training", props, TRAINING_DEFAULTS)}
+    t = decode("training", props, TRAINING_DEFAULTS)
+    d = {**decode("data", props, DATA_DEFAULTS), **{k: t[k] for k in DATA_TRAINING_KEYS}}
     return inputs.DataSpec(examples_uri=single_uri(input_dict, key), **{**d, "feature_shape": tuple(d["feature_shape"])})
 
 

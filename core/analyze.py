@@ -105,9 +105,9 @@ def _quantized(x, detail):
     return np.asarray(x).astype(detail["dtype"])
 
 
-def int8_predictions(tflite_bytes, x, batch_size=256, interp=None):
-    """Top-1 class of the quantized model per row of x (float): an array for a one-input model, or a
-    dict {input name: array} setting each input by its name (multi-input models)."""
+def int8_outputs(tflite_bytes, x, batch_size=256, interp=None):
+    """The quantized model's outputs per row of x (float), dequantized; x an array for a one-input
+    model, or a dict {input name: array} setting each input by its name (multi-input models)."""
     it = interp or interpreter(tflite_bytes)
     outp = it.get_output_details()[0]
     if isinstance(x, dict):
@@ -119,7 +119,7 @@ def int8_predictions(tflite_bytes, x, batch_size=256, interp=None):
     else:
         feeds = [(it.get_input_details()[0]["index"], x)]
     details = {d["index"]: d for d in it.get_input_details()}
-    preds = []
+    outs = []
     for start in range(0, len(feeds[0][1]), batch_size):
         for index, values in feeds:
             it.resize_tensor_input(index, [len(values[start:start + batch_size]), *details[index]["shape"][1:]])
@@ -127,21 +127,21 @@ def int8_predictions(tflite_bytes, x, batch_size=256, interp=None):
         for index, values in feeds:
             it.set_tensor(index, _quantized(values[start:start + batch_size], details[index]))
         it.invoke()
-        # argmax is unchanged by the output's affine dequantization (positive scale)
-        preds.append(np.argmax(it.get_tensor(outp["index"]), axis=-1))
-    return np.concatenate(preds) if preds else np.zeros((0,), np.int64)
+        out = it.get_tensor(outp["index"]).astype(np.float32)
+        o_scale, o_zero = outp["quantization"]
+        outs.append((out - o_zero) * o_scale if outp["dtype"] in (np.int8, np.uint8) and o_scale else out)
+    return np.concatenate(outs) if outs else np.zeros((0, *outp["shape"][1:]), np.float32)
 
 
-def int8_accuracy(tflite_bytes, x, y=None, batch_size=256):
-    """Top-1 accuracy of the quantized model with the TFLite interpreter, in one process: on arrays
-    x, y, or on an iterable x of NumPy (features, labels) batches (inputs.DataSpec.batches)."""
-    if y is not None:
-        return float(np.mean(int8_predictions(tflite_bytes, x, batch_size) == np.asarray(y)))
-    it, correct, n = interpreter(tflite_bytes), 0, 0
-    for features, labels in x:
-        correct += int(np.sum(int8_predictions(None, features, batch_size, interp=it) == labels))
-        n += len(labels)
-    return correct / n if n else float("nan")
+def int8_predictions(tflite_bytes, x, batch_size=256, interp=None):
+    """Top-1 class of the quantized model per row of x (float)."""
+    out = int8_outputs(tflite_bytes, x, batch_size, interp)
+    return np.argmax(out, axis=-1) if len(out) else np.zeros((0,), np.int64)
+
+
+def int8_accuracy(tflite_bytes, x, y, batch_size=256):
+    """Top-1 accuracy of the quantized model on arrays x, y (the configured metric: core.metrics)."""
+    return float(np.mean(int8_predictions(tflite_bytes, x, batch_size) == np.asarray(y)))
 
 
 def summarize(tflite_bytes):

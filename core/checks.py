@@ -69,17 +69,19 @@ def examples(data_spec, split, limit=None, num_classes=None):
         offset += len(y)
 
 
-def stage_inputs(data_spec, model_path=None, *, num_classes=None, train=True, evaluation=True):
+def stage_inputs(data_spec, model_path=None, *, num_classes=None, train=True, evaluation=True, classes=True):
     """Check what a stage reads before it starts: the model at `model_path` (if any; its classes bound
     the labels, else `num_classes` does), then the train split (`train`: True for what
     data_spec.train() reads, a number n for data_spec.train(limit=n), False for nothing) and the eval
     split (`evaluation`: True for data_spec.eval(), "all" for every record, False for nothing).
+    `classes`: the labels are class indices (core.metrics.class_labels); else only >= 0 is checked.
     Returns the number of classes. A module_file's input_fn owns its records: they are not checked here.
     """
     if model_path:
         num_classes = model(model_path, None if data_spec.module_file else data_spec.feature_shape) or num_classes
-    if data_spec.target == inputs.FEATURES:
-        num_classes = None  # the output is the input again, not classes
+        num_classes = 2 if num_classes == 1 else num_classes  # one output: a binary classifier's
+    if not classes or data_spec.target == inputs.FEATURES:
+        num_classes = None  # e.g. the output is the input again, not classes
     if data_spec.module_file:
         return num_classes
     if train is not False:

@@ -1,9 +1,11 @@
 """Leaf evaluation with Apache Beam over the shards of an Examples split.
 
-One pass computes the INT8 accuracy of the .tflite (LiteRT interpreter) and the accuracy of the
-Keras SavedModel it came from (FP32, or fake-INT8 for a QAT model). The same pipeline runs on the
-DirectRunner (in-process or multi-process workers) and on Dataflow/Flink/Spark for big eval sets.
+One pass computes the eval metric (core.metrics) of the INT8 .tflite (LiteRT interpreter) and of
+the Keras SavedModel it came from (FP32, or fake-INT8 for a QAT model): each batch yields the
+metric's additive summaries, Beam sums them. The same pipeline runs on the DirectRunner (in-process
+or multi-process workers) and on Dataflow/Flink/Spark for big eval sets.
 """
+import dataclasses
 import json
 import os
 import tempfile
@@ -12,18 +14,21 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from collabopt.core import analyze, data, inputs
+from collabopt.core import analyze, data, inputs, metrics
+from collabopt.core.train import TrainingSpec
 from collabopt.core.tfenv import tf
 
-RESULT_FILE = "beam_accuracy.json"
+RESULT_FILE = "beam_metric.json"
 
 
 class _Predict(beam.DoFn):
-    """Per data file, batch by batch (inputs.DataSpec.batches): [examples, INT8 correct, Keras correct]."""
+    """Per data file, batch by batch (inputs.DataSpec.batches): (INT8 summary, Keras summary) of the
+    eval metric (core.metrics)."""
 
-    def __init__(self, tflite_path, saved_model_dir, split, data_spec, batch_size):
+    def __init__(self, tflite_path, saved_model_dir, split, data_spec, batch_size, training):
         self._tflite_path, self._saved_model_dir = tflite_path, saved_model_dir
         self._split, self._data_spec, self._batch_size = split, data_spec, batch_size
+        self._training = training
 
     def setup(self):
         with tf.io.gfile.GFile(self._tflite_path, "rb") as f:
@@ -34,20 +39,20 @@ class _Predict(beam.DoFn):
             self._serve = tf.saved_model.load(self._saved_model_dir).signatures["serving_default"]
 
     def process(self, path):
+        spec, target = self._training, self._data_spec.target
         for x, y in self._data_spec.batches(self._split, [path], self._batch_size):
-            int8 = analyze.int8_predictions(None, x, interp=self._interpreter)
-            keras_correct = 0
+            int8 = metrics.summary(spec, analyze.int8_outputs(None, x, interp=self._interpreter), x, y, target)
+            keras = metrics.zeros(spec.eval_metric)
             if self._serve is not None:
                 out = (self._serve(**{k: tf.constant(v) for k, v in x.items()}) if isinstance(x, dict)
                        else self._serve(tf.constant(x)))  # several inputs: by name
-                keras_correct = int(np.sum(np.argmax(next(iter(out.values())).numpy(), axis=-1) == y))
-            yield np.array([len(y), int(np.sum(int8 == y)), keras_correct], np.int64)
+                keras = metrics.summary(spec, next(iter(out.values())).numpy(), x, y, target)
+            yield int8, keras
 
 
-def _write(counts, path):
-    n, int8, keras = (int(v) for v in counts)
+def _write(totals, path):
     with tf.io.gfile.GFile(path, "w") as f:
-        json.dump({"examples": n, "int8_correct": int8, "keras_correct": keras}, f)
+        json.dump([t.tolist() for t in totals], f)
 
 
 def beam_args(args=()):
@@ -57,16 +62,19 @@ def beam_args(args=()):
     return args if any(a.startswith("--runner") for a in args) else ["--runner=FnApiRunner", *args]
 
 
-def accuracy(tflite_path, examples_uri, split="eval", *, saved_model_dir=None, feature_key="image",
-             label_key="label", feature_shape=data.FASHION_MNIST_SHAPE, make_pipeline=None, batch_size=256,
-             data_spec=None):
-    """{'examples', 'int8_accuracy', 'keras_accuracy' (None without a SavedModel)} over every
+def metric(tflite_path, examples_uri, split="eval", *, saved_model_dir=None, feature_key="image",
+           label_key="label", feature_shape=data.FASHION_MNIST_SHAPE, make_pipeline=None, batch_size=256,
+           data_spec=None, training=TrainingSpec()):
+    """{'examples', 'eval_metric', 'int8_metric', 'keras_metric' (None without a SavedModel)} over every
     record of the split, one Beam element per data file. `make_pipeline` returns a beam.Pipeline (a
     TFX executor passes its own, configured by the pipeline's beam_pipeline_args); default: in
-    memory, in this process. `data_spec` (inputs.DataSpec, e.g. with a module_file) reads the
-    records; default: one built from examples_uri and the keys."""
+    memory, in this process. `data_spec` (inputs.DataSpec, e.g. with a module_file or target) reads
+    the records; default: one built from examples_uri and the keys."""
     files = data.split_files(examples_uri, split)  # ExamplesError names the split if it is missing
     data_spec = data_spec or inputs.DataSpec(examples_uri, feature_key, label_key, tuple(feature_shape))
+    name = training.eval_metric
+    empty = (metrics.zeros(name), metrics.zeros(name))
+    training = dataclasses.replace(training, loss_fn=None, metrics_fn=None)  # hooks: fine-tuning's, not pickled
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, RESULT_FILE)
         pipeline = make_pipeline() if make_pipeline else beam.Pipeline(
@@ -75,14 +83,20 @@ def accuracy(tflite_path, examples_uri, split="eval", *, saved_model_dir=None, f
             _ = (p
                  | "Files" >> beam.Create(files)
                  | "Spread" >> beam.Reshuffle()  # files to workers
-                 | "Predict" >> beam.ParDo(_Predict(str(tflite_path), saved_model_dir, split, data_spec, batch_size))
-                 | "Sum" >> beam.CombineGlobally(lambda rows: np.sum(list(rows), axis=0)
-                                                 if rows else np.zeros(3, np.int64))
+                 | "Predict" >> beam.ParDo(_Predict(str(tflite_path), saved_model_dir, split, data_spec, batch_size,
+                                                    training))
+                 | "Sum" >> beam.CombineGlobally(lambda rows: tuple(map(sum, zip(empty, *rows))))
                  | "Write" >> beam.Map(_write, out))
         with open(out) as f:
-            counts = json.load(f)
-    n = counts["examples"]
+            int8, keras = (np.asarray(t) for t in json.load(f))
+    n = int(int8[0])
     if not n:
         raise data.ExamplesError(f"Examples split {split!r} has no records ({examples_uri})")
-    return {"examples": n, "int8_accuracy": counts["int8_correct"] / n,
-            "keras_accuracy": counts["keras_correct"] / n if saved_model_dir else None}
+    return {"examples": n, "eval_metric": name, "int8_metric": metrics.value(name, int8),
+            "keras_metric": metrics.value(name, keras) if saved_model_dir else None}
+
+
+def accuracy(tflite_path, examples_uri, split="eval", **kwargs):
+    """metric() with top-1 accuracy: {'examples', 'int8_accuracy', 'keras_accuracy'}."""
+    r = metric(tflite_path, examples_uri, split, **kwargs, training=TrainingSpec(eval_metric=metrics.ACCURACY))
+    return {"examples": r["examples"], "int8_accuracy": r["int8_metric"], "keras_accuracy": r["keras_metric"]}

@@ -1,6 +1,7 @@
 """The gates a leaf passes before it is blessed: what its path promised survived into the flatbuffer
 (preservation), the user's requirements, and, when retraining, not worse than the leaf deployed now.
 Each returns the reasons a leaf fails ([] = passes)."""
+from collabopt.core import metrics
 
 
 def preservation(layers, promised, excluded=None, tolerance=0.02):
@@ -25,16 +26,32 @@ def preservation(layers, promised, excluded=None, tolerance=0.02):
     return failures
 
 
-def gate(leaf, requirements, baseline_int8_accuracy):
-    """Why `leaf` misses the user's requirements or lost what its path promised; [] = blessed."""
+def allowed_drop(requirements, eval_metric):
+    """The requirement's max INT8 metric drop in the metric's units (None: no limit):
+    `max_metric_drop`, or for top-1 accuracy `max_int8_accuracy_drop_pp` / 100."""
+    req = requirements or {}
+    if req.get("max_metric_drop") is not None:
+        return req["max_metric_drop"]
+    pp = req.get("max_int8_accuracy_drop_pp")
+    return pp / 100.0 if pp is not None and eval_metric == metrics.ACCURACY else None
+
+
+def gate(leaf, requirements, baseline_int8_metric):
+    """Why `leaf` misses the user's requirements or lost what its path promised; [] = blessed.
+    `baseline_int8_metric`: the reference leaf's INT8 eval metric, the drop is measured from."""
     req = requirements or {}
     reasons = []
-    drop = req.get("max_int8_accuracy_drop_pp")
-    if drop is not None:
-        lost = round(100.0 * (baseline_int8_accuracy - leaf["int8_accuracy"]), 9)  # at the limit passes
-        if lost > drop:
-            reasons.append(f"INT8 accuracy {leaf['int8_accuracy']:.2%} is {lost:.2f} pp below the "
-                           f"baseline's {baseline_int8_accuracy:.2%} (max drop {drop} pp)")
+    name, value = metrics.of_leaf(leaf)
+    limit = allowed_drop(req, name)
+    if limit is not None:
+        lost = round(metrics.drop(name, baseline_int8_metric, value), 11)  # at the limit passes
+        if lost > round(limit, 11):
+            what = "INT8 accuracy" if name == metrics.ACCURACY else f"INT8 {metrics.title(name, leaf.get('top_k', 5))}"
+            shown = f"{req['max_int8_accuracy_drop_pp']} pp" if req.get("max_metric_drop") is None \
+                else req["max_metric_drop"]  # as configured
+            side = "below" if metrics.get(name).higher_is_better else "above"
+            reasons.append(f"{what} {metrics.fmt(name, value)} is {metrics.fmt_drop(name, lost)} {side} the "
+                           f"baseline's {metrics.fmt(name, baseline_int8_metric)} (max drop {shown})")
     max_gzip = req.get("max_gzip_bytes")
     if max_gzip is not None and leaf["gzip_bytes"] > max_gzip:
         reasons.append(f"gzip size {leaf['gzip_bytes']:,} B > max {max_gzip:,} B")
@@ -54,12 +71,15 @@ def gate(leaf, requirements, baseline_int8_accuracy):
 
 def not_worse(leaf, previous, requirements=None):
     """Retraining: why `leaf` is worse than the leaf deployed now (`previous`); [] = not worse.
-    Compared: INT8 accuracy, gzip bytes, and the NPU time of the requirement's target (or the
-    first target both were estimated on)."""
+    Compared: the INT8 eval metric (when both were measured by the same one), gzip bytes, and the
+    NPU time of the requirement's target (or the first target both were estimated on)."""
     reasons = []
     tag = f"worse than deployed version {previous.get('version', '?')}"
-    if leaf["int8_accuracy"] < previous["int8_accuracy"]:
-        reasons.append(f"{tag}: INT8 accuracy {leaf['int8_accuracy']:.2%} < {previous['int8_accuracy']:.2%}")
+    (name, new), (old_name, old) = metrics.of_leaf(leaf), metrics.of_leaf(previous)
+    if name == old_name and metrics.drop(name, old, new) > 0:
+        what = "accuracy" if name == metrics.ACCURACY else name
+        sign = "<" if metrics.get(name).higher_is_better else ">"
+        reasons.append(f"{tag}: INT8 {what} {metrics.fmt(name, new)} {sign} {metrics.fmt(name, old)}")
     if leaf["gzip_bytes"] > previous["gzip_bytes"]:
         reasons.append(f"{tag}: gzip size {leaf['gzip_bytes']:,} B > {previous['gzip_bytes']:,} B")
     target = (requirements or {}).get("npu_target") or next(

@@ -10,9 +10,8 @@ import dataclasses
 import math
 
 from collabopt.core import data, user_module
+from collabopt.core.metrics import FEATURES, LABEL  # noqa: F401 (training.target: inputs.LABEL/FEATURES)
 from collabopt.core.tfenv import tf
-
-LABEL, FEATURES = "label", "features"  # training.target: the label, or the input itself (autoencoders)
 SHUFFLE_BUFFER = 4096  # serialized records: bounds fine-tuning memory whatever the split's size
 EVAL_BATCH = 256
 AUTOTUNE = tf.data.AUTOTUNE
@@ -52,7 +51,9 @@ class DataSpec:
         return ds.apply(tf.data.experimental.assert_cardinality(self._num_batches(ds, batch_size, limit)))
 
     def eval_dataset(self, batch_size=EVAL_BATCH, limit=0):
-        """The eval split's batches, in file order."""
+        """The eval split's (features, labels) batches, in file order: evaluation compares the output
+        with the labels or, target=features, with the features (core.metrics), and an autoencoder's AUC
+        needs the labels too."""
         return self._dataset(self.eval_split, batch_size, self.eval_cap(limit))
 
     def representative(self, n):
@@ -71,9 +72,9 @@ class DataSpec:
 
     def batches(self, split, files, batch_size=EVAL_BATCH):
         """NumPy (features, targets) batches of every record of `files` (some data files of `split`,
-        e.g. one per Beam element), in order. features: float32 [n, *feature_shape], or a dict
-        {model input name: array} from a module_file's input_fn; targets: the labels, or the features
-        with target=features. No limit applies: the caller chose the files."""
+        e.g. one per Beam element), in order, for evaluation. features: float32 [n, *feature_shape], or a
+        dict {model input name: array} from a module_file's input_fn; targets: the labels (as
+        eval_dataset). No limit applies: the caller chose the files."""
         yield from self._dataset(split, batch_size, files=list(files)).as_numpy_iterator()
 
     def _dataset(self, split, batch_size, limit=0, *, training=False, seed=0, files=None):
@@ -91,10 +92,11 @@ class DataSpec:
             ds = ds.take(limit)
         if training:
             ds = ds.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
-        return ds.batch(batch_size).map(self._parser(split, files), num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+        return ds.batch(batch_size).map(self._parser(split, files, training), num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
 
-    def _parser(self, split, files):
-        """(x, y) from a batch of serialized records, typed from the first record of `files`."""
+    def _parser(self, split, files, training=False):
+        """(x, y) from a batch of serialized records, typed from the first record of `files`; (x, x)
+        for fine-tuning with target=features."""
         first = next(iter(tf.data.TFRecordDataset(files, compression_type="GZIP").take(1)), None)
         if first is None:
             return lambda records: (tf.zeros((0, *self.feature_shape)), tf.zeros((0,), tf.int64))
@@ -105,7 +107,7 @@ class DataSpec:
         def parse_batch(records):
             x, y = parse(records)
             x = tf.reshape(x, shape)
-            return (x, x) if self.target == FEATURES else (x, y)
+            return (x, x) if training and self.target == FEATURES else (x, y)
         return parse_batch
 
     def count(self, split, limit=0):

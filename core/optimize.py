@@ -35,7 +35,8 @@ def _kernels(model):
 
 
 def prune(model, x, y=None, *, target_sparsity=0.5, schedule="polynomial", frequency=100, epochs=2,
-          batch_size=64, learning_rate=1e-4, m_by_n=None, log_dir=None, seed=0, left_out=()):
+          batch_size=64, learning_rate=1e-4, m_by_n=None, log_dir=None, seed=0, left_out=(),
+          training=train.TrainingSpec()):
     """Magnitude pruning to `target_sparsity` (or M:N structured sparsity, e.g. (2, 4)); the layers
     named in `left_out` (layer_support.plan) stay as they are. x, y: arrays, or a tf.data.Dataset x
     (train.fit), whose cardinality gives the schedule's steps per epoch."""
@@ -56,13 +57,14 @@ def prune(model, x, y=None, *, target_sparsity=0.5, schedule="polynomial", frequ
     pruned = layer_support.wrap(model, left_out, lambda l: tfmot.sparsity.keras.prune_low_magnitude(l, **kwargs)) \
         if left_out else tfmot.sparsity.keras.prune_low_magnitude(model, **kwargs)
     train.fit(pruned, x, y, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-              stage="prune", log_dir=log_dir, seed=seed,
+              stage="prune", log_dir=log_dir, seed=seed, training=training,
               callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
     return tfmot.sparsity.keras.strip_pruning(pruned)
 
 
 def cluster(model, x, y=None, *, number_of_clusters=8, centroid_init="kmeans++", preserve_sparsity=True,
-            per_channel=False, epochs=1, batch_size=64, learning_rate=1e-4, log_dir=None, seed=0, left_out=()):
+            per_channel=False, epochs=1, batch_size=64, learning_rate=1e-4, log_dir=None, seed=0, left_out=(),
+            training=train.TrainingSpec()):
     """Weight clustering; with preserve_sparsity the zeros of a pruned model stay zero; the layers
     named in `left_out` stay as they are."""
     schemas.check({"cluster": {"number_of_clusters": number_of_clusters, "centroid_init": centroid_init,
@@ -74,7 +76,7 @@ def cluster(model, x, y=None, *, number_of_clusters=8, centroid_init="kmeans++",
     clustered = layer_support.wrap(model, left_out, lambda l: exp_cluster.cluster_weights(l, **params)) \
         if left_out else exp_cluster.cluster_weights(model, **params)
     train.fit(clustered, x, y, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-              stage="cluster", log_dir=log_dir, seed=seed)
+              stage="cluster", log_dir=log_dir, seed=seed, training=training)
     return tfmot.clustering.keras.strip_clustering(clustered)
 
 
@@ -186,7 +188,7 @@ def share_kernel_ranges(qat_model, layer_names):
 
 
 def preserving_qat(model, x, y=None, *, scheme="auto", epochs=1, batch_size=64, learning_rate=1e-5,
-                   log_dir=None, seed=0, per_channel_clusters=None, left_out=()):
+                   log_dir=None, seed=0, per_channel_clusters=None, left_out=(), training=train.TrainingSpec()):
     """Quantization-aware training, preserving the sparsity and/or clusters `model` has.
 
     A model clustered per tensor keeps one set of centroids per tensor (`_shared_centroids`) and
@@ -199,7 +201,7 @@ def preserving_qat(model, x, y=None, *, scheme="auto", epochs=1, batch_size=64, 
     qat_model, scheme = quantize_model(model, scheme, per_channel_clusters, left_out)
     log.info("[qat] scheme=%s", scheme)
     train.fit(qat_model, x, y, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-              stage=scheme, log_dir=log_dir, seed=seed)
+              stage=scheme, log_dir=log_dir, seed=seed, training=training)
     if scheme in ("cqat", "pcqat") and not per_channel_clusters:
         shared = per_tensor_clustered(model)
         share_kernel_ranges(qat_model, shared)

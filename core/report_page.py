@@ -1,6 +1,6 @@
 """The optimization report: one self-contained HTML page (plots embedded as PNG) per run.
 
-Pure: leaf dicts (stages.evaluate_leaf's leaf.json) and kernel histories in, HTML out.
+Pure: leaf dicts (leaves.evaluate_leaf's leaf.json) and kernel histories in, HTML out.
 """
 import base64
 import datetime
@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
-from collabopt.core import tree_paths  # noqa: E402
+from collabopt.core import metrics, tree_paths  # noqa: E402
 from collabopt.core.artifact_files import ERROR, EXCLUDED_LAYERS, FAILED, INT8_STAGE  # noqa: E402
 
 
@@ -49,9 +49,19 @@ def _storage(est):
     return f"{_f(est.get('flash_bytes'), ',d')} B"
 
 
+def metric_of(leaves):
+    """(eval metric, its column title, its name in text) of a run's leaves (one metric per run)."""
+    name = metrics.of_leaf(leaves[0])[0] if leaves else metrics.ACCURACY
+    if name == metrics.ACCURACY:
+        return name, "acc", "accuracy"
+    return name, *[metrics.title(name, leaves[0].get("top_k", 5))] * 2
+
+
 def table(leaves):
     targets = targets_of(leaves)
-    head = ["path", "FP32 / QAT acc", "INT8 acc", "drop (pp)", "bytes -> gzip", "saving", "sparsity",
+    name, what, _ = metric_of(leaves)
+    drop = "drop (pp)" if metrics.get(name).fraction else "drop"
+    head = ["path", f"FP32 / QAT {what}", f"INT8 {what}", drop, "bytes -> gzip", "saving", "sparsity",
             "clusters", "uniq/ch", "uniq/tensor"] + [f"{t}<br>cycles / flash" for t in targets] + ["blessed"]
     rows = []
     for leaf in leaves:
@@ -60,8 +70,8 @@ def table(leaves):
         reasons = "".join(f'<div class="reason">{html.escape(r)}</div>' for r in leaf.get("reasons", []))
         cells = [f'<td class="l">{html.escape(tree_paths.label(leaf["path"]))}</td>',
                  *(f"<td>{c}</td>" for c in (
-                     _f(leaf.get("fp32_accuracy"), ".2%"), _f(leaf["int8_accuracy"], ".2%"),
-                     _f(leaf.get("int8_accuracy_drop_pp"), "+.2f"),
+                     metrics.fmt(name, metrics.of_leaf(leaf, "fp32_")[1]), metrics.fmt(name, metrics.of_leaf(leaf)[1]),
+                     metrics.fmt_drop(name, leaf.get("metric_drop"), "+").removesuffix(" pp"),
                      f"{leaf['tflite_bytes']:,} -> {leaf['gzip_bytes']:,}", _f(leaf["saving_pct"], ".2f", "%"),
                      _f(leaf["sparsity"], ".1%"), leaf.get("promises", {}).get("number_of_clusters") or "-",
                      leaf["max_unique_per_channel"], leaf["max_unique_per_tensor"],
@@ -121,7 +131,8 @@ def tree_figure(leaves):
         parent = steps[:-1] if steps and steps[-1] == "qat" else steps
         method = tree_paths.QAT_SCHEME[parent].upper() if steps and steps[-1] == "qat" else "PTQ"
         npu = next(iter(leaf.get("npu", {}).items()), None)
-        text = (f"{method}: INT8 {leaf['int8_accuracy']:.2%}  gzip {leaf['gzip_bytes']:,} B "
+        name, value = metrics.of_leaf(leaf)
+        text = (f"{method}: INT8 {metrics.fmt(name, value)}  gzip {leaf['gzip_bytes']:,} B "
                 f"({leaf['saving_pct']:.1f}% saved)  sparsity {leaf['sparsity']:.0%}  "
                 f"uniq/ch {leaf['max_unique_per_channel']}"
                 + (f"  {npu[0]}: {npu[1]['npu_cycles']:,} cycles" if npu else ""))
@@ -153,8 +164,10 @@ def pareto_figure(leaves):
                           lambda l, t=t: l["npu"][t]["inference_time_s"] * 1e3 if t in l["npu"] else None))
     fig, axs = plt.subplots(1, len(axes_spec), figsize=(6 * len(axes_spec), 4.2), squeeze=False)
     for ax, (xlabel, fx) in zip(axs[0], axes_spec):
-        pts = [(fx(l), 100 * l["int8_accuracy"], l) for l in leaves if fx(l) is not None]
-        front = pareto([(x, y) for x, y, _ in pts])
+        name, _, what = metric_of(leaves)
+        scale, sign = (100 if metrics.get(name).fraction else 1), (1 if metrics.get(name).higher_is_better else -1)
+        pts = [(fx(l), scale * metrics.of_leaf(l)[1], l) for l in leaves if fx(l) is not None]
+        front = pareto([(x, sign * y) for x, y, _ in pts])
         for x, y, l in pts:
             ax.scatter(x, y, c="#2a7" if l["blessed"] else "#c44", s=36, zorder=3)
             ax.annotate(l["path"], (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
@@ -165,7 +178,7 @@ def pareto_figure(leaves):
         ax.margins(0.15)
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(5))
         ax.set_xlabel(xlabel)
-        ax.set_ylabel("INT8 accuracy (%)")
+        ax.set_ylabel(f"INT8 {what}" + (" (%)" if scale == 100 else ""))
         ax.grid(alpha=0.3)
     return fig
 
@@ -203,7 +216,7 @@ def render(leaves, kernels=None, title="collabopt optimization report", meta=Non
              "<h2 id='leaves'>Leaves</h2>", table(leaves),
              "<p>saving = INT8 .tflite bytes vs its gzip bytes; clusters = what the path promised; uniq = "
              "distinct int8 values in a Conv2D/Dense kernel, per output channel and per tensor; drop is against "
-             "the baseline's INT8 (PTQ) accuracy.</p>",
+             f"the baseline's INT8 (PTQ) {metric_of(leaves)[2]} (&gt; 0: worse).</p>",
              failed_paths(failed), left_out(leaves)]
     if leaves:
         parts += ["<h2 id='tree'>Deployment tree</h2>", _png(tree_figure(leaves)),

@@ -3,21 +3,17 @@
 The TFX executors only decode artifacts and call these; benchmarks call them directly, so a
 pipeline run and a plain script do exactly the same work.
 """
-import contextlib
 import dataclasses
-import json
 import logging
 import os
-import shutil
 
 import numpy as np
 
-from collabopt.core import (analyze, checks, convert, deploy, gates, kernel_trace, keras_io, layer_support, optimize,
-                            train, vela)
-from collabopt.core.inputs import FEATURES, DataSpec  # noqa: F401 (DataSpec: stages.DataSpec for callers)
-from collabopt.core.artifact_files import (EXCLUDED_LAYERS, INT8_STAGE, KERNELS_FILE, LEAF_FILE, LEAVES_FILE, LOG_DIR, MODEL_DIR, REPORT_FILE,
-                                           STATS_FILE, TFLITE_FILE, excluded_layers, promises, read_leaf,
-                                           write_json)
+from collabopt.core import (analyze, checks, convert, gates, kernel_trace, keras_io, layer_support, metrics,
+                            optimize, train, vela)
+from collabopt.core.inputs import DataSpec  # noqa: F401 (stages.DataSpec for callers)
+from collabopt.core.artifact_files import (EXCLUDED_LAYERS, INT8_STAGE, LOG_DIR, MODEL_DIR, STATS_FILE, TFLITE_FILE,
+                                           excluded_layers, promises, write_json)
 
 log = logging.getLogger("collabopt")
 
@@ -29,21 +25,24 @@ class FitSpec:
     seed: int = 0
 
 
-def keras_metrics(model, data_spec):
-    """The eval split's metric (train.score) plus what the Keras kernels hold (sparsity, distinct values)."""
+def keras_metrics(model, data_spec, training=train.TrainingSpec()):
+    """The eval metric (core.metrics) plus what the Keras kernels hold (sparsity, distinct values)."""
     kernels = [w for layer, w in optimize._kernels(model)]  # noqa: SLF001
     sizes = [w.size for w in kernels]
     d = optimize.describe(model)
     return {
-        **_score(model, data_spec),
+        **_metric(model, data_spec, training),
         "sparsity": float(np.average([np.mean(w == 0) for w in kernels], weights=sizes)),
         "num_params": int(model.count_params()),
         "is_sparse": d["sparse"], "is_clustered": d["clustered"],
     }
 
 
-def _score(model, data_spec):
-    return train.score(model, data_spec.eval_dataset(), reconstruction=data_spec.target == FEATURES)
+def _metric(model, data_spec, training):
+    """The eval metric of a Keras model on the eval split, batch by batch: {'eval_metric', 'metric'
+    (and 'accuracy' for top-1)}."""
+    value = metrics.of_keras(training, model, data_spec.eval_dataset().as_numpy_iterator(), data_spec.target)
+    return {"eval_metric": training.eval_metric, **metrics.fields(training.eval_metric, {"": value})}
 
 
 def _train(data_spec, fit):
@@ -77,42 +76,46 @@ def _save(model, out_dir, metrics, *, trace=(None, {}), stage=None):
     return metrics
 
 
-def train_baseline(data_spec, out_dir, *, width=64, blocks=4, num_classes=10, fit=FitSpec(epochs=3, learning_rate=1e-3)):
+def train_baseline(data_spec, out_dir, *, width=64, blocks=4, num_classes=10, fit=FitSpec(epochs=3, learning_rate=1e-3),
+                   training=train.TrainingSpec()):
     """Train the DS-CNN-style baseline on the Examples; SavedModel under out_dir/Format-Serving."""
     checks.stage_inputs(data_spec, num_classes=num_classes)  # named errors before training
     model = train.ds_cnn(tuple(data_spec.feature_shape), num_classes, width=width, blocks=blocks)
     train.fit(model, _train(data_spec, fit), epochs=fit.epochs, learning_rate=fit.learning_rate,
-              stage="baseline", log_dir=os.path.join(out_dir, LOG_DIR), seed=fit.seed)
-    return _save(model, out_dir, keras_metrics(model, data_spec), stage="baseline")
+              stage="baseline", log_dir=os.path.join(out_dir, LOG_DIR), seed=fit.seed, training=training)
+    return _save(model, out_dir, keras_metrics(model, data_spec, training), stage="baseline")
 
 
 def prune(model_path, data_spec, out_dir, *, target_sparsity=0.5, schedule="polynomial", frequency=100,
-          m_by_n=None, exclude_layers=(), strict=False, fit=FitSpec(epochs=2)):
-    checks.stage_inputs(data_spec, model_path)
+          m_by_n=None, exclude_layers=(), strict=False, fit=FitSpec(epochs=2), training=train.TrainingSpec()):
+    checks.stage_inputs(data_spec, model_path, classes=metrics.class_labels(training, data_spec.target))
     model, trace = _load(model_path)
     left_out = layer_support.plan(model, "prune", exclude_layers, strict)  # before any fine-tuning
     pruned = optimize.prune(model, _train(data_spec, fit), target_sparsity=target_sparsity, schedule=schedule,
                             frequency=frequency, m_by_n=m_by_n, epochs=fit.epochs,
                             batch_size=fit.batch_size, learning_rate=fit.learning_rate,
-                            log_dir=os.path.join(out_dir, LOG_DIR), seed=fit.seed, left_out=left_out)
+                            log_dir=os.path.join(out_dir, LOG_DIR), seed=fit.seed, left_out=left_out,
+                            training=training)
     target = m_by_n[0] / m_by_n[1] if m_by_n else target_sparsity  # (M, N): M zeros per N
-    return _save(pruned, out_dir, {**keras_metrics(pruned, data_spec), "technique": "prune",
+    return _save(pruned, out_dir, {**keras_metrics(pruned, data_spec, training), "technique": "prune",
                                    "promises": {**promises(model_path), "target_sparsity": target},
                                    **_excluded(model_path, "prune", left_out)},
                  trace=trace, stage="pruned")
 
 
 def cluster(model_path, data_spec, out_dir, *, number_of_clusters=8, centroid_init="kmeans++",
-            preserve_sparsity=True, per_channel=False, exclude_layers=(), strict=False, fit=FitSpec(epochs=1)):
-    checks.stage_inputs(data_spec, model_path)
+            preserve_sparsity=True, per_channel=False, exclude_layers=(), strict=False, fit=FitSpec(epochs=1),
+            training=train.TrainingSpec()):
+    checks.stage_inputs(data_spec, model_path, classes=metrics.class_labels(training, data_spec.target))
     model, trace = _load(model_path)
     left_out = layer_support.plan(model, "cluster", exclude_layers, strict)
     clustered = optimize.cluster(model, _train(data_spec, fit), number_of_clusters=number_of_clusters,
                                  centroid_init=centroid_init, preserve_sparsity=preserve_sparsity,
                                  per_channel=per_channel, epochs=fit.epochs, batch_size=fit.batch_size,
                                  learning_rate=fit.learning_rate,
-                                 log_dir=os.path.join(out_dir, LOG_DIR), seed=fit.seed, left_out=left_out)
-    m = keras_metrics(clustered, data_spec)
+                                 log_dir=os.path.join(out_dir, LOG_DIR), seed=fit.seed, left_out=left_out,
+                                 training=training)
+    m = keras_metrics(clustered, data_spec, training)
     kept = promises(model_path) if preserve_sparsity else {}
     return _save(clustered, out_dir, {**m, "technique": "cluster", "promises": {
         **kept, "number_of_clusters": number_of_clusters, "per_channel": per_channel},
@@ -121,17 +124,17 @@ def cluster(model_path, data_spec, out_dir, *, number_of_clusters=8, centroid_in
 
 
 def preserving_qat(model_path, data_spec, out_dir, *, scheme="auto", shared_centroids=True, exclude_layers=(),
-                   strict=False, fit=FitSpec(epochs=1, learning_rate=1e-5)):
+                   strict=False, fit=FitSpec(epochs=1, learning_rate=1e-5), training=train.TrainingSpec()):
     """QAT with the scheme that preserves what the model has; saves the QAT SavedModel."""
-    checks.stage_inputs(data_spec, model_path)
+    checks.stage_inputs(data_spec, model_path, classes=metrics.class_labels(training, data_spec.target))
     model, trace = _load(model_path)
     left_out = layer_support.plan(model, "qat", exclude_layers, strict)
     per_channel = None if shared_centroids else True
     qat_model, scheme = optimize.preserving_qat(
         model, _train(data_spec, fit), scheme=scheme, epochs=fit.epochs, batch_size=fit.batch_size,
         learning_rate=fit.learning_rate, log_dir=os.path.join(out_dir, LOG_DIR), seed=fit.seed,
-        per_channel_clusters=per_channel, left_out=left_out)
-    m = {**_score(qat_model, data_spec), "scheme": scheme, "technique": scheme,
+        per_channel_clusters=per_channel, left_out=left_out, training=training)
+    m = {**_metric(qat_model, data_spec, training), "scheme": scheme, "technique": scheme,
          "num_params": int(model.count_params()), "promises": promises(model_path),
          **_excluded(model_path, "qat", left_out)}
     # The fake-quant kernel is not the deployed one: the converter adds the INT8 kernel instead.
@@ -143,9 +146,11 @@ def is_qat_saved_model(saved_model_dir):
         return b"FakeQuantWithMinMaxVars" in f.read()
 
 
-def to_tflite(model_path, data_spec, out_dir, *, representative_samples=200, evaluate=True):
+def to_tflite(model_path, data_spec, out_dir, *, representative_samples=200, evaluate=True,
+              training=train.TrainingSpec()):
     """Full-INT8 .tflite (QAT ranges if the model is a QAT model, else PTQ) and its analysis."""
-    checks.stage_inputs(data_spec, model_path, train=representative_samples, evaluation=evaluate)
+    checks.stage_inputs(data_spec, model_path, train=representative_samples, evaluation=evaluate,
+                        classes=metrics.class_labels(training, data_spec.target))
     # The converter asks for representative data even for QAT SavedModels (TF 2.21 checks before it
     # has read the graph); with fake-quant nodes present it uses their ranges and ignores the data.
     rep = data_spec.representative(representative_samples)  # only what calibration uses
@@ -165,8 +170,10 @@ def to_tflite(model_path, data_spec, out_dir, *, representative_samples=200, eva
         if w is not None:
             history = {**history, INT8_STAGE: w}
         kernel_trace.save(out_dir, layer, history)
-    if evaluate and data_spec.target != FEATURES:  # an autoencoder's INT8 metric: the leaf evaluation's
-        stats["int8_accuracy"] = analyze.int8_accuracy(tflite, data_spec.eval_dataset().as_numpy_iterator())
+    if evaluate:
+        value = metrics.of_tflite(training, tflite, data_spec.eval_dataset().as_numpy_iterator(), data_spec.target)
+        stats["eval_metric"] = training.eval_metric
+        stats.update(metrics.fields(training.eval_metric, {"int8_": value}))
     write_json(os.path.join(out_dir, STATS_FILE), stats)
     return stats
 
@@ -181,94 +188,3 @@ def compile_npu(tflite_path, out_dir, *, accelerator_configs=("ethos-u55-128",),
                                             system_config=system_config, memory_mode=memory_mode)
     write_json(os.path.join(out_dir, STATS_FILE), results)
     return results
-
-
-NPU_KEYS = ("npu_cycles", "inference_time_s", "flash_bytes", "dram_bytes", "sram_bytes", "encoded_weights_bytes",
-            "npu_op_pct", "npu_ops", "cpu_ops", "weights_area", "weights_area_bytes")
-
-
-def read_npu(npu_dir):
-    """{target: NPU_KEYS numbers} of a compile_npu output folder ({} without one)."""
-    if not npu_dir:
-        return {}
-    with open(os.path.join(str(npu_dir), STATS_FILE)) as f:
-        return {t: {k: est[k] for k in NPU_KEYS} for t, est in json.load(f).items()}
-
-
-def evaluate_leaf(path_name, tflite_dir, model_path, data_spec, out_dir, *, npu_dir=None, requirements=None,
-                  baseline_dir=None, make_pipeline=None, push_destination=None):
-    """Evaluate one deployment-tree leaf the same way as every other: accuracies with Beam over the
-    eval split, the flatbuffer's size and per-layer analysis (from the converter's stats.json), the
-    Vela numbers of its compile_npu output (npu_dir: compiled once, judged here), then the
-    requirement and preservation gates. Writes leaf.json (+ the
-    kernel history) to out_dir; returns the leaf dict with 'blessed' and 'reasons'."""
-    from collabopt.core import evaluate  # Beam only where it is used
-
-    checks.stage_inputs(data_spec, model_path, train=False, evaluation="all")  # Beam reads every record
-    if data_spec.target == FEATURES:  # until the leaf evaluation computes the configured metric
-        raise ValueError("training.target: 'features': the leaf evaluation measures top-1 accuracy only, "
-                         "an autoencoder's reconstruction has no class")
-    with open(os.path.join(str(tflite_dir), STATS_FILE)) as f:
-        conv = json.load(f)
-    tflite_path = os.path.join(str(tflite_dir), TFLITE_FILE)
-    with (keras_io.saved_model(model_path) if model_path else contextlib.nullcontext()) as src:
-        acc = evaluate.accuracy(
-            tflite_path, data_spec.examples_uri, data_spec.eval_split, saved_model_dir=src,
-            feature_key=data_spec.feature_key, label_key=data_spec.label_key,
-            feature_shape=data_spec.feature_shape, make_pipeline=make_pipeline, data_spec=data_spec)
-    os.makedirs(out_dir, exist_ok=True)
-    npu = read_npu(npu_dir)
-    leaf = {
-        "path": path_name,
-        "mode": conv.get("mode"),  # ptq | qat
-        "fp32_accuracy": acc["keras_accuracy"],  # FP32 model, or fake-INT8 for a QAT model
-        "int8_accuracy": acc["int8_accuracy"],
-        "eval_examples": acc["examples"],
-        **{k: conv[k] for k in ("tflite_bytes", "gzip_bytes", "saving_pct", "sparsity",
-                                "max_unique_per_channel", "max_unique_per_tensor")},
-        "promises": conv.get("promises", {}),
-        "preservation_failures": conv.get("preservation_failures", []),
-        EXCLUDED_LAYERS: conv.get(EXCLUDED_LAYERS, {}),
-        "layers": conv.get("layers", []),
-        "npu": npu,
-    }
-    baseline = read_leaf(baseline_dir) if baseline_dir else leaf
-    leaf["baseline_int8_accuracy"] = baseline["int8_accuracy"]
-    leaf["int8_accuracy_drop_pp"] = 100.0 * (baseline["int8_accuracy"] - leaf["int8_accuracy"])
-    leaf["requirements"] = dict(requirements or {})
-    leaf["reasons"] = gates.gate(leaf, requirements, baseline["int8_accuracy"])
-    previous = deploy.last_pushed(push_destination, path_name) if push_destination else None
-    if previous:  # retraining: bless only what is not worse than the leaf deployed now
-        leaf["previous_version"] = previous["version"]
-        leaf["reasons"] += gates.not_worse(leaf, previous, requirements)
-    leaf["blessed"] = not leaf["reasons"]
-    kernels = os.path.join(str(tflite_dir), KERNELS_FILE)
-    if os.path.isfile(kernels):
-        shutil.copy(kernels, os.path.join(out_dir, KERNELS_FILE))
-    write_json(os.path.join(out_dir, LEAF_FILE), leaf)
-    for reason in leaf["reasons"]:
-        log.info("%s not blessed: %s", path_name, reason)
-    return leaf
-
-
-def write_report(evaluation_dirs, out_dir, *, title="collabopt optimization report", meta=None, publish_dir=None):
-    """The run's HTML report from its leaf evaluations ({path: evaluation dir}); also copied to
-    publish_dir (e.g. next to the pipeline root). Returns the leaf dicts."""
-    from collabopt.core import report_page  # matplotlib only where it is used
-
-    leaves, kernels = [], {}
-    for path, d in evaluation_dirs.items():
-        leaves.append(read_leaf(d))
-        layer, history = kernel_trace.history(d)
-        if layer:
-            kernels[path] = (layer, history)
-    page = report_page.render(leaves, kernels, title=title, meta=meta)
-    os.makedirs(out_dir, exist_ok=True)
-    for folder in filter(None, (out_dir, publish_dir)):
-        os.makedirs(folder, exist_ok=True)
-        with open(os.path.join(folder, REPORT_FILE), "w") as f:
-            f.write(page)
-    write_json(os.path.join(out_dir, LEAVES_FILE), [{k: v for k, v in l.items() if k != "layers"} for l in leaves])
-    return leaves
-
-

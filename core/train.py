@@ -1,6 +1,7 @@
 """Baseline model (DS-CNN family) and the fine-tuning loop every stage shares."""
 import contextlib
 import contextvars
+import dataclasses
 import logging
 import math
 import os
@@ -112,6 +113,24 @@ def outputs_probabilities(model, x):
     return bool(out.shape[-1] > 1 and np.all(out >= 0) and np.allclose(out.sum(axis=-1), 1.0, atol=1e-3))
 
 
+CROSS_ENTROPY = ("auto", "sparse_categorical_crossentropy", "binary_crossentropy")  # on integer labels
+LOSSES = {"mse": "MeanSquaredError", "mae": "MeanAbsoluteError", "huber": "Huber"}
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingSpec:
+    """The config's `training` section: the fine-tuning loss and logged metrics, and the metric a leaf
+    is evaluated and gated by (core.metrics). What the output is compared with (training.target) is
+    the data's: inputs.DataSpec.target. `loss_fn(model)` / `metrics_fn()`: hooks (a module_file's)
+    that override `loss` / `metrics`."""
+    loss: str = "auto"
+    metrics: tuple = None  # None: ['accuracy'] for a cross-entropy loss, none otherwise
+    eval_metric: str = "accuracy"
+    top_k: int = 5
+    loss_fn: object = None
+    metrics_fn: object = None
+
+
 def reconstructs(x, y=None):
     """Is the target the input itself (training.target: features, an autoencoder)?"""
     features, targets = sample(x, y)
@@ -119,25 +138,42 @@ def reconstructs(x, y=None):
             and np.array_equal(targets, features))
 
 
-def loss_for(model, x, y=None):
-    """The fine-tuning loss that fits the model and its targets: mean squared error when the target
-    is the input (autoencoder); cross-entropy on probabilities for a softmax head, on logits otherwise.
-    `x`: arrays (with labels `y`) or a tf.data.Dataset of (features, targets)."""
-    if reconstructs(x, y):
-        log.info("fine-tuning loss: mean squared error (the target is the input)")
-        return keras.losses.MeanSquaredError()
-    probabilities = outputs_probabilities(model, x)
-    log.info("fine-tuning loss: sparse categorical cross-entropy on %s", "probabilities (softmax output)"
-             if probabilities else "logits")
-    return keras.losses.SparseCategoricalCrossentropy(from_logits=not probabilities)
+def loss_for(model, x, y=None, name="auto"):
+    """The fine-tuning loss `name` fitted to the model and its targets: a cross-entropy on
+    probabilities for a softmax (or, binary, sigmoid) head, on logits otherwise; 'auto': mean squared
+    error when the target is the input (autoencoder), else sparse categorical. `x`: arrays (with
+    targets `y`) or a tf.data.Dataset of (features, targets)."""
+    if name == "auto" and reconstructs(x, y):
+        name = "mse"
+        log.info("fine-tuning loss: mse (the target is the input)")
+    if name in LOSSES:
+        log.info("fine-tuning loss: %s", name)
+        return getattr(keras.losses, LOSSES[name])()
+    if name == "binary_crossentropy":
+        features, _ = sample(x)
+        out = np.asarray(model(features, training=False))
+        probabilities, cls = bool(np.all(out >= 0) and np.all(out <= 1)), keras.losses.BinaryCrossentropy
+    else:
+        probabilities, cls = outputs_probabilities(model, x), keras.losses.SparseCategoricalCrossentropy
+    log.info("fine-tuning loss: %s on %s", cls.__name__, "probabilities" if probabilities else "logits")
+    return cls(from_logits=not probabilities)
 
 
-def compile_model(model, learning_rate=1e-3, loss=None):
-    regression = isinstance(loss, keras.losses.MeanSquaredError)
+def fit_metrics(training, loss=None):
+    """The Keras metrics a fit logs (accuracy by default for a cross-entropy `loss`)."""
+    if training.metrics_fn:
+        return list(training.metrics_fn())
+    if training.metrics is not None:
+        return list(training.metrics)
+    cross_entropy = isinstance(loss, (keras.losses.SparseCategoricalCrossentropy, keras.losses.BinaryCrossentropy))
+    return ["accuracy"] if training.loss_fn is None and training.loss in CROSS_ENTROPY and cross_entropy else []
+
+
+def compile_model(model, learning_rate=1e-3, loss=None, metrics=("accuracy",)):
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss=loss or keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=[] if regression else ["accuracy"])
+        metrics=list(metrics))
     return model
 
 
@@ -159,7 +195,7 @@ def resumable(backup_dir):
 
 
 def fit(model, x, y=None, *, epochs, batch_size=64, learning_rate=1e-3, stage="fit", log_dir=None,
-        callbacks=(), seed=0, backup_dir=None):
+        callbacks=(), seed=0, backup_dir=None, training=TrainingSpec()):
     """Compile and fit on arrays x, y or on a tf.data.Dataset x of (features, targets) batches (y None;
     batch_size is then the dataset's); logs each epoch and, with `log_dir`, writes TensorBoard logs there.
 
@@ -168,12 +204,13 @@ def fit(model, x, y=None, *, epochs, batch_size=64, learning_rate=1e-3, stage="f
     is kept after the fit (the caller deletes it once its result is safe), so a crash after the last
     epoch restores the trained model instead of training again. The folder must be keyed by what
     determines the result (components.common.StageExecutor.resumable); inside `resumable(dir)` the
-    default is <dir>/<stage>. A resumed fit is equivalent to an uninterrupted one, not bit-identical
-    (the data order after the resume differs)."""
+    default is <dir>/<stage>. `training` (TrainingSpec): the loss and logged metrics. A resumed fit is equivalent to an
+    uninterrupted one, not bit-identical (the data order after the resume differs)."""
     if backup_dir is None and _BACKUP.get():
         backup_dir = os.path.join(_BACKUP.get(), stage)
     keras.utils.set_random_seed(seed)
-    compile_model(model, learning_rate, loss_for(model, x, y))
+    loss = training.loss_fn(model) if training.loss_fn else loss_for(model, x, y, training.loss)
+    compile_model(model, learning_rate, loss, fit_metrics(training, loss))
     cbs = [ProgressLog(stage), *callbacks]
     if backup_dir:  # first: restores before any other callback reads the state
         cbs.insert(0, keras.callbacks.BackupAndRestore(str(backup_dir), delete_checkpoint=False))
@@ -193,29 +230,8 @@ def steps_per_epoch(x, batch_size):
     return n if n >= 0 else int(x.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
 
 
-def accuracy(model, x, y=None, batch_size=256):
-    """Top-1 accuracy of a Keras model (FP32, or fake-INT8 for a QAT model) on arrays x, y or, batch
-    by batch, on a tf.data.Dataset x of (features, labels)."""
-    if not isinstance(x, tf.data.Dataset):
-        logits = model.predict(x, batch_size=batch_size, verbose=0)
-        return float(np.mean(np.argmax(logits, axis=-1) == np.asarray(y)))
-    correct = n = 0
-    for features, labels in x:
-        correct += int(np.sum(np.argmax(model(features, training=False), axis=-1) == labels.numpy()))
-        n += len(labels)
-    return correct / n if n else float("nan")
-
-
-def mse(model, dataset):
-    """Mean squared error of the model's outputs against the targets, batch by batch."""
-    total = n = 0.0
-    for features, targets in dataset:
-        err = np.square(np.asarray(model(features, training=False)) - targets.numpy())
-        total, n = total + float(err.sum()), n + err.size
-    return total / n if n else float("nan")
-
-
-def score(model, dataset, reconstruction=False):
-    """The Keras-side evaluation metric a stage records: {'mse': ...} for an autoencoder (the target
-    is the input), else {'accuracy': ...}."""
-    return {"mse": mse(model, dataset)} if reconstruction else {"accuracy": accuracy(model, dataset)}
+def accuracy(model, x, y, batch_size=256):
+    """Top-1 accuracy of a Keras model (FP32, or fake-INT8 for a QAT model) on arrays x, y (the
+    configured metric, streamed: core.metrics.of_keras)."""
+    logits = model.predict(x, batch_size=batch_size, verbose=0)
+    return float(np.mean(np.argmax(logits, axis=-1) == np.asarray(y)))

@@ -13,10 +13,9 @@ from collabopt.pipelines import config as tree_config
 
 
 def data_params(cfg):
-    """What every model stage gets about its data: the `data` section and the `training` keys that
-    say how the records get into the model (components.common.data_params splits them again)."""
-    from collabopt.components import common
-    return {**cfg["data"], **{k: cfg["training"][k] for k in common.TRAINING_DEFAULTS}}
+    """What every model stage gets about its data: the `data` section (the `training` section,
+    target and module_file included, goes as `training=`)."""
+    return dict(cfg["data"])
 
 
 def _inputs(cfg, examples=None, model=None, model_blessing=None):
@@ -79,7 +78,7 @@ def _inputs(cfg, examples=None, model=None, model_blessing=None):
                                 reimport=False).with_id("BaselineImporter")
         comps.append(imp)
         return comps, examples, imp.outputs["result"]
-    trainer = BaselineTrainer(examples=examples, **data, **base)
+    trainer = BaselineTrainer(examples=examples, **data, **base, training=cfg["training"])
     comps.append(trainer)
     return comps, examples, trainer.outputs[keys.MODEL_KEY]
 
@@ -127,15 +126,15 @@ def create_pipeline(config, pipeline_root, metadata_path=None, beam_pipeline_arg
         parent = model_for(prefix[:-1])
         step = prefix[-1]
         if step == "prune":
-            node = Pruner(model=parent, examples=examples, **data, **cfg["prune"]).with_id("Pruner")
+            node = Pruner(model=parent, examples=examples, **data, **cfg["prune"], training=cfg["training"]).with_id("Pruner")
             out = node.outputs[keys.PRUNED_MODEL_KEY]
         elif step == "cluster":
             sparse = "prune" in prefix
-            node = SparseClusterer(model=parent, examples=examples, preserve_sparsity=sparse, **data,
+            node = SparseClusterer(model=parent, examples=examples, preserve_sparsity=sparse, **data, training=cfg["training"],
                                    **cfg["cluster"]).with_id("SparseClusterer" if sparse else "Clusterer")
             out = node.outputs[keys.CLUSTERED_MODEL_KEY]
         else:
-            node = PreservingQAT(model=parent, examples=examples, **data, **cfg["qat"]).with_id(
+            node = PreservingQAT(model=parent, examples=examples, **data, **cfg["qat"], training=cfg["training"]).with_id(
                 tree_paths.QAT_SCHEME[prefix[:-1]].upper())
             out = node.outputs[keys.QAT_MODEL_KEY]
         comps.append(node)
@@ -150,7 +149,7 @@ def create_pipeline(config, pipeline_root, metadata_path=None, beam_pipeline_arg
     for path in tree_paths.expand(cfg["paths"]):  # the reference (ptq) first: the others compare with it
         conv_id, eval_id, npu_id = node_ids(path)
         model = model_for(tree_paths.PATHS[path])
-        conv = TFLiteConverter(model=model, examples=examples, **data, **cfg["convert"]).with_id(conv_id)
+        conv = TFLiteConverter(model=model, examples=examples, **data, **cfg["convert"], training=cfg["training"]).with_id(conv_id)
         tflite = conv.outputs[keys.TFLITE_MODEL_KEY]
         # One Vela compile per leaf and target, with the configured options: the gate judges it, the push deploys it.
         npu_node = NPUCompiler(tflite_model=tflite, targets=npu["targets"], system_config=npu["system_config"],
@@ -158,7 +157,7 @@ def create_pipeline(config, pipeline_root, metadata_path=None, beam_pipeline_arg
         ev = LeafEvaluator(
             tflite_model=tflite, model=model, examples=examples, path=path,
             npu_model=npu_node.outputs[keys.NPU_MODEL_KEY], baseline=evaluations.get(tree_paths.REFERENCE),
-            requirements=requirements, destination=push_to, **data).with_id(eval_id)
+            requirements=requirements, destination=push_to, training=cfg["training"], **data).with_id(eval_id)
         evaluations[path] = ev.outputs[keys.EVALUATION_KEY]
         comps += [conv, npu_node, ev]
         if push_to:  # only a blessed leaf is pushed

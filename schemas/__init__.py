@@ -82,6 +82,7 @@ def rule_problems(doc):
         if why:
             problems.append(f"training.module_file: {why}")
     req = doc.get("requirements") or {}
+    problems += _metric_problems(doc.get("training") or {}, req)
     if req.get("npu_target") and req.get("max_npu_inference_time_s") is None:
         problems.append("requirements.npu_target: set, but max_npu_inference_time_s is not")
     targets = (doc.get("npu") or {}).get("targets")
@@ -89,6 +90,31 @@ def rule_problems(doc):
         target = req.get("npu_target") or targets[0]
         if target not in targets:
             problems.append(f"requirements.npu_target: {target!r} is not among npu.targets {targets}")
+    return problems
+
+
+# eval metrics whose values are fractions in [0, 1] (core.metrics.Metric.fraction; no import: schemas is TF-free)
+FRACTION_METRICS = ("accuracy", "top_k_accuracy", "auc")
+
+
+def _metric_problems(training, req):
+    """The eval metric must fit the target, the drop requirement the eval metric (training.eval_metric,
+    default accuracy)."""
+    metric = training.get("eval_metric") or "accuracy"
+    problems = []
+    if training.get("target") == "features" and metric in ("accuracy", "top_k_accuracy"):
+        problems.append(f"training.eval_metric: {metric!r} compares classes, but training.target is 'features' (the "
+                        f"output is the input again); use mse, mae or auc")
+    if req.get("max_int8_accuracy_drop_pp") is not None:
+        if req.get("max_metric_drop") is not None:
+            problems.append("requirements.max_metric_drop: set together with max_int8_accuracy_drop_pp; use one")
+        elif metric != "accuracy":
+            problems.append(f"requirements.max_int8_accuracy_drop_pp: judges top-1 accuracy, but training.eval_metric "
+                            f"is {metric!r}; use requirements.max_metric_drop (in {metric}'s units)")
+    drop = req.get("max_metric_drop")
+    if isinstance(drop, (int, float)) and metric in FRACTION_METRICS and drop > 1:
+        problems.append(f"requirements.max_metric_drop: {drop} is more than {metric} can drop (its values are "
+                        f"fractions in [0, 1]: 0.01 = 1 pp)")
     return problems
 
 

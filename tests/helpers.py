@@ -221,11 +221,15 @@ def read_json(path):
 
 
 def encoded_data(**overrides):
-    """The data (and `training` input) parameters as a component's spec holds them (lists as JSON
-    strings, None as "")."""
+    """The data parameters as a component's spec holds them (lists as JSON strings)."""
     return {"feature_key": "image", "label_key": "label", "feature_shape": "[28, 28, 1]", "train_split": "train",
-            "eval_split": "eval", "train_limit": 0, "eval_limit": 0, "scale": 1 / 255, "target": "label",
-            "module_file": "", **overrides}
+            "eval_split": "eval", "train_limit": 0, "eval_limit": 0, "scale": 1 / 255, **overrides}
+
+
+def encoded_training(**overrides):
+    """The training parameters as a component's spec holds them (defaults; None as "")."""
+    return {"target": "label", "module_file": "", "loss": "auto", "metrics": "", "eval_metric": "accuracy", "top_k": 5,
+            **overrides}
 
 
 def sparse_model(uri, model_uri, sparsity):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from collabopt import schemas
-from collabopt.core import data, inputs, optimize, stages, train, user_module
+from collabopt.core import data, inputs, metrics, optimize, stages, train, user_module
 from collabopt.core.tfenv import keras, tf
 from collabopt.pipelines import config as tree_config
 from collabopt.tests.helpers import dense_model, fashion_mnist_examples
@@ -59,15 +59,22 @@ def test_data_scale_multiplies_integer_features(examples):
 
 
 def test_target_features_fine_tunes_an_autoencoder_with_mse(examples):
+    """Fine-tuning fits (features, features); evaluation reads (features, labels) and compares the
+    output with the features (core.metrics), so an AE's AUC has its labels."""
     spec = inputs.DataSpec(examples, feature_shape=(784,), target=inputs.FEATURES)
     features, targets = next(iter(spec.train_dataset(32)))
     np.testing.assert_array_equal(features, targets)
+    (xe, ye), = spec.eval_dataset(100).as_numpy_iterator()
+    np.testing.assert_array_equal(ye, data.read_examples(examples, "eval", feature_shape=(784,))[1])
     i = keras.Input((784,), name="x")
     auto = keras.Model(i, keras.layers.Dense(784, name="decode")(keras.layers.Dense(32, name="code")(i)))
-    before = train.mse(auto, spec.eval_dataset())
+    mse = train.TrainingSpec(eval_metric="mse")
+    before = metrics.of_keras(mse, auto, spec.eval_dataset(), spec.target)
     train.fit(auto, spec.train_dataset(32), epochs=3, learning_rate=1e-3)
     assert isinstance(auto.loss, keras.losses.MeanSquaredError)
-    assert train.score(auto, spec.eval_dataset(), reconstruction=True)["mse"] < before / 2
+    after = metrics.of_keras(mse, auto, spec.eval_dataset(), spec.target)
+    assert after < before / 2
+    assert after == pytest.approx(float(np.mean((auto.predict(xe, verbose=0) - xe) ** 2)), rel=1e-5)
 
 
 def test_an_autoencoder_through_the_prune_stage(examples, tmp_path):
@@ -77,10 +84,9 @@ def test_an_autoencoder_through_the_prune_stage(examples, tmp_path):
     auto = keras.Model(i, keras.layers.Dense(784, name="decode")(keras.layers.Dense(64, name="code")(i)))
     keras_io.save_model(auto, os.path.join(str(tmp_path / "ae"), keras_io.SERVING_DIR))
     spec = stages.DataSpec(examples, feature_shape=(784,), target=inputs.FEATURES)
-    stats = stages.prune(str(tmp_path / "ae"), spec, str(tmp_path / "p"), target_sparsity=0.5, fit=stages.FitSpec(epochs=1))
-    assert "accuracy" not in stats and 0 < stats["mse"] < 1 and stats["sparsity"] == pytest.approx(0.5, abs=0.01)
-    with pytest.raises(ValueError, match=r"^training.target: 'features': the leaf evaluation measures top-1 accuracy"):
-        stages.evaluate_leaf("prune_ptq", str(tmp_path / "no_tflite"), str(tmp_path / "p"), spec, str(tmp_path / "e"))
+    stats = stages.prune(str(tmp_path / "ae"), spec, str(tmp_path / "p"), target_sparsity=0.5, fit=stages.FitSpec(epochs=1),
+                         training=train.TrainingSpec(eval_metric="mse"))
+    assert "accuracy" not in stats and 0 < stats["metric"] < 1 and stats["sparsity"] == pytest.approx(0.5, abs=0.01)
 
 
 @pytest.mark.parametrize("source,why", [
@@ -103,8 +109,10 @@ def test_module_file_hooks_load_once(examples, tmp_path):
     path = tmp_path / "module.py"
     path.write_text("def input_fn(file_pattern, batch_size, split, training):\n    return None\n"
                     "def loss_fn(model):\n    return 'mse'\n")
-    cfg = tree_config.merge({"paths": "all", "training": {"module_file": str(path), "target": "features"}})
-    assert cfg["training"] == {"module_file": str(path), "target": "features"}
+    with pytest.raises(schemas.ConfigError, match="training.eval_metric: 'accuracy' compares classes, but training.target is 'features'"):
+        tree_config.merge({"paths": "all", "training": {"target": "features"}})
+    cfg = tree_config.merge({"paths": "all", "training": {"module_file": str(path), "target": "features", "eval_metric": "mse"}})
+    assert (cfg["training"]["module_file"], cfg["training"]["target"], cfg["training"]["loss"]) == (str(path), "features", "auto")
     assert user_module.load(str(path)) is user_module.load(str(path))
     assert user_module.hook(str(path), user_module.LOSS_FN)(None) == "mse"
     assert user_module.hook(str(path), user_module.METRICS_FN) is None and user_module.hook(None, user_module.LOSS_FN) is None
@@ -118,12 +126,23 @@ def test_training_and_scale_reach_the_executors_data_spec(tmp_path):
     from collabopt.components import common, keys
     from collabopt.tests.helpers import examples_artifact
     module = tmp_path / "module.py"
-    module.write_text("def input_fn(file_pattern, batch_size, split, training):\n    pass\n")
-    props = common.data_params(target="features", module_file=str(module), scale=0.5)
+    module.write_text("def input_fn(file_pattern, batch_size, split, training):\n    pass\n"
+                      "def loss_fn(model):\n    return 'mae'\n")
+    props = {**common.data_params(scale=0.5), **common.training_params({"target": "features", "module_file": str(module),
+                                                                                  "eval_metric": "mae"})}
     spec = common.data_spec({keys.EXAMPLES_KEY: [examples_artifact(tmp_path)]}, props)
     assert (spec.target, spec.module_file, spec.scale) == ("features", str(module), 0.5)
-    assert common.data_spec({keys.EXAMPLES_KEY: [examples_artifact(tmp_path)]}, common.data_params()).module_file is None
+    training = common.training_spec(props)  # the module_file's hooks reach fine-tuning
+    assert training.metrics_fn is None
+    i = keras.Input((4,), name="x")
+    model = keras.Model(i, keras.layers.Dense(4)(i))
+    x = np.random.default_rng(0).random((16, 4)).astype(np.float32)
+    train.fit(model, x, x, epochs=1, batch_size=8, training=training)
+    assert model.loss == "mae"  # the hook's loss, not the 'auto' MSE a reconstruction gets
+    defaults = {**common.data_params(), **common.training_params()}
+    assert common.data_spec({keys.EXAMPLES_KEY: [examples_artifact(tmp_path)]}, defaults).module_file is None
+    assert common.training_spec(defaults).loss_fn is None
     with pytest.raises(schemas.ConfigError, match=r"^training.target: 'labels' is not one of \['label', 'features'\]$"):
-        common.data_params(target="labels")
+        common.training_params({"target": "labels"})
     with pytest.raises(schemas.ConfigError, match=r"^data.scale: 0 is less than or equal to the minimum of 0$"):
         common.data_params(scale=0)

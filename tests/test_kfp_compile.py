@@ -267,8 +267,8 @@ def test_the_local_pipeline_keeps_constants_and_placeholders_pass_construction()
 
 
 def test_compile_refuses_local_paths_unless_allowed(tmp_path, packages):
-    model = tmp_path / "model"
-    model.mkdir()
+    from collabopt.tests.helpers import dense_model, save_model_dir
+    model = save_model_dir(tmp_path / "model", dense_model())  # a real one: config load checks it
     cfg = {**demo_raw(), "paths": ["ptq"], "baseline": {"model_uri": str(model)},
            "push": {"destination": "/srv/edge"}, "examples": {"uri": "gs://b/examples"}}
     with pytest.raises(KfpError, match="^" + re.escape(

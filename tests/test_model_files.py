@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from collabopt.core import analyze, keras_io, stages, train
+from collabopt.core import analyze, keras_io, leaves, stages, train
 from collabopt.core.artifact_files import MODEL_DIR, TFLITE_FILE
 from collabopt.tests.helpers import TINY_FIT, data_spec
 
@@ -27,13 +27,13 @@ def models(tmp_path_factory):
 def ptq(models, examples_uri, tmp_path_factory):
     """PTQ leaf (convert + evaluate) of each form of the model: {form: (tflite bytes, leaf)}."""
     spec, out = data_spec(examples_uri), tmp_path_factory.mktemp("ptq")
-    leaves = {}
+    by_form = {}
     for form, path in models.items():
         stages.to_tflite(path, spec, str(out / form / "tflite"), representative_samples=50, evaluate=False)
-        leaf = stages.evaluate_leaf("ptq", str(out / form / "tflite"), path, spec, str(out / form / "eval"))
+        leaf = leaves.evaluate_leaf("ptq", str(out / form / "tflite"), path, spec, str(out / form / "eval"))
         with open(out / form / "tflite" / TFLITE_FILE, "rb") as f:
-            leaves[form] = (f.read(), leaf)
-    return leaves
+            by_form[form] = (f.read(), leaf)
+    return by_form
 
 
 @pytest.mark.parametrize("form", ["h5", "keras"])

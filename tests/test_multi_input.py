@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from collabopt.core import analyze, artifact_files, keras_io, stages, train
+from collabopt.core import analyze, artifact_files, keras_io, leaves, stages, train
 from collabopt.core.tfenv import keras
 from collabopt.tests.helpers import fashion_mnist_examples
 
@@ -69,7 +69,7 @@ def test_a_two_input_model_goes_through_the_pcqat_path(spec, tmp_path):
     assert all(i["dtype"] == np.int8 for i in it.get_input_details())
     layers = {l["layer"]: l for l in conv["layers"]}
     assert layers["conv_2"]["sparsity"] >= 0.48 and layers["conv_2"]["max_unique_per_channel"] <= 8
-    leaf = stages.evaluate_leaf("prune_cluster_pcqat", d("t"), d("q"), spec, d("e"))
+    leaf = leaves.evaluate_leaf("prune_cluster_pcqat", d("t"), d("q"), spec, d("e"))
     # Beam (per file) and the in-process interpreter agree, each feeding every input by its name.
     assert leaf["int8_accuracy"] == pytest.approx(conv["int8_accuracy"])
     assert leaf["int8_accuracy"] > 0.4 and leaf["eval_examples"] == 128

@@ -51,7 +51,8 @@ def test_push_then_refuse_a_worse_leaf(retrain_config, tmp_path):
 
     # The deployed leaf is now (say, after a better model was pushed) smaller and more accurate.
     latest_json = os.path.join(dest, "ptq", version, "leaf.json")
-    better = {**deployed, "int8_accuracy": deployed["int8_accuracy"] + 0.01, "gzip_bytes": deployed["gzip_bytes"] - 1}
+    better = {**deployed, "int8_accuracy": deployed["int8_accuracy"] + 0.01, "int8_metric": deployed["int8_metric"] + 0.01,
+              "gzip_bytes": deployed["gzip_bytes"] - 1}
     with open(latest_json, "w") as f:
         json.dump(better, f)
     second = run_tree(tmp_path / "second", retrain_config)

@@ -12,7 +12,7 @@ PARAMETERS = ("width", "blocks", "num_classes")
 
 
 class BaselineTrainerSpec(component_spec.ComponentSpec):
-    PARAMETERS = {**common.parameters(SECTION, PARAMETERS), **common.DATA_PARAMETERS,
+    PARAMETERS = {**common.parameters(SECTION, PARAMETERS), **common.DATA_PARAMETERS, **common.TRAINING_PARAMETERS,
                   **common.fit_parameters(SECTION)}
     INPUTS = {keys.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples)}
     OUTPUTS = {keys.MODEL_KEY: ChannelParameter(type=standard_artifacts.Model)}
@@ -26,14 +26,16 @@ class BaselineTrainer(base_component.BaseComponent):
       width, blocks: the DS-CNN's channels and depthwise-separable blocks.
       num_classes: output classes (logits).
       epochs, batch_size, learning_rate, seed: the training.
+      training: the config's `training` section (loss, metrics, eval_metric, top_k); None: defaults.
       **data_kwargs: as for Pruner.
     """
     SPEC_CLASS = BaselineTrainerSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
 
     def __init__(self, examples: types.BaseChannel, width=64, blocks=4, num_classes=10, epochs=3,
-                 batch_size=64, learning_rate=1e-3, seed=0, **data_kwargs):
+                 batch_size=64, learning_rate=1e-3, seed=0, training=None, **data_kwargs):
         super().__init__(spec=BaselineTrainerSpec(
             examples=examples, model=types.Channel(type=standard_artifacts.Model),
             **common.encode(SECTION, width=width, blocks=blocks, num_classes=num_classes),
-            **common.fit_params(SECTION, epochs, batch_size, learning_rate, seed), **common.data_params(**data_kwargs)))
+            **common.fit_params(SECTION, epochs, batch_size, learning_rate, seed), **common.data_params(**data_kwargs),
+            **common.training_params(training)))

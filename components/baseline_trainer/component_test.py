@@ -5,7 +5,7 @@ from tfx.types import standard_artifacts
 
 from collabopt.components import BaselineTrainer, keys
 from collabopt.components.baseline_trainer import executor
-from collabopt.tests.helpers import channel, config_error, encoded_data, output_types
+from collabopt.tests.helpers import channel, config_error, encoded_data, encoded_training, output_types
 
 
 def test_construct():
@@ -16,7 +16,7 @@ def test_construct():
     assert trainer.EXECUTOR_SPEC.executor_class is executor.Executor
     assert trainer.exec_properties == {
         "width": 16, "blocks": 1, "num_classes": 10,
-        "epochs": 1, "batch_size": 64, "learning_rate": 0.01, "seed": 0, **encoded_data(train_limit=100)}
+        "epochs": 1, "batch_size": 64, "learning_rate": 0.01, "seed": 0, **encoded_data(train_limit=100), **encoded_training()}
     defaults = BaselineTrainer(examples=examples).exec_properties
     assert {k: defaults[k] for k in ("width", "blocks", "epochs", "learning_rate")} == {
         "width": 64, "blocks": 4, "epochs": 3, "learning_rate": 1e-3}

@@ -12,5 +12,5 @@ class Executor(common.StageExecutor):
             metrics = stages.train_baseline(
                 common.data_spec(input_dict, exec_properties), out.uri,
                 **common.decode(SECTION, exec_properties, ("width", "blocks", "num_classes")),
-                fit=common.fit_spec(SECTION, exec_properties))
+                fit=common.fit_spec(SECTION, exec_properties), training=common.training_spec(exec_properties))
         common.record(out, metrics)

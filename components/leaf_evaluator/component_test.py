@@ -6,7 +6,7 @@ from tfx.types import standard_artifacts
 
 from collabopt.components import LeafBlessing, LeafEvaluation, LeafEvaluator, NPUModel, TFLiteModel, keys
 from collabopt.components.leaf_evaluator import executor
-from collabopt.tests.helpers import channel, config_error, encoded_data, output_types
+from collabopt.tests.helpers import channel, config_error, encoded_data, encoded_training, output_types
 
 
 def _inputs():
@@ -26,7 +26,7 @@ def test_construct_with_every_input():
     assert isinstance(evaluator.EXECUTOR_SPEC, executor_spec.BeamExecutorSpec)  # evaluation runs on Beam
     assert evaluator.EXECUTOR_SPEC.executor_class is executor.Executor
     assert evaluator.exec_properties == {
-        keys.PATH: "prune_ptq", "destination": "/deploy", **encoded_data(eval_limit=100),
+        keys.PATH: "prune_ptq", "destination": "/deploy", **encoded_data(eval_limit=100), **encoded_training(),
         # sorted keys, unset (None) requirements left out
         "requirements": '{"max_gzip_bytes": 20000, "max_int8_accuracy_drop_pp": 2.5}'}
 
@@ -34,7 +34,7 @@ def test_construct_with_every_input():
 def test_construct_with_required_inputs_only():
     evaluator = LeafEvaluator(**_inputs(), path="ptq")
     assert set(evaluator.inputs) == {keys.TFLITE_MODEL_KEY, keys.EXAMPLES_KEY}
-    assert evaluator.exec_properties == {keys.PATH: "ptq", "requirements": "{}", "destination": "", **encoded_data()}
+    assert evaluator.exec_properties == {keys.PATH: "ptq", "requirements": "{}", "destination": "", **encoded_data(), **encoded_training()}
 
 
 @pytest.mark.parametrize("params, message", [
@@ -47,6 +47,10 @@ def test_construct_with_required_inputs_only():
      "requirements.npu_target: set, but max_npu_inference_time_s is not"),
     ({"destination": ""}, "push.destination: '' should be non-empty"),
     ({"feature_key": ""}, "data.feature_key: '' should be non-empty"),
+    ({"training": {"eval_metric": "mse"}, "requirements": {"max_int8_accuracy_drop_pp": 1.0}},
+     "requirements.max_int8_accuracy_drop_pp: judges top-1 accuracy, but training.eval_metric is 'mse'; "
+     "use requirements.max_metric_drop (in mse's units)"),
+    ({"training": {"top_k": 0}}, "training.top_k: 0 is less than the minimum of 1"),
 ])
 def test_bad_parameter_is_a_config_error(params, message):
     assert config_error(LeafEvaluator, **_inputs(), path="ptq", **params) == message

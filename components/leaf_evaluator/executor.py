@@ -1,4 +1,4 @@
-"""LeafEvaluator executor: decode (and check the requirements again), call core.stages.evaluate_leaf
+"""LeafEvaluator executor: decode (and check the requirements again), call core.leaves.evaluate_leaf
 with this executor's Beam pipeline (the TFX pipeline's beam_pipeline_args), record metrics and the
 blessing."""
 import json
@@ -9,14 +9,14 @@ from tfx.types import artifact_utils
 
 from collabopt import schemas
 from collabopt.components import common, keys
-from collabopt.core import artifact_files, stages
+from collabopt.core import artifact_files, leaves
 
 
-def encode_requirements(requirements):
+def encode_requirements(requirements, training=None):
     if common.placeholder(requirements):  # JSON text known at run time: decode_requirements checks it
         return requirements
     req = {k: v for k, v in dict(requirements or {}).items() if v is not None}
-    schemas.check({"requirements": req})
+    schemas.check({"requirements": req, "training": {k: v for k, v in (training or {}).items() if k == "eval_metric"}})
     return json.dumps(req, sort_keys=True)
 
 
@@ -29,11 +29,13 @@ def decode_requirements(text):
 
 
 def without_reference(leaf, evaluation_dir, error, requirements):
-    """The leaf of a path whose reference (ptq) leaf failed: no accuracy drop, and not blessed if a
+    """The leaf of a path whose reference (ptq) leaf failed: no metric drop, and not blessed if a
     maximum drop is required. Rewrites its leaf.json."""
-    leaf.update(baseline_int8_accuracy=None, int8_accuracy_drop_pp=None)
-    if requirements.get("max_int8_accuracy_drop_pp") is not None:
-        leaf["reasons"].append(f"no INT8 accuracy drop to judge: the reference leaf failed ({error})")
+    leaf.update(baseline_int8_metric=None, metric_drop=None)
+    if "baseline_int8_accuracy" in leaf:
+        leaf.update(baseline_int8_accuracy=None, int8_accuracy_drop_pp=None)
+    if any(requirements.get(k) is not None for k in ("max_int8_accuracy_drop_pp", "max_metric_drop")):
+        leaf["reasons"].append(f"no INT8 {leaf['eval_metric']} drop to judge: the reference leaf failed ({error})")
         leaf["blessed"] = False
     artifact_files.write_json(os.path.join(evaluation_dir, artifact_files.LEAF_FILE), leaf)
     return leaf
@@ -46,14 +48,17 @@ class Executor(common.PathStage, base_beam_executor.BaseBeamExecutor):
         evaluation = common.output(output_dict, keys.EVALUATION_KEY)
         blessing = common.output(output_dict, keys.BLESSING_KEY)
         requirements = decode_requirements(exec_properties["requirements"])
+        training = common.training_spec(exec_properties)
+        schemas.check({"requirements": requirements, "training": {"eval_metric": training.eval_metric}})
         reference_failed = common.failure(input_dict, [keys.BASELINE_KEY])
-        leaf = stages.evaluate_leaf(
+        leaf = leaves.evaluate_leaf(
             exec_properties[keys.PATH], common.single_uri(input_dict, keys.TFLITE_MODEL_KEY),
             common.optional_uri(input_dict, keys.MODEL_KEY), common.data_spec(input_dict, exec_properties),
             evaluation.uri, npu_dir=common.optional_uri(input_dict, keys.NPU_MODEL_KEY), requirements=requirements,
             baseline_dir=None if reference_failed else common.optional_uri(input_dict, keys.BASELINE_KEY),
             make_pipeline=self._make_beam_pipeline,
-            push_destination=common.decode("push", exec_properties, ("destination",))["destination"])
+            push_destination=common.decode("push", exec_properties, ("destination",))["destination"],
+            training=training)
         if reference_failed:
             leaf = without_reference(leaf, evaluation.uri, reference_failed, requirements)
         common.record(evaluation, {k: v for k, v in leaf.items() if k not in ("npu", keys.REASONS)})

@@ -12,7 +12,7 @@ PARAMETERS = ("scheme", "shared_centroids", "exclude_layers", "strict")
 
 
 class PreservingQATSpec(component_spec.ComponentSpec):
-    PARAMETERS = {**common.parameters(SECTION, PARAMETERS), **common.DATA_PARAMETERS,
+    PARAMETERS = {**common.parameters(SECTION, PARAMETERS), **common.DATA_PARAMETERS, **common.TRAINING_PARAMETERS,
                   **common.fit_parameters(SECTION)}
     INPUTS = common.MODEL_STAGE_INPUTS
     OUTPUTS = {keys.QAT_MODEL_KEY: ChannelParameter(type=standard_artifacts.Model)}
@@ -30,6 +30,7 @@ class PreservingQAT(base_component.BaseComponent):
       exclude_layers, strict: as for Pruner (layers TFMOT cannot quantize, e.g. a BatchNormalization
         after an Add, stay float in the QAT model; the INT8 converter calibrates them).
       epochs, batch_size, learning_rate, seed: the fine-tuning.
+      training: the config's `training` section (loss, metrics, eval_metric, top_k); None: defaults.
       **data_kwargs: as for Pruner.
     """
     SPEC_CLASS = PreservingQATSpec
@@ -37,9 +38,10 @@ class PreservingQAT(base_component.BaseComponent):
 
     def __init__(self, model: types.BaseChannel, examples: types.BaseChannel, scheme="auto",
                  shared_centroids=True, exclude_layers=(), strict=False, epochs=1, batch_size=64, learning_rate=1e-5,
-                 seed=0, **data_kwargs):
+                 seed=0, training=None, **data_kwargs):
         super().__init__(spec=PreservingQATSpec(
             model=model, examples=examples, qat_model=types.Channel(type=standard_artifacts.Model),
             **common.encode(SECTION, scheme=scheme, shared_centroids=shared_centroids,
                             exclude_layers=list(exclude_layers), strict=strict),
-            **common.fit_params(SECTION, epochs, batch_size, learning_rate, seed), **common.data_params(**data_kwargs)))
+            **common.fit_params(SECTION, epochs, batch_size, learning_rate, seed), **common.data_params(**data_kwargs),
+            **common.training_params(training)))

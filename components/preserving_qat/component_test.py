@@ -5,7 +5,7 @@ from tfx.types import standard_artifacts
 
 from collabopt.components import PreservingQAT, keys
 from collabopt.components.preserving_qat import executor
-from collabopt.tests.helpers import config_error, encoded_data, model_stage_channels, output_types
+from collabopt.tests.helpers import config_error, encoded_data, encoded_training, model_stage_channels, output_types
 
 
 def test_construct_with_defaults():
@@ -15,7 +15,7 @@ def test_construct_with_defaults():
     assert qat.EXECUTOR_SPEC.executor_class is executor.Executor
     assert qat.exec_properties == {
         "scheme": "auto", "shared_centroids": "true",
-        "epochs": 1, "batch_size": 64, "learning_rate": 1e-5, "seed": 0, "exclude_layers": "[]", "strict": "false", **encoded_data()}
+        "epochs": 1, "batch_size": 64, "learning_rate": 1e-5, "seed": 0, "exclude_layers": "[]", "strict": "false", **encoded_data(), **encoded_training()}
 
 
 def test_construct_with_parameters():
@@ -23,7 +23,7 @@ def test_construct_with_parameters():
                         seed=3, eval_split="test")
     assert qat.exec_properties == {
         "scheme": "pcqat", "shared_centroids": "false",
-        "epochs": 1, "batch_size": 64, "learning_rate": 1e-4, "seed": 3, "exclude_layers": "[]", "strict": "false", **encoded_data(eval_split="test")}
+        "epochs": 1, "batch_size": 64, "learning_rate": 1e-4, "seed": 3, "exclude_layers": "[]", "strict": "false", **encoded_data(eval_split="test"), **encoded_training()}
 
 
 @pytest.mark.parametrize("params, message", [

@@ -12,5 +12,6 @@ class Executor(common.PathStage, common.StageExecutor):
         with self.resumable(input_dict, out, exec_properties):  # epoch checkpoints: a rerun resumes
             metrics = stages.preserving_qat(
                 common.single_uri(input_dict, keys.MODEL_KEY), common.data_spec(input_dict, exec_properties), out.uri,
-                **p, fit=common.fit_spec(SECTION, exec_properties))
-        common.record(out, {**metrics, "fake_int8_accuracy": metrics["accuracy"]})
+                **p, fit=common.fit_spec(SECTION, exec_properties), training=common.training_spec(exec_properties))
+        common.record(out, {**metrics, "fake_int8_metric": metrics["metric"],
+                            **({"fake_int8_accuracy": metrics["accuracy"]} if "accuracy" in metrics else {})})

@@ -12,7 +12,7 @@ PARAMETERS = ("target_sparsity", "schedule", "frequency", "m_by_n", "exclude_lay
 
 
 class PrunerSpec(component_spec.ComponentSpec):
-    PARAMETERS = {**common.parameters(SECTION, PARAMETERS), **common.DATA_PARAMETERS,
+    PARAMETERS = {**common.parameters(SECTION, PARAMETERS), **common.DATA_PARAMETERS, **common.TRAINING_PARAMETERS,
                   **common.fit_parameters(SECTION)}
     INPUTS = common.MODEL_STAGE_INPUTS
     OUTPUTS = {keys.PRUNED_MODEL_KEY: ChannelParameter(type=standard_artifacts.Model)}
@@ -32,18 +32,21 @@ class Pruner(base_component.BaseComponent):
         too, each named in stats.json (`excluded_layers`) and the report.
       strict: fail instead, listing every layer TFMOT cannot prune.
       epochs, batch_size, learning_rate, seed: the fine-tuning.
+      training: the config's `training` section (target, module_file, loss, metrics, eval_metric, top_k);
+        None: defaults.
       **data_kwargs: feature_key, label_key, feature_shape, train_split, eval_split, train_limit, eval_limit,
-        scale; target, module_file (config section `training`).
+        scale.
     """
     SPEC_CLASS = PrunerSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
 
     def __init__(self, model: types.BaseChannel, examples: types.BaseChannel, target_sparsity=0.5,
                  schedule="polynomial", frequency=100, m_by_n=None, exclude_layers=(), strict=False, epochs=2,
-                 batch_size=64, learning_rate=1e-4, seed=0, **data_kwargs):
+                 batch_size=64, learning_rate=1e-4, seed=0, training=None, **data_kwargs):
         super().__init__(spec=PrunerSpec(
             model=model, examples=examples, pruned_model=types.Channel(type=standard_artifacts.Model),
             **common.encode(SECTION, target_sparsity=target_sparsity, schedule=schedule, frequency=frequency,
                             m_by_n=list(m_by_n) if m_by_n else None, exclude_layers=list(exclude_layers),
                             strict=strict),
-            **common.fit_params(SECTION, epochs, batch_size, learning_rate, seed), **common.data_params(**data_kwargs)))
+            **common.fit_params(SECTION, epochs, batch_size, learning_rate, seed), **common.data_params(**data_kwargs),
+            **common.training_params(training)))

@@ -12,5 +12,5 @@ class Executor(common.PathStage, common.StageExecutor):
         with self.resumable(input_dict, out, exec_properties):  # epoch checkpoints: a rerun resumes
             metrics = stages.prune(
                 common.single_uri(input_dict, keys.MODEL_KEY), common.data_spec(input_dict, exec_properties), out.uri,
-                **p, fit=common.fit_spec(SECTION, exec_properties))
+                **p, fit=common.fit_spec(SECTION, exec_properties), training=common.training_spec(exec_properties))
         common.record(out, metrics)

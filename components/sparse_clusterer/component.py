@@ -14,7 +14,7 @@ PARAMETERS = ("number_of_clusters", "centroid_init", "per_channel", "exclude_lay
 class SparseClustererSpec(component_spec.ComponentSpec):
     PARAMETERS = {**common.parameters(SECTION, PARAMETERS),
                   "preserve_sparsity": ExecutionParameter(type=int),  # set by the tree: after a Pruner
-                  **common.DATA_PARAMETERS, **common.fit_parameters(SECTION)}
+                  **common.DATA_PARAMETERS, **common.TRAINING_PARAMETERS, **common.fit_parameters(SECTION)}
     INPUTS = common.MODEL_STAGE_INPUTS
     OUTPUTS = {keys.CLUSTERED_MODEL_KEY: ChannelParameter(type=standard_artifacts.Model)}
 
@@ -30,6 +30,7 @@ class SparseClusterer(base_component.BaseComponent):
       per_channel: one set of k centroids per output channel instead of per tensor.
       exclude_layers, strict: as for Pruner (layers TFMOT cannot cluster).
       epochs, batch_size, learning_rate, seed: the fine-tuning.
+      training: the config's `training` section (loss, metrics, eval_metric, top_k); None: defaults.
       **data_kwargs: as for Pruner.
     """
     SPEC_CLASS = SparseClustererSpec
@@ -37,10 +38,11 @@ class SparseClusterer(base_component.BaseComponent):
 
     def __init__(self, model: types.BaseChannel, examples: types.BaseChannel, number_of_clusters=8,
                  centroid_init="kmeans++", preserve_sparsity=True, per_channel=False, exclude_layers=(),
-                 strict=False, epochs=1, batch_size=64, learning_rate=1e-4, seed=0, **data_kwargs):
+                 strict=False, epochs=1, batch_size=64, learning_rate=1e-4, seed=0, training=None, **data_kwargs):
         super().__init__(spec=SparseClustererSpec(
             model=model, examples=examples, preserve_sparsity=int(bool(preserve_sparsity)),
             clustered_model=types.Channel(type=standard_artifacts.Model),
             **common.encode(SECTION, number_of_clusters=number_of_clusters, centroid_init=centroid_init,
                             per_channel=per_channel, exclude_layers=list(exclude_layers), strict=strict),
-            **common.fit_params(SECTION, epochs, batch_size, learning_rate, seed), **common.data_params(**data_kwargs)))
+            **common.fit_params(SECTION, epochs, batch_size, learning_rate, seed), **common.data_params(**data_kwargs),
+            **common.training_params(training)))

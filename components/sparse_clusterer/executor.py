@@ -13,5 +13,5 @@ class Executor(common.PathStage, common.StageExecutor):
             metrics = stages.cluster(
                 common.single_uri(input_dict, keys.MODEL_KEY), common.data_spec(input_dict, exec_properties), out.uri,
                 **p, preserve_sparsity=bool(exec_properties["preserve_sparsity"]),
-                fit=common.fit_spec(SECTION, exec_properties))
+                fit=common.fit_spec(SECTION, exec_properties), training=common.training_spec(exec_properties))
         common.record(out, metrics)

@@ -11,7 +11,7 @@ SECTION = "convert"
 
 
 class TFLiteConverterSpec(component_spec.ComponentSpec):
-    PARAMETERS = {**common.parameters(SECTION, ("representative_samples",)), **common.DATA_PARAMETERS}
+    PARAMETERS = {**common.parameters(SECTION, ("representative_samples",)), **common.DATA_PARAMETERS, **common.TRAINING_PARAMETERS}
     INPUTS = common.MODEL_STAGE_INPUTS
     OUTPUTS = {keys.TFLITE_MODEL_KEY: ChannelParameter(type=artifacts.TFLiteModel)}
 
@@ -24,14 +24,16 @@ class TFLiteConverter(base_component.BaseComponent):
       model: a Keras SavedModel (a QAT model converts with its own ranges; any other by PTQ).
       examples: representative samples come from the train split, INT8 accuracy from the eval split.
       representative_samples: how many train samples calibrate PTQ.
+      training: the config's `training` section (loss, metrics, eval_metric, top_k); None: defaults.
       **data_kwargs: as for Pruner.
     """
     SPEC_CLASS = TFLiteConverterSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
 
     def __init__(self, model: types.BaseChannel, examples: types.BaseChannel, representative_samples=200,
-                 **data_kwargs):
+                 training=None, **data_kwargs):
         super().__init__(spec=TFLiteConverterSpec(
             model=model, examples=examples, tflite_model=types.Channel(type=artifacts.TFLiteModel),
             **common.encode(SECTION, representative_samples=representative_samples),
-            **common.data_params(**data_kwargs)))
+            **common.data_params(**data_kwargs),
+            **common.training_params(training)))

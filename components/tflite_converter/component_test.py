@@ -4,7 +4,7 @@ import pytest
 
 from collabopt.components import TFLiteConverter, TFLiteModel, keys
 from collabopt.components.tflite_converter import executor
-from collabopt.tests.helpers import config_error, encoded_data, model_stage_channels, output_types
+from collabopt.tests.helpers import config_error, encoded_data, encoded_training, model_stage_channels, output_types
 
 
 def test_construct():
@@ -13,7 +13,7 @@ def test_construct():
     assert TFLiteModel.TYPE_NAME == "collabopt.TFLiteModel"
     assert set(converter.inputs) == {keys.MODEL_KEY, keys.EXAMPLES_KEY}
     assert converter.EXECUTOR_SPEC.executor_class is executor.Executor
-    assert converter.exec_properties == {"representative_samples": 50, **encoded_data(train_limit=100)}
+    assert converter.exec_properties == {"representative_samples": 50, **encoded_data(train_limit=100), **encoded_training()}
     assert TFLiteConverter(**model_stage_channels()).exec_properties["representative_samples"] == 200
 
 

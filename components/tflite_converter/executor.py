@@ -8,7 +8,8 @@ class Executor(common.PathStage, common.StageExecutor):
         out = common.output(output_dict, keys.TFLITE_MODEL_KEY)
         stats = stages.to_tflite(
             common.single_uri(input_dict, keys.MODEL_KEY), common.data_spec(input_dict, exec_properties), out.uri,
-            **common.decode("convert", exec_properties, ("representative_samples",)))
+            **common.decode("convert", exec_properties, ("representative_samples",)),
+            training=common.training_spec(exec_properties))
         failures = stats["preservation_failures"]
         common.record(out, {k: v for k, v in stats.items() if k not in ("layers", "promises")})
         common.record(out, {"preservation_ok": not failures, "preservation_failures": "; ".join(failures)})

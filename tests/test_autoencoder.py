@@ -1,0 +1,80 @@
+"""An anomaly-detection autoencoder (MLPerf Tiny AD's shape, small: 64-d inputs from Fashion-MNIST,
+anomaly = class 8, bag) through prune -> to_tflite -> evaluate_leaf (real TFMOT, TFLite and Beam), evaluated
+by MSE and by the AUC of its reconstruction error against the 0/1 label."""
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from collabopt.core import analyze, data, keras_io, leaves, metrics, stages  # noqa: E402
+from collabopt.core.artifact_files import TFLITE_FILE  # noqa: E402
+from collabopt.core.train import TrainingSpec  # noqa: E402
+from collabopt.tests.helpers import save_model_dir  # noqa: E402
+
+ANOMALY = 8  # bag
+
+
+def _pooled(images):
+    """28x28 -> 8x8 = 64 floats in [0, 1] (crop to 24x24, 3x3 average)."""
+    x = images[:, 2:26, 2:26].astype(np.float32) / 255.0
+    return x.reshape(len(x), 8, 3, 8, 3).mean(axis=(2, 4)).reshape(len(x), 64)
+
+
+@pytest.fixture(scope="module")
+def ae(tmp_path_factory):
+    """(Examples uri, autoencoder SavedModel): trained on normal examples only; eval split mixed."""
+    from collabopt.core.tfenv import keras
+    fm = data.load_fashion_mnist(train_limit=600, eval_limit=200)
+    (xt, yt), (xe, ye) = fm["train"], fm["eval"]
+    normal = yt != ANOMALY
+    uri = str(tmp_path_factory.mktemp("ae_examples"))
+    data.write_examples(uri, {"train": (_pooled(xt[normal]), np.zeros(normal.sum(), np.int64)),
+                              "eval": (_pooled(xe), (ye == ANOMALY).astype(np.int64))}, num_shards=2)
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((64,), name="features")
+    h = keras.layers.Dense(32, activation="relu")(inp)
+    h = keras.layers.Dense(8, activation="relu")(h)
+    h = keras.layers.Dense(32, activation="relu")(h)
+    model = keras.Model(inp, keras.layers.Dense(64)(h))
+    model.compile("adam", "mse")
+    x = _pooled(xt[normal])
+    model.fit(x, x, epochs=20, batch_size=32, verbose=0)
+    return uri, save_model_dir(tmp_path_factory.mktemp("ae_model") / "model", model)
+
+
+def test_an_autoencoder_is_pruned_converted_and_evaluated_by_mse_and_auc(ae, tmp_path):
+    uri, model_path = ae
+    spec = stages.DataSpec(uri, feature_key="image", feature_shape=(64,), target="features")
+    mse = TrainingSpec(loss="mse", eval_metric="mse")
+    pruned = stages.prune(model_path, spec, str(tmp_path / "pruned"), target_sparsity=0.5,
+                          fit=stages.FitSpec(epochs=2, learning_rate=1e-3), training=mse)
+    assert pruned["eval_metric"] == "mse" and "accuracy" not in pruned and pruned["sparsity"] > 0.4
+    stats = stages.to_tflite(str(tmp_path / "pruned"), spec, str(tmp_path / "tflite"), representative_samples=100,
+                             training=mse)
+    with open(tmp_path / "tflite" / TFLITE_FILE, "rb") as f:
+        tflite = f.read()
+    xe, labels = data.read_examples(uri, "eval", feature_shape=(64,))
+    int8_out = analyze.int8_outputs(tflite, xe)
+    keras_out = keras_io.load_model(str(tmp_path / "pruned")).predict(xe, verbose=0)
+    int8_err, keras_err = (np.mean((o - xe) ** 2, axis=1) for o in (int8_out, keras_out))
+    assert stats["int8_metric"] == pytest.approx(np.mean(int8_err), rel=1e-6)
+    assert pruned["metric"] == pytest.approx(np.mean(keras_err), rel=1e-5)
+
+    leaf = leaves.evaluate_leaf("prune_ptq", str(tmp_path / "tflite"), str(tmp_path / "pruned"), spec,
+                                str(tmp_path / "eval_mse"), training=mse, requirements={"max_metric_drop": 0.0})
+    assert leaf["eval_metric"] == "mse" and leaf["eval_examples"] == 200 and "int8_accuracy" not in leaf
+    assert leaf["int8_metric"] == pytest.approx(np.mean(int8_err), rel=1e-6)  # Beam over 2 shards
+    assert leaf["fp32_metric"] == pytest.approx(np.mean(keras_err), rel=1e-5)
+    assert leaf["metric_drop"] == 0.0 and leaf["blessed"]  # its own baseline: at the limit passes
+
+    auc = TrainingSpec(loss="mse", eval_metric="auc")
+    leaf = leaves.evaluate_leaf("prune_ptq", str(tmp_path / "tflite"), str(tmp_path / "pruned"), spec,
+                                str(tmp_path / "eval_auc"), training=auc)
+    pairs = [(e_pos > e_neg) + 0.5 * (e_pos == e_neg) for e_pos in int8_err[labels == 1] for e_neg in int8_err[labels == 0]]
+    bins = metrics._bins(int8_err)  # noqa: SLF001  the histogram's resolution bounds the difference
+    shared = sum(bp == bn for bp in bins[labels == 1] for bn in bins[labels == 0])
+    assert abs(leaf["int8_metric"] - np.mean(pairs)) <= shared / (2 * len(pairs)) + 1e-12
+    # bags reconstruct worse than the clothes the AE learnt (0.80 here; chance is 0.5)
+    assert leaf["eval_metric"] == "auc" and leaf["int8_metric"] > 0.65 and leaf["fp32_metric"] > 0.65
