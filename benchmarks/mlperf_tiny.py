@@ -44,7 +44,9 @@ def parse_args(argv=None):
     ap.add_argument("--quick", action="store_true", help="smoke run: 300 train / 200 eval images, 1 epoch each")
     ap.add_argument("--prune-epochs", type=int, default=2)
     ap.add_argument("--prune-lr", type=float, default=1e-3, help="pruning recovers with a larger step (as seed_table.py)")
-    ap.add_argument("--learning-rate", type=float, default=1e-4, help="of the clustering and QAT stages")
+    ap.add_argument("--cluster-lr", type=float, default=1e-4)
+    ap.add_argument("--qat-lr", type=float, default=1e-4)
+    ap.add_argument("--qat-epochs", type=int, default=1)
     ap.add_argument("--out", default=None, help="results folder (default benchmarks/results/mlperf_tiny)")
     return ap.parse_args(argv)
 
@@ -100,7 +102,6 @@ def build(arch):
 def tree_config(arch, work, examples, a):
     from collabopt.benchmarks.mlperf_tiny_models import ARCHITECTURES
     train_limit, eval_limit, _ = sizes(arch, a.quick)
-    lr = a.learning_rate
     return {
         "name": f"mlperf-tiny-{arch}",
         "paths": "all",
@@ -110,8 +111,8 @@ def tree_config(arch, work, examples, a):
                  "train_limit": train_limit, "eval_limit": eval_limit},
         "prune": {"target_sparsity": 0.5, "epochs": 1 if a.quick else a.prune_epochs,
                   "learning_rate": a.prune_lr},
-        "cluster": {"number_of_clusters": 8, "epochs": 1, "learning_rate": lr},
-        "qat": {"scheme": "auto", "epochs": 1, "learning_rate": lr},
+        "cluster": {"number_of_clusters": 8, "epochs": 1, "learning_rate": a.cluster_lr},
+        "qat": {"scheme": "auto", "epochs": 1 if a.quick else a.qat_epochs, "learning_rate": a.qat_lr},
         "convert": {"representative_samples": 100 if a.quick else 200},
         "requirements": {"max_int8_accuracy_drop_pp": MAX_PCQAT_DROP_PP},
         "npu": {"targets": [TARGET]},
