@@ -268,17 +268,8 @@ def table(res):
 
 def main(argv=None):
     a = parse_args(argv)
-    common.log_progress()
-    out = common.results_dir("mlperf_tiny", a.out)
-    meta = common.provenance(a)
-    done = []
-    for arch in a.arch.split(","):
-        with common.Timer() as t:
-            res = run_autoencoder(a, out) if arch == "ad" else run_classifier(arch, a, out)
-        res["seconds"] = round(t.s, 1)
-        done.append(res)
-        common.write_json(os.path.join(out, "mlperf_tiny.json"), {**meta, "results": done})
-        print(f"[{arch}] done in {t.s:.0f} s", flush=True)
+    done, meta = common.run_each(
+        "mlperf_tiny", a, lambda arch, out: run_autoencoder(a, out) if arch == "ad" else run_classifier(arch, a, out))
     for res in done:
         b = res["baseline"]
         print(f"\n### {res['arch']} ({b['params']:,} params; baseline trained on {b['train_examples']:,} images, "
