@@ -148,7 +148,9 @@ def test_autoencoder_ptq_leaf_and_its_scores(tiny_examples, tmp_path):
     with open(tmp_path / "t" / artifact_files.TFLITE_FILE, "rb") as f:
         recon = mlperf_tiny.int8_predict(f.read(), xe)
     fp32 = keras_io.load_model(base).predict(xe, verbose=0)
-    assert recon.shape == xe.shape and np.abs(recon - fp32).max() < 0.1 * np.abs(fp32).max()
+    # The INT8 model (dequantized) reconstructs what the FP32 one does (untrained: small outputs).
+    assert recon.shape == xe.shape and np.corrcoef(recon.ravel(), fp32.ravel())[0, 1] > 0.95
+    assert np.abs(recon - fp32).mean() < 0.25 * np.abs(fp32).mean()
     scores = mlperf_tiny.reconstruction_scores(recon, xe, ye)
     assert scores["normal_mse"] > 0 and 0 <= scores["auc"] <= 1
 
