@@ -17,8 +17,8 @@ one "normal" class; anomalies = the other classes): fine-tuning and evaluating i
 needs a reconstruction loss and an MSE/AUC metric (branch `metric`). Until that lands, `--arch ad`
 runs its `ptq` leaf through core.stages (INT8, Vela) and computes MSE/AUC here; see PLUG-IN below.
 
-    .venv/bin/python benchmarks/mlperf_tiny.py                # default sizes: ~40 min on 2 cores
-    .venv/bin/python benchmarks/mlperf_tiny.py --quick        # smoke run: tiny data, 1 epoch (~10 min)
+    .venv/bin/python benchmarks/mlperf_tiny.py                # default sizes: ~55 min on 2 shared cores
+    .venv/bin/python benchmarks/mlperf_tiny.py --quick        # smoke run: tiny data, 1 epoch
     .venv/bin/python benchmarks/mlperf_tiny.py --arch kws,ic  # some of them
 """
 import argparse
