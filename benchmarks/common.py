@@ -154,3 +154,23 @@ def train_baseline(model, examples_uri, out_dir, *, feature_shape, epochs, learn
     return {"fp32_accuracy": metrics.of_keras(train.TrainingSpec(), model, spec.eval_dataset()),
             "train_examples": spec.count(spec.train_split, spec.train_cap()), "eval_examples": spec.count(spec.eval_split), "params": int(model.count_params()), "epochs": epochs,
             "final_lr_epochs": final_lr_epochs, "train_seconds": round(t.s, 1)}
+
+
+def run_each(name, a, run_one, after=None):
+    """The benchmark loop: `run_one(arch)` for each of the comma-separated `a.arch`, timed (its result's
+    "seconds"), then `after(result)`, and <out>/<name>.json (provenance + results so far) rewritten after
+    each. Returns (results, provenance)."""
+    log_progress()
+    out = results_dir(name, a.out)
+    meta = provenance(a)
+    results = []
+    for arch in a.arch.split(","):
+        with Timer() as t:
+            res = run_one(arch, out)
+        res["seconds"] = round(t.s, 1)
+        results.append(res)
+        if after:
+            after(res, out)
+        write_json(os.path.join(out, f"{name}.json"), {**meta, "results": results})
+        print(f"[{arch}] done in {t.s:.0f} s", flush=True)
+    return results, meta

@@ -317,17 +317,9 @@ def plot(res, path):
 
 def main(argv=None):
     a = parse_args(argv)
-    common.log_progress()
+    results, meta = common.run_each("seed_table", a, lambda arch, out: run_arch(arch, a, out),
+                                    after=lambda res, out: plot(res, os.path.join(out, f"seed_table_{res['arch']}.png")))
     out = common.results_dir("seed_table", a.out)
-    meta = common.provenance(a)
-    results = []
-    for arch in a.arch.split(","):
-        with common.Timer() as t:
-            res = run_arch(arch, a, out)
-        res["seconds"] = round(t.s, 1)
-        results.append(res)
-        plot(res, os.path.join(out, f"seed_table_{arch}.png"))
-        common.write_json(os.path.join(out, "seed_table.json"), {**meta, "results": results})
     for res in results:
         b = res["baseline"]
         print(f"\n### {res['arch']} ({res['clusters']} clusters, input {res['input']}; baseline {b['params']:,} params, "

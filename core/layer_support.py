@@ -6,6 +6,7 @@ after minutes of earlier stages. Here every such layer is named at once, per tec
 is left out of that technique (the path still runs and the layer is reported), with `strict` the
 stage fails listing them all. Layers the user excludes by name or regex are left out the same way.
 """
+import contextlib
 import re
 
 from collabopt.core.tfenv import keras
@@ -14,7 +15,7 @@ import tensorflow_model_optimization as tfmot  # noqa: E402  (after tfenv: needs
 from tensorflow_model_optimization.python.core.clustering.keras import (  # noqa: E402
     clusterable_layer, clustering_registry)
 from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (  # noqa: E402
-    default_8bit_quantize_registry)
+    default_8bit_quantize_registry, default_8bit_transforms)
 from tensorflow_model_optimization.python.core.sparsity.keras import (  # noqa: E402
     prunable_layer, prune_registry)
 
@@ -121,6 +122,16 @@ class LeftOut(tfmot.quantization.keras.QuantizeConfig):
         return {}
 
 
+def before_relu(model):
+    """Names of the Conv2D/DepthwiseConv2D/Dense layers that feed a ReLU layer: TFMOT's LayerReLUQuantize
+    transform gives them a no-op QAT config, which drops their kernel's quantizer too (`quantize_annotated`)."""
+    def is_relu(layer):
+        return isinstance(layer, keras.layers.ReLU) or (
+            isinstance(layer, keras.layers.Activation) and layer.get_config()["activation"] == "relu")
+    return {p.name for layer in model.layers if is_relu(layer) for parents in _inbound(layer)
+            for p in (parents if isinstance(parents, list) else [parents]) if isinstance(p, _FOLDS_INTO)}
+
+
 def quantize_annotated(model, left_out):
     """The model annotated for QAT; the layers in `left_out` and those the 8-bit scheme cannot handle
     are annotated with LeftOut."""
@@ -130,6 +141,55 @@ def quantize_annotated(model, left_out):
     def one(layer):
         return annotate(layer, quantize_config=LeftOut()) if layer.name in skip else annotate(layer)
     return wrap(model, (), one)
+
+
+@contextlib.contextmanager
+def kernels_before_relu():
+    """TFMOT's LayerReLUQuantize (Add/Conv2D/Dense -> ReLU) gives the layer before the ReLU a no-op QAT
+    config, to keep a fake-quant off the edge into the ReLU; for a kernel layer that also leaves the
+    kernel unquantized, so QAT trains it freely (a PCQAT path loses that layer's sparsity and clusters)
+    and the converter calibrates it like PTQ. In this block only an Add gets the no-op; a kernel layer
+    keeps its scheme's config, without the output quantizer (`KernelsBeforeReLU`)."""
+    original = default_8bit_transforms.LayerReLUQuantize.replacement
+
+    def replacement(self, match_layer):
+        if match_layer.input_layers[0].layer["class_name"] == "Add":
+            return original(self, match_layer)
+        return match_layer
+
+    default_8bit_transforms.LayerReLUQuantize.replacement = replacement  # LayerReluActivationQuantize inherits it
+    try:
+        yield
+    finally:
+        default_8bit_transforms.LayerReLUQuantize.replacement = original
+
+
+class KernelsBeforeReLU(tfmot.quantization.keras.QuantizeScheme):
+    """`scheme` whose configs for the kernel layers that feed a ReLU (`before_relu`) quantize no output:
+    what TFMOT's no-op config meant, with the kernel still quantized (see `kernels_before_relu`)."""
+
+    def __init__(self, scheme, names):
+        self.scheme, self.names = scheme, set(names)
+
+    def get_layout_transformer(self):
+        return self.scheme.get_layout_transformer()
+
+    def get_quantize_registry(self):
+        return _NoOutputRegistry(self.scheme.get_quantize_registry(), self.names)
+
+
+class _NoOutputRegistry:
+    def __init__(self, registry, names):
+        self.registry, self.names = registry, names
+
+    def supports(self, layer):
+        return self.registry.supports(layer)
+
+    def get_quantize_config(self, layer):
+        config = self.registry.get_quantize_config(layer)
+        if layer.name in self.names:
+            config.activation_attrs, config.quantize_output = [], False
+        return config
 
 
 def quantize_scope():

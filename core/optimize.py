@@ -156,9 +156,10 @@ def quantize_model(model, scheme="auto", per_channel_clusters=None, left_out=())
         per_channel_clusters = describe(model)["per_channel"]
     q = tfmot.quantization.keras
     annotated = layer_support.quantize_annotated(model, left_out) if left_out else q.quantize_annotate_model(model)
-    with _shared_centroids(per_channel_clusters), layer_support.quantize_scope():
-        qat_model = q.quantize_apply(annotated, _quantize_scheme(scheme)) if scheme != "qat" \
-            else q.quantize_apply(annotated)
+    quantize_scheme = layer_support.KernelsBeforeReLU(
+        _quantize_scheme(scheme) or q.default_8bit.Default8BitQuantizeScheme(), layer_support.before_relu(model))
+    with _shared_centroids(per_channel_clusters), layer_support.quantize_scope(), layer_support.kernels_before_relu():
+        qat_model = q.quantize_apply(annotated, quantize_scheme)
     return qat_model, scheme
 
 

@@ -98,3 +98,65 @@ def test_int8_all_on_npu(built, name, tmp_path):
     assert {op: ops.count(op) for op in ops} == OPS[name]
     r = compile_for_npu(path, tmp_path / "vela", "ethos-u55-128")
     assert (r["npu_op_pct"], r["cpu_ops"]) == (100.0, 0), r
+
+
+# ---------------------------------------------------------------- benchmarks/mlperf_tiny.py's legs, on tiny data
+
+@pytest.fixture(scope="module")
+def tiny_examples(tmp_path_factory):
+    """192 train / 32 eval Fashion-MNIST images per architecture, shaped as the benchmark prepares them
+    (192: three fine-tuning steps of 64, enough for the pruning schedule to reach its target)."""
+    from collabopt.benchmarks import mlperf_tiny
+    return {name: mlperf_tiny.prepare(name, str(tmp_path_factory.mktemp(name)), 192, 32) for name in ARCHITECTURES}
+
+
+@pytest.mark.parametrize("name", [n for n, a in ARCHITECTURES.items() if a.task == "classification"])
+def test_each_classifier_through_the_pcqat_path(name, tiny_examples, tmp_path):
+    """prune -> sparsity-preserving cluster -> PCQAT -> INT8 -> Vela on the benchmark's data: every layer
+    handled (nothing left out), the flatbuffer int8, sparse and clustered, every operator on the NPU."""
+    from collabopt.benchmarks import mlperf_tiny
+    from collabopt.core import analyze, keras_io, stages
+    from collabopt.tests.helpers import pcqat_stages
+    shape = ARCHITECTURES[name].input_shape
+    spec = stages.DataSpec(tiny_examples[name], feature_shape=shape)
+    x, y = spec.train()
+    assert x.shape == (192, *shape) and 0 <= x.min() < x.max() <= 1
+    assert set(y.tolist()) == ({0, 1} if name == "vww" else set(range(10)))
+    base = keras_io.save_model(mlperf_tiny.build(name), str(tmp_path / "model"))
+    qat, stats, tflite, npu = pcqat_stages(base, spec, tmp_path / "run")
+    assert qat["scheme"] == "pcqat" and stats["excluded_layers"] == {"prune": {}, "cluster": {}, "qat": {}}
+    with open(tflite, "rb") as f:
+        layers = analyze.layer_stats(f.read())
+    assert all(l["dtype"] == "int8" for l in layers)
+    kernels = [l for l in layers if l["op"] != "DEPTHWISE_CONV_2D"]
+    assert kernels and all(l["sparsity"] >= 0.45 and l["max_unique_per_channel"] <= 8 for l in kernels), \
+        [(l["layer"], l["sparsity"], l["max_unique_per_channel"]) for l in kernels]
+    assert stats["preservation_failures"] == [] and (npu["npu_op_pct"], npu["cpu_ops"]) == (100.0, 0)
+
+
+def test_autoencoder_ptq_leaf_and_its_scores(tiny_examples, tmp_path):
+    """AD's leg until the tree fine-tunes with MSE: normal-class-only train split, the ptq leaf INT8 and
+    on the NPU, MSE/AUC from the INT8 model's reconstructions."""
+    from collabopt.benchmarks import mlperf_tiny
+    from collabopt.core import artifact_files, keras_io, stages
+    spec = stages.DataSpec(tiny_examples["ad"], feature_shape=(640,))
+    (x, y), (xe, ye) = spec.train(), spec.eval()
+    assert x.shape == (192, 640) and set(y.tolist()) == {mlperf_tiny.AD_NORMAL} and len(set(ye.tolist())) == 10
+    base = keras_io.save_model(mlperf_tiny.build("ad"), str(tmp_path / "model"))
+    stats = stages.to_tflite(base, spec, str(tmp_path / "t"), representative_samples=32, evaluate=False)
+    assert all(l["dtype"] == "int8" for l in stats["layers"])
+    with open(tmp_path / "t" / artifact_files.TFLITE_FILE, "rb") as f:
+        recon = mlperf_tiny.int8_predict(f.read(), xe)
+    fp32 = keras_io.load_model(base).predict(xe, verbose=0)
+    # The INT8 model (dequantized) reconstructs what the FP32 one does (untrained: small outputs).
+    assert recon.shape == xe.shape and np.corrcoef(recon.ravel(), fp32.ravel())[0, 1] > 0.95
+    assert np.abs(recon - fp32).mean() < 0.25 * np.abs(fp32).mean()
+    scores = mlperf_tiny.reconstruction_scores(recon, xe, ye)
+    assert scores["normal_mse"] > 0 and 0 <= scores["auc"] <= 1
+
+
+def test_auc():
+    from collabopt.benchmarks.mlperf_tiny import auc
+    pos = np.array([False, False, True, True])
+    assert (auc(np.array([1., 2, 3, 4]), pos), auc(np.array([4., 3, 2, 1]), pos), auc(np.ones(4), pos)) == (1.0, 0.0, 0.5)
+    assert auc(np.array([1., 3, 2, 4]), pos) == 0.75

@@ -1,0 +1,288 @@
+"""The four MLPerf Tiny reference architectures (benchmarks/mlperf_tiny_models.py) through every leaf
+of the deployment tree, on data made from Fashion-MNIST (issue 11, done-when 1).
+
+Per classifier (KWS DS-CNN, VWW MobileNet v1 0.25, IC ResNet-8):
+  1. write an Examples folder shaped as the model's input (`prepare`): KWS 49x10x1 (the image resized,
+     the 10 classes on the model's 12-way head), VWW 96x96x3 (resized, grey in 3 channels; 2 classes:
+     upper-body garments - T-shirt, pullover, coat, shirt - vs the rest), IC 32x32x3 (zero-padded);
+  2. train the reference model (softmax head, so fine-tuning uses cross-entropy on probabilities);
+  3. run `paths: all` of pipelines/tree.py on LocalDagRunner (50% sparsity, 8 clusters, Vela for
+     ethos-u55-128) and read every leaf back from MLMD and its leaf.json;
+  4. per leaf: INT8 everywhere, % of operators on the NPU, sparsity and distinct values measured in
+     the flatbuffer, gzip, Vela cycles and encoded weights, INT8 accuracy and its drop vs the `ptq`
+     leaf (the baseline's INT8); the PCQAT leaf's drop is checked against 1.5 pp.
+
+AD (the autoencoder, 640-d = the central 640 pixels of the flattened image, trained to reconstruct
+one "normal" class; anomalies = the other classes): fine-tuning and evaluating it through the tree
+needs a reconstruction loss and an MSE/AUC metric (branch `metric`). Until that lands, `--arch ad`
+runs its `ptq` leaf through core.stages (INT8, Vela) and computes MSE/AUC here; see PLUG-IN below.
+
+    .venv/bin/python benchmarks/mlperf_tiny.py                # default sizes: ~55 min on 2 shared cores
+    .venv/bin/python benchmarks/mlperf_tiny.py --quick        # smoke run: tiny data, 1 epoch
+    .venv/bin/python benchmarks/mlperf_tiny.py --arch kws,ic  # some of them
+"""
+import argparse
+import os
+import shutil
+
+from collabopt.benchmarks import common  # noqa: E402  (sets TF_USE_LEGACY_KERAS)
+
+import numpy as np  # noqa: E402
+
+CLASSIFIERS = ("kws", "vww", "ic")
+TOPS = (0, 2, 4, 6)  # VWW's "person" class: T-shirt/top, pullover, coat, shirt
+AD_NORMAL = 1  # AD's normal class: trousers
+TARGET = "ethos-u55-128"
+MAX_PCQAT_DROP_PP = 1.5
+# Per architecture: (train images, eval images, baseline epochs); --quick divides them.
+SIZES = {"kws": (6000, 2000, 6), "vww": (3000, 1000, 4), "ic": (5000, 2000, 6), "ad": (3000, 2000, 20)}
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--arch", default="ad,kws,ic,vww", help="comma-separated, of kws,vww,ic,ad")
+    ap.add_argument("--quick", action="store_true", help="smoke run: 300 train / 200 eval images, 1 epoch each")
+    ap.add_argument("--prune-epochs", type=int, default=2)
+    ap.add_argument("--prune-lr", type=float, default=1e-3, help="pruning recovers with a larger step (as seed_table.py)")
+    ap.add_argument("--cluster-lr", type=float, default=1e-4)
+    ap.add_argument("--qat-lr", type=float, default=1e-4)
+    ap.add_argument("--qat-epochs", type=int, default=1)
+    ap.add_argument("--out", default=None, help="results folder (default benchmarks/results/mlperf_tiny)")
+    return ap.parse_args(argv)
+
+
+def sizes(arch, quick):
+    return (300, 200, 1) if quick else SIZES[arch]
+
+
+def to_input(arch, images, labels):
+    """uint8 Fashion-MNIST [N, 28, 28] + labels -> (uint8 [N, *the model's input], labels)."""
+    from collabopt.core.tfenv import tf
+    from collabopt.benchmarks.mlperf_tiny_models import ARCHITECTURES
+    shape = ARCHITECTURES[arch].input_shape
+    if arch == "ad":
+        flat = images.reshape(len(images), -1)
+        lo = (flat.shape[1] - shape[0]) // 2
+        return flat[:, lo:lo + shape[0]], labels
+    if arch == "ic":
+        x = common.pad_to(images, shape[0])[..., None]
+    else:
+        x = tf.image.resize(images[..., None].astype("float32"), shape[:2]).numpy()
+        x = np.clip(np.round(x), 0, 255).astype(np.uint8)
+    x = np.repeat(x, shape[2], axis=-1)
+    return x, (np.isin(labels, TOPS).astype(np.int64) if arch == "vww" else labels)
+
+
+def prepare(arch, uri, train_limit, eval_limit):
+    """An Examples folder (Split-train, Split-eval) of Fashion-MNIST shaped for `arch`; returns uri.
+    AD's train split holds the normal class only; its eval split every class (anomaly = not normal)."""
+    from collabopt.core import data
+    d = data.load_fashion_mnist(train_limit=train_limit * (10 if arch == "ad" else 1), eval_limit=eval_limit)
+    if arch == "ad":
+        x, y = d["train"]
+        keep = y == AD_NORMAL
+        d["train"] = (x[keep][:train_limit], y[keep][:train_limit])
+    data.write_examples(uri, {k: to_input(arch, *v) for k, v in d.items()}, num_shards=2)
+    return uri
+
+
+def build(arch):
+    """The reference model; BatchNormalization momentum 0.9 (0.99 needs more steps than these short
+    runs take before its moving statistics forget their initial values)."""
+    from collabopt.benchmarks.mlperf_tiny_models import ARCHITECTURES
+    from collabopt.core.tfenv import keras
+    keras.utils.set_random_seed(0)
+    model = ARCHITECTURES[arch].fn()
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = 0.9
+    return model
+
+
+def tree_config(arch, work, examples, a):
+    from collabopt.benchmarks.mlperf_tiny_models import ARCHITECTURES
+    train_limit, eval_limit, _ = sizes(arch, a.quick)
+    return {
+        "name": f"mlperf-tiny-{arch}",
+        "paths": "all",
+        "baseline": {"model_uri": os.path.join(work, "baseline")},
+        "examples": {"uri": examples},
+        "data": {"feature_key": "image", "feature_shape": list(ARCHITECTURES[arch].input_shape),
+                 "train_limit": train_limit, "eval_limit": eval_limit},
+        "prune": {"target_sparsity": 0.5, "epochs": 1 if a.quick else a.prune_epochs,
+                  "learning_rate": a.prune_lr},
+        "cluster": {"number_of_clusters": 8, "epochs": 1, "learning_rate": a.cluster_lr},
+        "qat": {"scheme": "auto", "epochs": 1 if a.quick else a.qat_epochs, "learning_rate": a.qat_lr},
+        "convert": {"representative_samples": 100 if a.quick else 200},
+        "requirements": {"max_int8_accuracy_drop_pp": MAX_PCQAT_DROP_PP},
+        "npu": {"targets": [TARGET]},
+        "report": {"title": f"MLPerf Tiny {arch} on Fashion-MNIST"},
+    }
+
+
+def leaf_row(leaf):
+    """What the table shows of one leaf, from MLMD (`results.leaves`) and its leaf.json."""
+    from collabopt.core import artifact_files
+    detail = artifact_files.read_leaf(leaf["uri"])
+    est = detail["npu"][TARGET]
+    layers = detail["layers"]
+    return {
+        "path": leaf["path"], "mode": detail["mode"], "fp32_accuracy": leaf["fp32_accuracy"],
+        "int8_accuracy": leaf["int8_accuracy"], "drop_pp": detail["int8_accuracy_drop_pp"],
+        "all_int8": all(l["dtype"] == "int8" for l in layers), "npu_op_pct": est["npu_op_pct"],
+        "cpu_ops": est["cpu_ops"], "tflite_bytes": leaf["tflite_bytes"], "gzip_bytes": leaf["gzip_bytes"],
+        "saving_pct": leaf["saving_pct"], "sparsity": leaf["sparsity"],
+        "max_unique_per_channel": leaf["max_unique_per_channel"],
+        "max_unique_per_tensor": leaf["max_unique_per_tensor"], "cycles": est["npu_cycles"],
+        "encoded_weights_bytes": est["encoded_weights_bytes"], "excluded_layers": leaf["excluded_layers"],
+        "blessed": leaf["blessed"], "reasons": leaf["reasons"],
+    }
+
+
+def run_classifier(arch, a, out):
+    from collabopt import results, runners
+    from collabopt.pipelines import tree
+
+    work = os.path.join(out, arch)
+    if os.path.isdir(work):
+        shutil.rmtree(work)  # our own previous results: never report a stale run
+    train_limit, eval_limit, epochs = sizes(arch, a.quick)
+    from collabopt.benchmarks.mlperf_tiny_models import ARCHITECTURES
+    examples = prepare(arch, os.path.join(work, "examples"), train_limit, eval_limit)
+    baseline = common.train_baseline(build(arch), examples, os.path.join(work, "baseline"),
+                                     feature_shape=ARCHITECTURES[arch].input_shape, epochs=epochs,
+                                     final_lr_epochs=0 if a.quick else 1)
+    print(f"[{arch}] baseline: {baseline}", flush=True)
+    config = tree_config(arch, work, examples, a)
+    pipeline_root, mlmd = runners.paths(os.path.join(work, "run"))
+    with common.Timer() as t:
+        runners.run(tree.create_pipeline(config, pipeline_root, mlmd), "local")
+    leaves = [leaf_row(l) for l in results.leaves(results.connect(mlmd))]
+    return {"arch": arch, "baseline": baseline, "config": config, "pipeline_seconds": round(t.s, 1), "mlmd": mlmd,
+            "report_html": os.path.join(work, "run", "report.html"), "leaves": leaves, "checks": checks(leaves)}
+
+
+def checks(leaves):
+    by = {l["path"]: l for l in leaves}
+    out = [{"check": "every leaf full INT8 with 100% of operators on the NPU (" + TARGET + ")",
+            "ok": all(l["all_int8"] and l["npu_op_pct"] == 100.0 for l in leaves),
+            "detail": ", ".join(f"{l['path']} {l['npu_op_pct']}%" for l in leaves if l["npu_op_pct"] != 100.0)
+            or "all leaves"}]
+    pc = by.get("prune_cluster_pcqat")
+    if pc:
+        out.append({"check": f"PCQAT INT8 drop vs the baseline's INT8 <= {MAX_PCQAT_DROP_PP} pp",
+                    "ok": pc["drop_pp"] <= MAX_PCQAT_DROP_PP,
+                    "detail": f"{pc['int8_accuracy']:.2%} vs {by['ptq']['int8_accuracy']:.2%} "
+                              f"(drop {pc['drop_pp']:+.2f} pp)"})
+    return out
+
+
+# ---------------------------------------------------------------- AD: the autoencoder
+
+def run_autoencoder(a, out):
+    """AD's `ptq` leaf through core.stages; MSE and AUC (anomaly score = reconstruction MSE) here.
+
+    PLUG-IN (branch `metric`): once the tree fine-tunes and evaluates with `training.loss: mse` and an
+    AUC/MSE eval metric, run AD like the classifiers - `tree_config("ad", ...)` plus that section -
+    through `run_classifier`, and drop this function's own evaluation."""
+    from collabopt.core import artifact_files, keras_io, stages
+    from collabopt.core.tfenv import keras
+
+    work = os.path.join(out, "ad")
+    if os.path.isdir(work):
+        shutil.rmtree(work)
+    train_limit, eval_limit, epochs = sizes("ad", a.quick)
+    examples = prepare("ad", os.path.join(work, "examples"), train_limit, eval_limit)
+    spec = stages.DataSpec(examples, feature_shape=(640,))
+    x, _ = spec.train()
+    xe, ye = spec.eval()
+    model = build("ad")
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
+    with common.Timer() as t:
+        model.fit(x, x, epochs=epochs, batch_size=64, verbose=0)
+    keras_io.save_model(model, os.path.join(work, "baseline"))
+    fp32 = reconstruction_scores(model.predict(xe, verbose=0), xe, ye)
+    stats = stages.to_tflite(os.path.join(work, "baseline"), spec, os.path.join(work, "ptq"), evaluate=False)
+    tflite = os.path.join(work, "ptq", artifact_files.TFLITE_FILE)
+    npu = stages.compile_npu(tflite, os.path.join(work, "npu"), accelerator_configs=(TARGET,))[TARGET]
+    with open(tflite, "rb") as f:
+        int8 = reconstruction_scores(int8_predict(f.read(), xe), xe, ye)
+    leaf = {"path": "ptq", "mode": "ptq", "all_int8": all(l["dtype"] == "int8" for l in stats["layers"]),
+            "npu_op_pct": npu["npu_op_pct"], "cpu_ops": npu["cpu_ops"], "tflite_bytes": stats["tflite_bytes"],
+            "gzip_bytes": stats["gzip_bytes"], "saving_pct": stats["saving_pct"], "sparsity": stats["sparsity"],
+            "max_unique_per_channel": stats["max_unique_per_channel"],
+            "max_unique_per_tensor": stats["max_unique_per_tensor"], "cycles": npu["npu_cycles"],
+            "encoded_weights_bytes": npu["encoded_weights_bytes"], "fp32": fp32, "int8": int8}
+    return {"arch": "ad", "baseline": {"train_examples": len(x), "eval_examples": len(xe), "epochs": epochs,
+                                       "params": int(model.count_params()), "train_seconds": round(t.s, 1)},
+            "leaves": [leaf], "checks": checks([leaf]),
+            "pending": "fine-tuned leaves need the reconstruction loss and MSE/AUC metric of branch `metric`"}
+
+
+def int8_predict(tflite_bytes, x):
+    """The INT8 model's outputs, dequantized (one example at a time: the input is [1, 640])."""
+    from collabopt.core import analyze
+    it = analyze.interpreter(tflite_bytes)
+    it.allocate_tensors()
+    i, o = it.get_input_details()[0], it.get_output_details()[0]
+    (si, zi), (so, zo) = i["quantization"], o["quantization"]
+    out = []
+    for row in x:
+        it.set_tensor(i["index"], np.clip(np.round(row[None] / si + zi), -128, 127).astype(np.int8))
+        it.invoke()
+        out.append((it.get_tensor(o["index"]).astype(np.float32) - zo) * so)
+    return np.concatenate(out)
+
+
+def reconstruction_scores(recon, x, labels):
+    """Mean reconstruction MSE of the normal class and the anomaly AUC of the per-example MSE."""
+    err = np.mean((recon - x) ** 2, axis=1)
+    anomaly = labels != AD_NORMAL
+    return {"normal_mse": float(err[~anomaly].mean()), "auc": auc(err, anomaly)}
+
+
+def auc(scores, positive):
+    """ROC AUC from ranks (Mann-Whitney U; ties count one half)."""
+    from scipy.stats import rankdata
+    ranks = rankdata(scores)
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+# ---------------------------------------------------------------- tables
+
+def table(res):
+    head = ["leaf", "INT8 acc", "drop pp", "all INT8", "NPU ops", "bytes -> gzip (saving)", "sparsity",
+            "uniq/tensor", "uniq/ch", "u55-128 cycles", "encoded weights B"]
+    rows = []
+    for l in res["leaves"]:
+        acc = (f"AUC {l['int8']['auc']:.3f}, MSE {l['int8']['normal_mse']:.4f}" if "int8" in l
+               else common.pct(l["int8_accuracy"]))
+        rows.append([l["path"], acc, "-" if "drop_pp" not in l else f"{l['drop_pp']:+.2f}",
+                     "yes" if l["all_int8"] else "NO", f"{l['npu_op_pct']:.0f}%",
+                     f"{l['tflite_bytes']:,} -> {l['gzip_bytes']:,} ({l['saving_pct']:.1f}%)",
+                     common.pct(l["sparsity"], 1), l["max_unique_per_tensor"], l["max_unique_per_channel"],
+                     f"{l['cycles']:,}", f"{l['encoded_weights_bytes']:,}"])
+    return common.md_table(head, rows)
+
+
+def main(argv=None):
+    a = parse_args(argv)
+    done, meta = common.run_each(
+        "mlperf_tiny", a, lambda arch, out: run_autoencoder(a, out) if arch == "ad" else run_classifier(arch, a, out))
+    for res in done:
+        b = res["baseline"]
+        print(f"\n### {res['arch']} ({b['params']:,} params; baseline trained on {b['train_examples']:,} images, "
+              f"{b['epochs']} epochs; evaluated on {b['eval_examples']:,}; {res['seconds']:.0f} s)\n")
+        print(table(res))
+        print()
+        for c in res["checks"]:
+            print(f"- {'MET' if c['ok'] else 'MISSED'}: {c['check']}: {c['detail']}")
+        if res.get("pending"):
+            print(f"- NOT YET: {res['pending']}")
+    print(f"\n{meta['command']}  ({meta['date']}, commit {meta['commit']})")
+    return done
+
+
+if __name__ == "__main__":
+    main()
