@@ -1,6 +1,8 @@
 """A two-input model (the image, and a 4-value statistic of it) through the PCQAT path, its data
 supplied by a TFX-style module_file input_fn (issue 11): fine-tuning, INT8 calibration with one
-array per input, and the INT8/FP32 evaluation feeding each input by name."""
+array per input, the INT8/FP32 evaluation feeding each input by name, and its Rescaling layer (which
+TFMOT cannot prune or quantize) left out and named in the report."""
+import html
 import os
 
 import numpy as np
@@ -37,7 +39,8 @@ def two_input_model():
     x = keras.layers.Conv2D(16, 3, strides=2, activation="relu", name="conv")(image)
     x = keras.layers.Conv2D(16, 3, strides=2, activation="relu", name="conv_2")(x)
     x = keras.layers.Flatten()(x)
-    s = keras.layers.Dense(16, activation="relu", name="stats_dense")(stats)
+    s = keras.layers.Rescaling(2.0, name="stats_scale")(stats)  # a preprocessing layer in one branch
+    s = keras.layers.Dense(16, activation="relu", name="stats_dense")(s)
     out = keras.layers.Dense(10, name="logits")(keras.layers.Concatenate()([x, s]))
     return keras.Model([image, stats], out)
 
@@ -74,6 +77,16 @@ def test_a_two_input_model_goes_through_the_pcqat_path(spec, tmp_path):
     assert leaf["int8_accuracy"] == pytest.approx(conv["int8_accuracy"])
     assert leaf["int8_accuracy"] > 0.4 and leaf["eval_examples"] == 128
     assert abs(leaf["fp32_accuracy"] - leaf["int8_accuracy"]) < 0.1
+    why = {"prune": "Rescaling is not in TFMOT's pruning registry",
+           "qat": "Rescaling is not in TFMOT's 8-bit quantization registry"}
+    assert leaf[artifact_files.EXCLUDED_LAYERS] == {"prune": {"stats_scale": why["prune"]}, "cluster": {},
+                                                    "qat": {"stats_scale": why["qat"]}}
+    leaves.write_report({"prune_cluster_pcqat": d("e")}, d("r"))
+    with open(os.path.join(d("r"), artifact_files.REPORT_FILE)) as f:
+        page = f.read()
+    for technique, reason in why.items():
+        assert (f'<td class="l">prune_cluster_pcqat</td><td class="l">{technique}</td><td class="l">stats_scale</td>'
+                f'<td class="l">{html.escape(reason)}</td>') in page
 
 
 def test_ptq_of_a_two_input_model_calibrates_each_input(spec, tmp_path):

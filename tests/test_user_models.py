@@ -10,6 +10,7 @@ through the PCQAT path (prune -> sparsity-preserving cluster -> PCQAT -> INT8 ->
   through core.stages on tiny data (the functions the pipeline's executors call).
 - strict: true fails before any fine-tuning with one error naming every unsupported layer.
 """
+import html
 import json
 import logging
 import os
@@ -18,7 +19,7 @@ import numpy as np
 import pytest
 
 from collabopt import results
-from collabopt.core import analyze, artifact_files, data, keras_io, layer_support, stages, train
+from collabopt.core import analyze, artifact_files, data, keras_io, layer_support, leaves, stages, train
 from collabopt.core.tfenv import keras
 from collabopt.tests.helpers import by_node, pcqat_stages, run_tree
 
@@ -211,6 +212,16 @@ def test_rescaling_normalization_dropout(tiny, tmp_path):
     assert all_int8 and [l["layer"] for l in kernels] == ["conv", "head"], kernels
     assert all(l["sparsity"] >= 0.45 and l["max_unique_per_channel"] <= 8 for l in kernels)
     assert stats["preservation_failures"] == [] and npu["npu_op_pct"] == 100.0
+    # The leaf and its report name them too (tmp_path/t: pcqat_stages' INT8 output, q: its QAT model).
+    spec = stages.DataSpec(tiny[(28, 28, 1)])
+    leaves.evaluate_leaf("prune_cluster_pcqat", str(tmp_path / "t"), str(tmp_path / "q"), spec, str(tmp_path / "e"))
+    leaves.write_report({"prune_cluster_pcqat": str(tmp_path / "e")}, str(tmp_path / "r"))
+    with open(tmp_path / "r" / artifact_files.REPORT_FILE) as f:
+        page = f.read()
+    for technique, layers in expected.items():
+        for layer, why in layers.items():
+            assert (f'<td class="l">{technique}</td><td class="l">{layer}</td>'
+                    f'<td class="l">{html.escape(why)}</td>') in page
 
 
 @pytest.mark.parametrize("make,technique,message", [
