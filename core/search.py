@@ -1,0 +1,188 @@
+"""Requirement-driven search over the deployment tree: the space, cheap-before-expensive ordering,
+successive halving on fine-tuning epochs, the stop rule and the answer when nothing is feasible.
+
+Pure: a leaf here is a flat dict of numbers (LEAF_KEYS); who computes them (one-shot Vela estimates,
+fine-tuned TFX trials) is the caller's business (`run_round`).
+"""
+import dataclasses
+import math
+
+from collabopt.core import pareto, tree_paths
+
+# requirement -> the leaf number it bounds (every one an upper bound)
+REQUIREMENTS = {
+    "max_metric_drop_pp": "drop_pp",
+    "max_encoded_weights_bytes": "encoded_weights_bytes",
+    "max_flash_bytes": "flash_bytes",
+    "max_npu_cycles": "npu_cycles",
+    "max_npu_inference_time_s": "inference_time_s",
+    "max_sram_bytes": "sram_bytes",
+}
+RESOURCE_KEYS = ("encoded_weights_bytes", "npu_cycles")  # what a cheaper candidate is cheaper in
+OBJECTIVES = ("drop_pp", "encoded_weights_bytes", "npu_cycles")  # all minimized
+FINE_TUNED = ("prune", "cluster", "qat")
+
+
+def metric_drop_pp(leaf, reference):
+    """Percentage points the leaf's metric is worse than the reference leaf's: the one place the
+    metric is read (today top-1 INT8 accuracy, larger is better)."""
+    return 100.0 * (reference["int8_accuracy"] - leaf["int8_accuracy"])
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    """One leaf of the space: a path and its parameters (uniform, or a named per-layer schedule)."""
+    path: str
+    sparsity: float = None
+    clusters: int = None
+    schedule: str = None  # name of the per-layer schedule; its maps below
+    layer_sparsity: tuple = ()  # ((layer, sparsity), ...)
+    layer_clusters: tuple = ()  # ((layer, clusters), ...)
+
+    @property
+    def id(self):
+        parts = [self.path]
+        if self.schedule:
+            parts.append(self.schedule)
+        if self.sparsity is not None:
+            parts.append(f"s{round(self.sparsity * 100)}")
+        if self.clusters is not None:
+            parts.append(f"k{self.clusters}")
+        return "_".join(parts)
+
+    def stages(self):
+        return tree_paths.PATHS[self.path]
+
+    def stage_keys(self):
+        """Per stage of the path, the key of the node that computes it: equal keys are one node
+        (candidates that share a prefix with equal parameters share its fine-tuning)."""
+        keys, prefix = [], []
+        for step in self.stages():
+            if step == "prune":
+                prefix.append(f"s{round(self.sparsity * 100)}" if not self.layer_sparsity else self.schedule)
+            elif step == "cluster":
+                prefix.append(f"k{self.clusters}" if not self.layer_clusters else self.schedule)
+            prefix.append(step)
+            keys.append("_".join(prefix))
+        return keys
+
+
+def space(paths, sparsities=(), clusters=(), schedules=()):
+    """Every candidate: paths x target sparsity x clusters (each where the path has that stage), plus
+    per schedule ({"name", "prune": {layer: s}, "cluster": {layer: k}}) the paths it fits (every
+    fine-tuned stage of the path has a map in it)."""
+    out = []
+    for path in tree_paths.expand(paths):
+        steps = tree_paths.PATHS[path]
+        for s in (sparsities if "prune" in steps else [None]):
+            for k in (clusters if "cluster" in steps else [None]):
+                out.append(Candidate(path, s, k))
+        for sch in schedules:
+            needs = [t for t in ("prune", "cluster") if t in steps]
+            if needs and all(sch.get(t) for t in needs):
+                out.append(Candidate(
+                    path, schedule=sch["name"],
+                    layer_sparsity=tuple(sorted(sch["prune"].items())) if "prune" in steps else (),
+                    layer_clusters=tuple(sorted(sch["cluster"].items())) if "cluster" in steps else ()))
+    return out
+
+
+def misses(leaf, requirements):
+    """{requirement: by how much the leaf is over it} for each requirement it misses."""
+    out = {}
+    for req, key in REQUIREMENTS.items():
+        limit = requirements.get(req)
+        if limit is not None and leaf[key] > limit + 1e-9:
+            out[req] = leaf[key] - limit
+    return out
+
+
+def could_meet(estimate, requirements, slack=0.05):
+    """The one-shot estimate's NPU numbers are within the resource requirements (+ slack: fine-tuning
+    moves them a little); its drop is not judged (fine-tuning recovers it)."""
+    return all(estimate[k] <= requirements[r] * (1 + slack) for r, k in REQUIREMENTS.items()
+               if k != "drop_pp" and requirements.get(r) is not None)
+
+
+def order(candidates, estimates, requirements):
+    """Cheap before expensive: the candidates whose estimates could meet the requirements, smallest
+    estimated NPU cost first (encoded weights, then cycles, then estimated drop)."""
+    ok = [c for c in candidates if could_meet(estimates[c.id], requirements)]
+    return sorted(ok, key=lambda c: (*(estimates[c.id][k] for k in RESOURCE_KEYS), estimates[c.id]["drop_pp"], c.id))
+
+
+def round_epochs(candidates, epochs):
+    """Fine-tuning epochs one round costs: each distinct fine-tuned stage node once."""
+    return epochs * len({k for c in candidates for k, s in zip(c.stage_keys(), c.stages()) if s in FINE_TUNED})
+
+
+def promote(candidates, leaves, keep):
+    """The `keep` best of a rung: by Pareto rank over OBJECTIVES, then drop, then encoded weights."""
+    pts = [tuple(leaves[c.id][k] for k in OBJECTIVES) for c in candidates]
+    rank = pareto.ranks(pts, (pareto.MIN,) * len(OBJECTIVES))
+    best = sorted(range(len(candidates)), key=lambda i: (rank[i], pts[i][0], pts[i][1], candidates[i].id))
+    return [candidates[i] for i in best[:keep]]
+
+
+def stop_leaf(leaves, pending, estimates, requirements):
+    """The chosen leaf (candidate id) when the search may stop: a leaf that meets every requirement
+    and no other pending candidate (one more epochs could still improve) is estimated no more
+    expensive in every resource, so none could dominate it; the smallest, then fastest such leaf.
+    None: keep going."""
+    feasible = sorted((cid for cid, leaf in leaves.items() if not misses(leaf, requirements)),
+                      key=lambda cid: (*(leaves[cid][k] for k in RESOURCE_KEYS), leaves[cid]["drop_pp"]))
+    for cid in feasible:
+        leaf = leaves[cid]
+        if not any(all(estimates[c.id][k] <= leaf[k] for k in RESOURCE_KEYS) for c in pending if c.id != cid):
+            return cid
+    return None
+
+
+def best_so_far(leaves, requirements):
+    """Nothing feasible: per objective the best leaf, and per requirement the smallest miss of any
+    leaf (0 if some leaf meets it): {"best": {objective: (id, value)}, "misses": {req: amount}}."""
+    best = {k: min(((cid, leaf[k]) for cid, leaf in leaves.items()), key=lambda t: (t[1], t[0]))
+            for k in OBJECTIVES} if leaves else {}
+    miss = {req: min(misses(leaf, requirements).get(req, 0.0) for leaf in leaves.values())
+            for req in REQUIREMENTS if requirements.get(req) is not None} if leaves else {}
+    return {"best": best, "misses": {r: m for r, m in miss.items() if m > 0}}
+
+
+def rungs(min_epochs, max_epochs, eta):
+    """Epochs per rung: min_epochs, x eta, ... up to max_epochs (always the last rung)."""
+    out, e = [], min_epochs
+    while e < max_epochs:
+        out.append(e)
+        e *= eta
+    return out + [max_epochs]
+
+
+def run(candidates, estimates, requirements, run_round, *, min_epochs=1, max_epochs=4, eta=2, budget_epochs=None):
+    """Successive halving: round r fine-tunes the alive candidates for rungs()[r] epochs
+    (`run_round(candidates, epochs) -> {id: leaf}`), keeps the best 1/eta, and stops early by
+    `stop_leaf`, or when the epoch budget would be exceeded. Returns the search record: trajectory
+    (per round: epochs, ids, epochs spent), all leaves per round, the chosen id or the best so far."""
+    alive = order(candidates, estimates, requirements)
+    record = {"considered": len(candidates), "feasible_by_estimate": len(alive), "rounds": [],
+              "epochs_spent": 0, "chosen": None, "stopped": "exhausted"}
+    leaves = {}
+    for r, epochs in enumerate(rungs(min_epochs, max_epochs, eta)):
+        if not alive:
+            break
+        cost = round_epochs(alive, epochs)
+        if budget_epochs is not None and record["epochs_spent"] + cost > budget_epochs:
+            record["stopped"] = "budget"
+            break
+        leaves = run_round(alive, epochs)
+        record["epochs_spent"] += cost
+        record["rounds"].append({"epochs": epochs, "ids": [c.id for c in alive], "cost_epochs": cost,
+                                 "leaves": {c.id: leaves[c.id] for c in alive}})
+        last = epochs >= max_epochs
+        chosen = stop_leaf(leaves, [] if last else alive, estimates, requirements)
+        if chosen:
+            record.update(chosen=chosen, stopped="met", leaf=leaves[chosen])
+            return record
+        alive = [] if last else promote(alive, leaves, max(1, math.ceil(len(alive) / eta)))
+    every = {cid: leaf for rnd in record["rounds"] for cid, leaf in rnd["leaves"].items()}
+    record["best_so_far"] = best_so_far(every, requirements)
+    return record
