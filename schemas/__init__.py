@@ -69,6 +69,8 @@ def rule_problems(doc):
     if isinstance(m_by_n, list) and len(m_by_n) == 2 and all(isinstance(v, int) for v in m_by_n) \
             and not 0 < m_by_n[0] < m_by_n[1]:
         problems.append(f"prune.m_by_n: {m_by_n} must be [M, N] with 0 < M < N (M zeros in every N weights)")
+    if m_by_n and (doc.get("prune") or {}).get("layer_sparsity"):
+        problems.append("prune.layer_sparsity: not with m_by_n (M:N sparsity is the same for every layer)")
     for section in ("prune", "cluster", "qat"):
         for i, pattern in enumerate((doc.get(section) or {}).get("exclude_layers") or []):
             try:
