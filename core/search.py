@@ -111,6 +111,15 @@ def order(candidates, estimates, requirements):
     return sorted(ok, key=lambda c: (*(estimates[c.id][k] for k in RESOURCE_KEYS), estimates[c.id]["drop_pp"], c.id))
 
 
+def closest(candidates, estimates, requirements, keep):
+    """None could meet the resource requirements by estimate: the `keep` whose estimates miss them by
+    the least (largest relative miss), so the search still returns leaves and their misses."""
+    def worst(c):
+        return max((estimates[c.id][k] / requirements[r] for r, k in REQUIREMENTS.items()
+                    if k != "drop_pp" and requirements.get(r)), default=0.0)
+    return sorted(candidates, key=lambda c: (worst(c), c.id))[:keep]
+
+
 def round_epochs(candidates, epochs):
     """Fine-tuning epochs one round costs: each distinct fine-tuned stage node once."""
     return epochs * len({k for c in candidates for k, s in zip(c.stage_keys(), c.stages()) if s in FINE_TUNED})
@@ -157,17 +166,24 @@ def rungs(min_epochs, max_epochs, eta):
     return out + [max_epochs]
 
 
-def run(candidates, estimates, requirements, run_round, *, min_epochs=1, max_epochs=4, eta=2, budget_epochs=None):
+def run(candidates, estimates, requirements, run_round, *, min_epochs=1, max_epochs=4, eta=2, budget_epochs=None,
+        out_of_time=lambda: False):
     """Successive halving: round r fine-tunes the alive candidates for rungs()[r] epochs
     (`run_round(candidates, epochs) -> {id: leaf}`), keeps the best 1/eta, and stops early by
-    `stop_leaf`, or when the epoch budget would be exceeded. Returns the search record: trajectory
-    (per round: epochs, ids, epochs spent), all leaves per round, the chosen id or the best so far."""
-    alive = order(candidates, estimates, requirements)
-    record = {"considered": len(candidates), "feasible_by_estimate": len(alive), "rounds": [],
+    `stop_leaf`, when the epoch budget would be exceeded or when `out_of_time()` says so before a
+    round. Returns the search record: per round the epochs, ids, epochs spent and leaves; the chosen
+    id, or the best so far and the misses."""
+    alive = order(candidates, estimates, requirements) or closest(
+        candidates, estimates, requirements, math.ceil(len(candidates) / eta))
+    record = {"considered": len(candidates), "feasible_by_estimate": len(order(candidates, estimates, requirements)),
+              "rounds": [],
               "epochs_spent": 0, "chosen": None, "stopped": "exhausted"}
     leaves = {}
     for r, epochs in enumerate(rungs(min_epochs, max_epochs, eta)):
         if not alive:
+            break
+        if out_of_time():
+            record["stopped"] = "wall time"
             break
         cost = round_epochs(alive, epochs)
         if budget_epochs is not None and record["epochs_spent"] + cost > budget_epochs:

@@ -77,6 +77,9 @@ def rule_problems(doc):
                 re.compile(pattern)
             except (re.error, TypeError) as e:
                 problems.append(f"{section}.exclude_layers.{i}: {pattern!r} is not a regular expression ({e})")
+    epochs = (doc.get("search") or {}).get("epochs") or {}
+    if isinstance(epochs.get("min"), int) and isinstance(epochs.get("max"), int) and epochs["min"] > epochs["max"]:
+        problems.append(f"search.epochs: min {epochs['min']} is more than max {epochs['max']}")
     req = doc.get("requirements") or {}
     if req.get("npu_target") and req.get("max_npu_inference_time_s") is None:
         problems.append("requirements.npu_target: set, but max_npu_inference_time_s is not")

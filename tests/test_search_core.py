@@ -111,3 +111,15 @@ def test_infeasible_returns_best_so_far_and_misses():
     # a budget smaller than the first round runs nothing
     rec = search.run(cands, est, req, lambda b, e: pytest.fail("ran"), max_epochs=1, budget_epochs=1)
     assert rec["stopped"] == "budget" and rec["rounds"] == []
+
+
+def test_nothing_fits_by_estimate_still_answers_with_the_closest():
+    cands = [search.Candidate("prune_ptq", s) for s in (0.5, 0.75, 0.9)]
+    est = {"prune_ptq_s50": leaf(1, 500, 300), "prune_ptq_s75": leaf(2, 250, 200), "prune_ptq_s90": leaf(3, 100, 400)}
+    req = {"max_npu_cycles": 100}
+    ran = []
+    rec = search.run(cands, est, req, lambda b, e: ran.extend(c.id for c in b) or {c.id: est[c.id] for c in b},
+                     max_epochs=1, eta=2)
+    assert rec["feasible_by_estimate"] == 0
+    assert ran == ["prune_ptq_s75", "prune_ptq_s50"]  # ceil(3 / 2) closest: 200 and 300 cycles vs 100
+    assert rec["best_so_far"]["misses"] == {"max_npu_cycles": 100}

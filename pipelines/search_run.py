@@ -1,0 +1,141 @@
+"""`collabopt search` locally: the reference leaf, the sensitivity pass and one-shot estimates, then
+rounds of trial pipelines (pipelines/search.py) driven by core/search.py's successive halving.
+
+Every round is a TFX run on the same MLMD with the cache on: a search started again reruns the
+reference and the rounds it had reached, and every trial that finished comes back CACHED. The
+sensitivity table and estimates (no fine-tuning, no TFX) are kept in search_estimates.json next to
+the pipeline root, keyed by the baseline model and the search section, so they are not redone.
+"""
+import hashlib
+import json
+import os
+import time
+
+from collabopt import results, runners
+from collabopt.components import keys
+from collabopt.core import search
+from collabopt.core.artifact_files import read_leaf, write_json
+from collabopt.pipelines import config as tree_config
+from collabopt.pipelines import search as search_pipeline
+
+ESTIMATES_FILE = "search_estimates.json"
+RECORD_FILE = "search.json"
+FINE_TUNE_NODES = tuple(f"{n}_" for n in search_pipeline.STAGE_NODE.values())
+
+
+def _events(store, execution_id, kinds):
+    from ml_metadata.proto import metadata_store_pb2 as pb
+    want = {getattr(pb.Event, k) for k in kinds}
+    ev = [e for e in store.get_events_by_execution_ids([execution_id]) if e.type in want]
+    arts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in ev])}
+    return {e.path.steps[0].key: arts[e.artifact_id].uri for e in ev if e.path.steps}
+
+
+def _run_round(cfg, candidates, epochs, root, mlmd, runner):
+    """Run one round; returns ({node id: (state, {output key: uri}, {input key: uri})}, run id)."""
+    pipe = search_pipeline.create_round(cfg, candidates, epochs, root, mlmd)
+    run_id = runners.run(pipe, runner)
+    store = results.connect(mlmd)
+    nodes = {}
+    for ex in results.executions(store, results.run_by_id(store, run_id)):
+        nodes[ex["node"]] = (ex["state"], _events(store, ex["id"], ("OUTPUT", "DECLARED_OUTPUT")),
+                             _events(store, ex["id"], ("INPUT", "DECLARED_INPUT")))
+    return nodes, run_id
+
+
+def leaf_numbers(leaf, target):
+    """A LeafEvaluation's leaf.json as the numbers core.search judges."""
+    npu = leaf["npu"][target]
+    return {"drop_pp": search.metric_drop_pp(leaf, {"int8_accuracy": leaf["baseline_int8_accuracy"]}),
+            "int8_accuracy": leaf["int8_accuracy"],
+            **{k: npu[k] for k in ("encoded_weights_bytes", "npu_cycles", "inference_time_s", "flash_bytes",
+                                   "sram_bytes")}}
+
+
+def _estimates(cfg, model_uri, examples_uri, work_dir, log):
+    """The sensitivity table, the per-layer schedules and each candidate's one-shot estimate, from
+    search_estimates.json when the baseline and the search section are the same."""
+    s = cfg["search"]
+    used = {k: s[k] for k in ("sparsities", "clusters", "per_layer", "schedule_budgets", "sensitivity_sample",
+                              "npu_target")}  # not the budget, nor the resource limits
+    used["paths"] = [c.id for c in search_pipeline.space(cfg)]
+    used["max_metric_drop_pp"] = s["requirements"].get("max_metric_drop_pp")
+    key = hashlib.sha256(json.dumps([model_uri, used, cfg["data"]], sort_keys=True).encode()).hexdigest()
+    path = os.path.join(work_dir, ESTIMATES_FILE)
+    if os.path.isfile(path):
+        with open(path) as f:
+            saved = json.load(f)
+        if saved.get("key") == key:
+            log(f"collabopt search: estimates from {path}")
+            return saved
+    from collabopt.core import keras_io, schedule, sensitivity, stages
+
+    spec = stages.DataSpec(examples_uri, **{k: v for k, v in cfg["data"].items() if k != "eval_limit"},
+                           eval_limit=s["sensitivity_sample"])
+    model = keras_io.load_model(model_uri)
+    x, _ = spec.train(limit=cfg["convert"]["representative_samples"])
+    xe, ye = spec.eval()
+    sample, target = (x, xe, ye), s["npu_target"]
+    log(f"collabopt search: sensitivity pass on {len(xe)} eval examples, {target}")
+    rows, base = sensitivity.table(model, sample, os.path.join(work_dir, "sensitivity"), sparsities=s["sparsities"],
+                                   clusters=s["clusters"], target=target)
+    totals = {k: base[k] for k in ("encoded_weights_bytes", "npu_cycles")}
+    budget = s["requirements"].get("max_metric_drop_pp") or 1.0
+    schedules = []
+    for i, f in enumerate(s["schedule_budgets"] if s["per_layer"] else []):
+        maps = {t: schedule.build(rows, t, budget * f, totals)[0] for t in ("prune", "cluster")}
+        if maps["prune"] or maps["cluster"]:
+            schedules.append({"name": f"pl{i + 1}", "budget_pp": budget * f, **maps})
+    cands = search_pipeline.space(cfg, schedules)
+    layers = {t: sensitivity.layers(model, t) for t in ("prune", "cluster")}
+    estimates = {}
+    for c in cands:
+        ls = dict(c.layer_sparsity) or ({n: c.sparsity for n in layers["prune"]} if c.sparsity else None)
+        lc = dict(c.layer_clusters) or ({n: c.clusters for n in layers["cluster"]} if c.clusters else None)
+        m = base if not (ls or lc) else sensitivity.measure(
+            sensitivity.one_shot(model, ls, lc), *sample, os.path.join(work_dir, "estimates", c.id), target)
+        estimates[c.id] = {**m, "drop_pp": search.metric_drop_pp(m, base)}
+    saved = {"key": key, "base": base, "sensitivity": rows, "schedules": schedules, "estimates": estimates}
+    write_json(path, saved)
+    return saved
+
+
+def run(config, root, runner="local", log=print):
+    """The whole search; returns its record (also written to search.json next to the pipeline root)."""
+    cfg = tree_config.merge(config)
+    s = cfg["search"]
+    ep = {**tree_config.DEFAULTS["search"]["epochs"], **s["epochs"]}
+    budget = {**tree_config.DEFAULTS["search"]["budget"], **s["budget"]}
+    root, mlmd = runners.paths(root)
+    work_dir = os.path.dirname(root)
+    started = time.monotonic()
+    nodes, _ = _run_round(cfg, [], 0, root, mlmd, runner)  # inputs and the reference leaf
+    _, _, ev_id = search_pipeline.trial_ids(search.Candidate("ptq"), 0)
+    inputs = nodes[ev_id][2]
+    est = _estimates(cfg, inputs[keys.MODEL_KEY], inputs[keys.EXAMPLES_KEY], work_dir, log)
+    sched = {sch["name"]: sch for sch in est["schedules"]}
+    cands = search_pipeline.space(cfg, list(sched.values()))
+    executed = []
+
+    def run_round(batch, epochs):
+        log(f"collabopt search: round at {epochs} epoch(s): {', '.join(c.id for c in batch)}")
+        nodes, run_id = _run_round(cfg, batch, epochs, root, mlmd, runner)
+        executed.append({"run": run_id, "epochs": epochs, "fine_tune_nodes": {
+            n: st for n, (st, _, _) in nodes.items() if n.startswith(FINE_TUNE_NODES)}})
+        out = {}
+        for c in batch:
+            state, outputs, _ = nodes[search_pipeline.trial_ids(c, epochs)[2]]
+            out[c.id] = {**leaf_numbers(read_leaf(outputs[keys.EVALUATION_KEY]), s["npu_target"]), "state": state}
+        return out
+
+    max_time = budget["max_wall_time_s"]
+    record = search.run(cands, est["estimates"], s["requirements"], run_round, min_epochs=ep["min"],
+                        max_epochs=ep["max"], eta=ep["eta"], budget_epochs=budget["max_epochs"],
+                        out_of_time=lambda: bool(max_time) and time.monotonic() - started > max_time)
+    record.update(executions=executed, schedules=est["schedules"], sensitivity=est["sensitivity"],
+                  base=est["base"], estimates=est["estimates"], requirements=s["requirements"],
+                  npu_target=s["npu_target"], wall_time_s=time.monotonic() - started,
+                  epochs_executed=sum(e["epochs"] * sum(st == "COMPLETE" for st in e["fine_tune_nodes"].values())
+                                      for e in executed))
+    write_json(os.path.join(work_dir, RECORD_FILE), record)
+    return record
