@@ -50,6 +50,6 @@ def run(args):
     root = args.root or os.path.join("runs", cfg["name"] + "-search")
     record = search_run.run(cfg, root, args.runner)
     print("\n".join(summary(record)), flush=True)
-    print(f"record: {os.path.join(root, search_run.RECORD_FILE)}")
+    print(f"record: {os.path.join(root, search_run.RECORD_FILE)}\nreport: {os.path.join(root, search_run.REPORT_FILE)}")
     if not record["chosen"]:
         raise SystemExit(NOT_MET)

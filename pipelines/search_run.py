@@ -20,6 +20,7 @@ from collabopt.pipelines import search as search_pipeline
 
 ESTIMATES_FILE = "search_estimates.json"
 RECORD_FILE = "search.json"
+REPORT_FILE = "search.html"
 FINE_TUNE_NODES = tuple(f"{n}_" for n in search_pipeline.STAGE_NODE.values())
 
 
@@ -76,9 +77,12 @@ def _estimates(cfg, model_uri, examples_uri, work_dir, log):
     x, _ = spec.train(limit=cfg["convert"]["representative_samples"])
     xe, ye = spec.eval()
     sample, target = (x, xe, ye), s["npu_target"]
-    log(f"collabopt search: sensitivity pass on {len(xe)} eval examples, {target}")
-    rows, base = sensitivity.table(model, sample, os.path.join(work_dir, "sensitivity"), sparsities=s["sparsities"],
-                                   clusters=s["clusters"], target=target)
+    if s["per_layer"]:
+        log(f"collabopt search: sensitivity pass on {len(xe)} eval examples, {target}")
+        rows, base = sensitivity.table(model, sample, os.path.join(work_dir, "sensitivity"),
+                                       sparsities=s["sparsities"], clusters=s["clusters"], target=target)
+    else:  # no per-layer schedules: no table to build them from
+        rows, base = [], sensitivity.measure(model, *sample, os.path.join(work_dir, "sensitivity", "base"), target)
     totals = {k: base[k] for k in ("encoded_weights_bytes", "npu_cycles")}
     budget = s["requirements"].get("max_metric_drop_pp") or 1.0
     schedules = []
@@ -138,4 +142,7 @@ def run(config, root, runner="local", log=print):
                   epochs_executed=sum(e["epochs"] * sum(st == "COMPLETE" for st in e["fine_tune_nodes"].values())
                                       for e in executed))
     write_json(os.path.join(work_dir, RECORD_FILE), record)
+    from collabopt.core import search_report  # matplotlib only here
+    with open(os.path.join(work_dir, REPORT_FILE), "w") as f:
+        f.write(search_report.render(record, f"collabopt search: {cfg['name']}"))
     return record

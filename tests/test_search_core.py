@@ -123,3 +123,18 @@ def test_nothing_fits_by_estimate_still_answers_with_the_closest():
     assert rec["feasible_by_estimate"] == 0
     assert ran == ["prune_ptq_s75", "prune_ptq_s50"]  # ceil(3 / 2) closest: 200 and 300 cycles vs 100
     assert rec["best_so_far"]["misses"] == {"max_npu_cycles": 100}
+
+
+def test_search_report_fronts_and_tables():
+    from collabopt.core import search_report
+    lf = {"a": leaf(0.5, 900, 100), "b": leaf(1.0, 500, 120), "c": leaf(1.5, 950, 90), "d": leaf(2.0, 600, 200)}
+    record = {"rounds": [{"epochs": 1, "leaves": lf}], "chosen": "b", "considered": 4, "feasible_by_estimate": 4,
+              "epochs_spent": 3, "stopped": "met", "requirements": {"max_metric_drop_pp": 1.0}, "npu_target": "u55",
+              "sensitivity": [row("pw_1", "prune", 0.5, 0.25, 120, 7)],
+              "schedules": [{"name": "pl1", "budget_pp": 1.0, "prune": {"pw_1": 0.5}, "cluster": {}}]}
+    assert search_report.front_ids(lf, "encoded_weights_bytes") == ["a", "b"]  # c: worse than a; d: than b
+    assert search_report.front_ids(lf, "inference_time_s") == ["a", "c"]  # a is faster than b and d
+    page = search_report.render(record)
+    assert "chosen: <b>b</b>" in page and page.count("<img") == 2
+    assert '<td class="l">pw_1</td><td>prune</td><td>0.5</td><td>+0.25</td><td>120</td><td>7</td>' in page
+    assert '<td class="l">pl1</td><td>1.00</td><td>pw_1: 0.5</td><td>-</td>' in page
