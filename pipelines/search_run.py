@@ -128,8 +128,10 @@ def run(config, root, runner="local", log=print):
             n: st for n, (st, _, _) in nodes.items() if n.startswith(FINE_TUNE_NODES)}})
         out = {}
         for c in batch:
-            state, outputs, _ = nodes[search_pipeline.trial_ids(c, epochs)[2]]
-            out[c.id] = {**leaf_numbers(read_leaf(outputs[keys.EVALUATION_KEY]), s["npu_target"]), "state": state}
+            conv_id, _, eval_id = search_pipeline.trial_ids(c, epochs)
+            state, outputs, _ = nodes[eval_id]
+            out[c.id] = {**leaf_numbers(read_leaf(outputs[keys.EVALUATION_KEY]), s["npu_target"]), "state": state,
+                         "tflite_uri": nodes[conv_id][1][keys.TFLITE_MODEL_KEY]}
         return out
 
     max_time = budget["max_wall_time_s"]

@@ -33,7 +33,7 @@ def _all_executions(mlmd):
 @pytest.fixture(scope="module")
 def searched(tmp_path_factory):
     """A search killed in its trial round, started again to the end, then run with an infeasible
-    requirement on the same root. Returns (root, [(exit code, log, {run: {node: state}} after it)])."""
+    requirement on the same root. Returns [(exit code, log, {run: {node: state}}, search.json) after each]."""
     d = tmp_path_factory.mktemp("search")
     out = []
     infeasible = {**CONFIG, "search": {**CONFIG["search"], "requirements": {"max_npu_cycles": 1}}}
@@ -41,12 +41,15 @@ def searched(tmp_path_factory):
     for i, (cfg, env) in enumerate([(CONFIG, {TEST_SIGKILL: "node:6"}), (CONFIG, {}), (infeasible, {})]):
         (d / f"c{i}.yaml").write_text(yaml.safe_dump(cfg))
         code, log = collabopt("search", str(d / f"c{i}.yaml"), "--root", str(d / "root"), log=d / f"s{i}.log", env=env)
-        out.append((code, log, _all_executions(str(d / "root" / "metadata.sqlite"))))
-    return d / "root", out
+        record = d / "root" / "search.json"
+        out.append((code, log, _all_executions(str(d / "root" / "metadata.sqlite")),
+                    json.loads(record.read_text()) if record.is_file() else None))
+        record.unlink(missing_ok=True)
+    return out
 
 
 def test_a_restarted_search_redoes_no_finished_trial(searched):
-    root, ((killed, _, after_kill), (code, log, after), _) = searched
+    (killed, _, after_kill, _), (code, log, after, record), _ = searched
     assert killed == SIGKILL and code == 0, log[-3000:]
     finished = {n for states in after_kill.values() for n, s in states.items() if s == "COMPLETE"}
     assert any(n.startswith("Pruner_") for n in finished)  # the kill came inside the trial round
@@ -58,7 +61,6 @@ def test_a_restarted_search_redoes_no_finished_trial(searched):
     # every node executed exactly once over both processes
     complete = [n for states in after.values() for n, s in states.items() if s == "COMPLETE"]
     assert sorted(complete) == sorted(set(complete))
-    record = json.loads((root / "search.json").read_text())
     assert record["chosen"] and record["stopped"] == "met" and not search.misses(record["leaf"], record["requirements"])
     assert record["epochs_executed"] == sum(1 for n in complete if n.startswith(("Pruner_", "Clusterer_", "QAT_"))
                                             and n not in finished)  # the second process's share, 1 epoch each
@@ -66,10 +68,8 @@ def test_a_restarted_search_redoes_no_finished_trial(searched):
 
 
 def test_an_infeasible_search_exits_4_with_the_misses(searched):
-    root, runs = searched
-    code, log, _ = runs[2]
+    code, log, _, record = searched[2]
     assert code == NOT_MET, log[-3000:]
-    record = json.loads((root / "search.json").read_text())
     leaves = {cid: leaf for r in record["rounds"] for cid, leaf in r["leaves"].items()}
     assert record["chosen"] is None and record["feasible_by_estimate"] == 0 and leaves
     fewest = min(leaf["npu_cycles"] for leaf in leaves.values())
