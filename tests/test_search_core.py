@@ -138,3 +138,13 @@ def test_search_report_fronts_and_tables():
     assert "chosen: <b>b</b>" in page and page.count("<img") == 2
     assert '<td class="l">pw_1</td><td>prune</td><td>0.5</td><td>+0.25</td><td>120</td><td>7</td>' in page
     assert '<td class="l">pl1</td><td>1.00</td><td>pw_1: 0.5</td><td>-</td>' in page
+
+
+def test_search_section_is_checked():
+    from collabopt import schemas
+    with pytest.raises(schemas.ConfigError, match=r"^search\.epochs: min 3 is more than max 2$"):
+        schemas.check({"search": {"epochs": {"min": 3, "max": 2}}})
+    with pytest.raises(schemas.ConfigError, match=r"search\.requirements\.max_npu_cycles: 0 is less than the minimum of 1"):
+        schemas.check({"search": {"requirements": {"max_npu_cycles": 0}}})
+    with pytest.raises(schemas.ConfigError, match=r"search\.paths\.0: 'prune' is not one of"):
+        schemas.check({"search": {"paths": ["prune"]}})
