@@ -110,9 +110,9 @@ def coverage(search_leaves, grid_leaves):
 
 
 def run_arch(arch, a, out):
-    from collabopt.pipelines import search_run
+    from collabopt.pipelines import config as tree_config, search_run
     work = os.path.join(out, arch)
-    cfg = setup(arch, a, work)
+    cfg = tree_config.merge(setup(arch, a, work))
     with common.Timer() as t:
         record = search_run.run(cfg, os.path.join(work, "search"))
     searched = {cid: leaf for r in record["rounds"] for cid, leaf in r["leaves"].items()}

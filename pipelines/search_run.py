@@ -88,7 +88,7 @@ def _estimates(cfg, model_uri, examples_uri, work_dir, log):
     schedules = []
     for i, f in enumerate(s["schedule_budgets"] if s["per_layer"] else []):
         maps = {t: schedule.build(rows, t, budget * f, totals)[0] for t in ("prune", "cluster")}
-        if maps["prune"] or maps["cluster"]:
+        if (maps["prune"] or maps["cluster"]) and all(maps != {t: o[t] for t in maps} for o in schedules):
             schedules.append({"name": f"pl{i + 1}", "budget_pp": budget * f, **maps})
     cands = search_pipeline.space(cfg, schedules)
     layers = {t: sensitivity.layers(model, t) for t in ("prune", "cluster")}
