@@ -53,6 +53,11 @@ class Candidate:
     def stages(self):
         return tree_paths.PATHS[self.path]
 
+    def continues(self):
+        """A later rung can go on fine-tuning this candidate's last stage from the model the previous
+        rung left (prune / cluster; a QAT model is not wrapped for QAT again)."""
+        return bool(self.stages()) and self.stages()[-1] in ("prune", "cluster")
+
     def stage_keys(self):
         """Per stage of the path, the key of the node that computes it: equal keys are one node
         (candidates that share a prefix with equal parameters share its fine-tuning)."""
@@ -120,9 +125,12 @@ def closest(candidates, estimates, requirements, keep):
     return sorted(candidates, key=lambda c: (worst(c), c.id))[:keep]
 
 
-def round_epochs(candidates, epochs):
-    """Fine-tuning epochs one round costs: each distinct fine-tuned stage node once."""
-    return epochs * len({k for c in candidates for k, s in zip(c.stage_keys(), c.stages()) if s in FINE_TUNED})
+def round_epochs(candidates, epochs, previous=0):
+    """Fine-tuning epochs one round costs: each distinct fine-tuned stage node once; with `previous`
+    (the epochs of the rung before, resumed), a candidate that continues costs only the difference."""
+    fresh = [c for c in candidates if not (previous and c.continues())]
+    return (epochs - previous) * (len(candidates) - len(fresh)) + epochs * len(
+        {k for c in fresh for k, s in zip(c.stage_keys(), c.stages()) if s in FINE_TUNED})
 
 
 def promote(candidates, leaves, keep):
@@ -167,9 +175,11 @@ def rungs(min_epochs, max_epochs, eta):
 
 
 def run(candidates, estimates, requirements, run_round, *, min_epochs=1, max_epochs=4, eta=2, budget_epochs=None,
-        out_of_time=lambda: False):
+        out_of_time=lambda: False, resume=True):
     """Successive halving: round r fine-tunes the alive candidates for rungs()[r] epochs
-    (`run_round(candidates, epochs) -> {id: leaf}`), keeps the best 1/eta, and stops early by
+    (`run_round(candidates, epochs) -> {id: leaf}`; with `resume` a candidate that continues() is
+    fine-tuned on from the previous rung's model, and costs only the extra epochs), keeps the best
+    1/eta, and stops early by
     `stop_leaf`, when the epoch budget would be exceeded or when `out_of_time()` says so before a
     round. Returns the search record: per round the epochs, ids, epochs spent and leaves; the chosen
     id, or the best so far and the misses."""
@@ -178,18 +188,18 @@ def run(candidates, estimates, requirements, run_round, *, min_epochs=1, max_epo
     record = {"considered": len(candidates), "feasible_by_estimate": len(order(candidates, estimates, requirements)),
               "rounds": [],
               "epochs_spent": 0, "chosen": None, "stopped": "exhausted"}
-    leaves = {}
+    leaves, previous = {}, 0
     for r, epochs in enumerate(rungs(min_epochs, max_epochs, eta)):
         if not alive:
             break
         if out_of_time():
             record["stopped"] = "wall time"
             break
-        cost = round_epochs(alive, epochs)
+        cost = round_epochs(alive, epochs, previous if resume else 0)
         if budget_epochs is not None and record["epochs_spent"] + cost > budget_epochs:
             record["stopped"] = "budget"
             break
-        leaves = run_round(alive, epochs)
+        leaves, previous = run_round(alive, epochs), epochs
         record["epochs_spent"] += cost
         record["rounds"].append({"epochs": epochs, "ids": [c.id for c in alive], "cost_epochs": cost,
                                  "leaves": {c.id: leaves[c.id] for c in alive}})

@@ -21,12 +21,20 @@ def trial_ids(candidate, epochs):
     return conv, npu, ev
 
 
-def _stage_node(cfg, step, prefix, candidate, parent, examples, epochs, node_id):
+def node_epochs(node_id):
+    """Fine-tuning epochs of a stage node from its id: `..._e2` (from the baseline) or `..._e1to2`
+    (resumed at 1, on to 2)."""
+    done, _, to = node_id.rsplit("_e", 1)[1].partition("to")
+    return int(to) - int(done) if to else int(done)
+
+
+def _stage_node(cfg, step, prefix, candidate, parent, examples, epochs, node_id, resumed=False):
     from collabopt.components import PreservingQAT, Pruner, SparseClusterer
 
     data = cfg["data"]
     if step == "prune":
-        params = {**cfg["prune"], "epochs": epochs}
+        # resumed: the model is already sparse; a constant schedule keeps it at the target from step 0
+        params = {**cfg["prune"], "epochs": epochs, **({"schedule": "constant"} if resumed else {})}
         if candidate.layer_sparsity:
             params["layer_sparsity"] = dict(candidate.layer_sparsity)
         else:
@@ -45,12 +53,16 @@ def _stage_node(cfg, step, prefix, candidate, parent, examples, epochs, node_id)
 
 
 def create_round(config, candidates, epochs, pipeline_root, metadata_path=None, beam_pipeline_args=None,
-                 enable_cache=True):
+                 enable_cache=True, resume=None):
     """The round's TFX Pipeline: inputs (as the tree builds them), the reference leaf, and per
     candidate its stage nodes (shared between candidates whose prefix and parameters are equal:
     core.search.Candidate.stage_keys) and its leaf nodes (TFLiteConverter, NPUCompiler on
-    search.npu_target, LeafEvaluator against the reference). No gates here: the search judges."""
+    search.npu_target, LeafEvaluator against the reference). No gates here: the search judges.
+    `resume`: {candidate id: (model uri, epochs it had)}: that candidate's last stage goes on from
+    the model (imported) for the remaining epochs instead of starting from the baseline."""
+    from tfx.dsl.components.common import importer
     from tfx.orchestration import metadata, pipeline
+    from tfx.types import standard_artifacts
 
     from collabopt.components import LeafEvaluator, NPUCompiler, TFLiteConverter
     from collabopt.core import evaluate
@@ -74,6 +86,16 @@ def create_round(config, candidates, epochs, pipeline_root, metadata_path=None, 
     reference = leaf(tree_paths.REFERENCE, trial_ids(_ptq(), epochs), baseline)
     for c in candidates:
         if c.path == tree_paths.REFERENCE:
+            continue
+        if c.id in (resume or {}):
+            uri, done = resume[c.id]
+            imp = importer.Importer(source_uri=uri, artifact_type=standard_artifacts.Model,
+                                    reimport=False).with_id(f"Resume_{c.id}_e{done}")
+            step = c.stages()[-1]
+            node, out = _stage_node(cfg, step, c.stages(), c, imp.outputs["result"], examples, epochs - done,
+                                    f"{STAGE_NODE[step]}_{c.id}_e{done}to{epochs}", resumed=True)
+            comps.extend([imp, node])
+            leaf(c.id, trial_ids(c, epochs), node.outputs[out])
             continue
         model, prefix = baseline, ()
         for step, key in zip(c.stages(), c.stage_keys()):

@@ -32,9 +32,9 @@ def _events(store, execution_id, kinds):
     return {e.path.steps[0].key: arts[e.artifact_id].uri for e in ev if e.path.steps}
 
 
-def _run_round(cfg, candidates, epochs, root, mlmd, runner):
+def _run_round(cfg, candidates, epochs, root, mlmd, runner, resume=None):
     """Run one round; returns ({node id: (state, {output key: uri}, {input key: uri})}, run id)."""
-    pipe = search_pipeline.create_round(cfg, candidates, epochs, root, mlmd)
+    pipe = search_pipeline.create_round(cfg, candidates, epochs, root, mlmd, resume=resume)
     run_id = runners.run(pipe, runner)
     store = results.connect(mlmd)
     nodes = {}
@@ -119,19 +119,23 @@ def run(config, root, runner="local", log=print):
     est = _estimates(cfg, inputs[keys.MODEL_KEY], inputs[keys.EXAMPLES_KEY], work_dir, log)
     sched = {sch["name"]: sch for sch in est["schedules"]}
     cands = search_pipeline.space(cfg, list(sched.values()))
-    executed = []
+    executed, last = [], {}
 
     def run_round(batch, epochs):
         log(f"collabopt search: round at {epochs} epoch(s): {', '.join(c.id for c in batch)}")
-        nodes, run_id = _run_round(cfg, batch, epochs, root, mlmd, runner)
-        executed.append({"run": run_id, "epochs": epochs, "fine_tune_nodes": {
+        resume = {c.id: (last[c.id]["model_uri"], last[c.id]["epochs"]) for c in batch
+                  if c.id in last and c.continues()}  # go on from the previous rung's model
+        nodes, run_id = _run_round(cfg, batch, epochs, root, mlmd, runner, resume)
+        executed.append({"run": run_id, "fine_tune_nodes": {
             n: st for n, (st, _, _) in nodes.items() if n.startswith(FINE_TUNE_NODES)}})
         out = {}
         for c in batch:
             conv_id, _, eval_id = search_pipeline.trial_ids(c, epochs)
-            state, outputs, _ = nodes[eval_id]
+            state, outputs, inputs = nodes[eval_id]
             out[c.id] = {**leaf_numbers(read_leaf(outputs[keys.EVALUATION_KEY]), s["npu_target"]), "state": state,
-                         "tflite_uri": nodes[conv_id][1][keys.TFLITE_MODEL_KEY]}
+                         "tflite_uri": nodes[conv_id][1][keys.TFLITE_MODEL_KEY], "epochs": epochs,
+                         "model_uri": inputs[keys.MODEL_KEY]}
+        last.update(out)
         return out
 
     max_time = budget["max_wall_time_s"]
@@ -141,8 +145,8 @@ def run(config, root, runner="local", log=print):
     record.update(executions=executed, schedules=est["schedules"], sensitivity=est["sensitivity"],
                   base=est["base"], estimates=est["estimates"], requirements=s["requirements"],
                   npu_target=s["npu_target"], wall_time_s=time.monotonic() - started,
-                  epochs_executed=sum(e["epochs"] * sum(st == "COMPLETE" for st in e["fine_tune_nodes"].values())
-                                      for e in executed))
+                  epochs_executed=sum(search_pipeline.node_epochs(n) for e in executed
+                                      for n, st in e["fine_tune_nodes"].items() if st == "COMPLETE"))
     write_json(os.path.join(work_dir, RECORD_FILE), record)
     from collabopt.core import search_report  # matplotlib only here
     with open(os.path.join(work_dir, REPORT_FILE), "w") as f:

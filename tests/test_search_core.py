@@ -69,6 +69,9 @@ def test_space_ids_and_shared_stages():
     # prune_ptq_s50 and prune_cluster_ptq_s50_k8 share the pruning: 3 fine-tuned nodes, not 4
     assert search.round_epochs([by_id["prune_ptq_s50"], by_id["prune_cluster_ptq_s50_k8"],
                                 by_id["prune_ptq_s75"]], 2) == 6  # 2 epochs x s50_prune, s50..cluster, s75_prune
+    # resumed from 1 epoch: each candidate goes on by 1 epoch in its last stage; a QAT leaf starts again
+    pqat = search.Candidate("prune_pqat", 0.5)
+    assert search.round_epochs([by_id["prune_ptq_s50"], by_id["prune_cluster_ptq_s50_k8"], pqat], 2, 1) == 2 + 4
 
 
 def leaf(drop, size, cycles, sram=0):
@@ -94,7 +97,9 @@ def test_halving_stops_at_the_cheapest_leaf_that_meets_everything():
     assert calls == [(1, ["prune_ptq_s90", "prune_ptq_s75", "prune_ptq_s50"]),
                      (2, ["prune_ptq_s50", "prune_ptq_s75"])]
     assert rec["chosen"] == "prune_ptq_s75" and rec["stopped"] == "met"
-    assert rec["epochs_spent"] == 3 + 4 and rec["feasible_by_estimate"] == 3
+    # round 2 goes on from round 1's models: 1 more epoch each
+    assert rec["epochs_spent"] == 3 + 2 and rec["feasible_by_estimate"] == 3
+    assert search.run(cands, est, req, run_round, max_epochs=4, resume=False)["epochs_spent"] == 3 + 4
 
 
 def test_infeasible_returns_best_so_far_and_misses():
