@@ -100,3 +100,15 @@ def test_compiled_search_round_has_independent_trials(tmp_path):
         assert not deps & others, (c.id, deps & others)  # no other trial's converter, compiler, evaluator
         stage_tasks = {t for t in deps if t.startswith(tuple(search_pipeline.STAGE_NODE.values()))}
         assert stage_tasks == {f"Pruner_{k}_e1" for k in c.stage_keys()}  # only its own fine-tuning
+
+
+def test_a_later_rung_goes_on_from_the_previous_models(tmp_path):
+    cands, _ = search_pipeline.first_round(CONFIG)
+    pipe = search_pipeline.create_round(CONFIG, cands, 2, str(tmp_path), resume={"prune_ptq_s50": ("/m/s50", 1)})
+    by_id = {c.id: c for c in pipe.components}
+    resumed = by_id["Pruner_prune_ptq_s50_e1to2"]
+    assert resumed.exec_properties["epochs"] == 1 and resumed.exec_properties["schedule"] == "constant"
+    assert by_id["Resume_prune_ptq_s50_e1"].exec_properties["artifact_uri"] == "/m/s50"
+    assert "Pruner_s75_prune_e2" in by_id and "Pruner_s50_prune_e2" not in by_id  # s75 starts from the baseline
+    assert [search_pipeline.node_epochs(n) for n in ("Pruner_prune_ptq_s50_e1to2", "Pruner_s75_prune_e2",
+                                                     "Clusterer_s50_prune_k8_cluster_e1to4")] == [1, 2, 3]
