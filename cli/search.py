@@ -34,7 +34,8 @@ def summary(record):
     lines.append(f"fine-tuning epochs: {record['epochs_spent']} planned, {record['epochs_executed']} executed "
                  f"(the rest CACHED); stopped: {record['stopped']}")
     if record["chosen"]:
-        lines.append(f"chosen: {record['chosen']}: {_leaf(record['leaf'])}")
+        at = f" ({record['leaf']['epochs']} epoch(s))" if "epochs" in record["leaf"] else ""
+        lines.append(f"chosen: {record['chosen']}{at}: {_leaf(record['leaf'])}")
         return lines
     best = record.get("best_so_far", {"best": {}, "misses": {}})
     lines.append("no leaf meets every requirement; best so far:")

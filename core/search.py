@@ -188,7 +188,7 @@ def run(candidates, estimates, requirements, run_round, *, min_epochs=1, max_epo
     record = {"considered": len(candidates), "feasible_by_estimate": len(order(candidates, estimates, requirements)),
               "rounds": [],
               "epochs_spent": 0, "chosen": None, "stopped": "exhausted"}
-    leaves, previous = {}, 0
+    seen, previous = {}, 0  # per candidate its newest leaf, or the one that met: each is a real model
     for r, epochs in enumerate(rungs(min_epochs, max_epochs, eta)):
         if not alive:
             break
@@ -200,15 +200,17 @@ def run(candidates, estimates, requirements, run_round, *, min_epochs=1, max_epo
             record["stopped"] = "budget"
             break
         leaves, previous = run_round(alive, epochs), epochs
+        for cid, leaf in leaves.items():  # a leaf that met every requirement stays the candidate's answer
+            if not (cid in seen and not misses(seen[cid], requirements) and misses(leaf, requirements)):
+                seen[cid] = leaf
         record["epochs_spent"] += cost
         record["rounds"].append({"epochs": epochs, "ids": [c.id for c in alive], "cost_epochs": cost,
                                  "leaves": {c.id: leaves[c.id] for c in alive}})
         last = epochs >= max_epochs
-        chosen = stop_leaf(leaves, [] if last else alive, estimates, requirements)
+        chosen = stop_leaf(seen, [] if last else alive, estimates, requirements)
         if chosen:
-            record.update(chosen=chosen, stopped="met", leaf=leaves[chosen])
+            record.update(chosen=chosen, stopped="met", leaf=seen[chosen])
             return record
         alive = [] if last else promote(alive, leaves, max(1, math.ceil(len(alive) / eta)))
-    every = {cid: leaf for rnd in record["rounds"] for cid, leaf in rnd["leaves"].items()}
-    record["best_so_far"] = best_so_far(every, requirements)
+    record["best_so_far"] = best_so_far(seen, requirements)
     return record

@@ -64,7 +64,7 @@ def test_a_restarted_search_redoes_no_finished_trial(searched):
     assert record["chosen"] and record["stopped"] == "met" and not search.misses(record["leaf"], record["requirements"])
     assert record["epochs_executed"] == sum(1 for n in complete if n.startswith(("Pruner_", "Clusterer_", "QAT_"))
                                             and n not in finished)  # the second process's share, 1 epoch each
-    assert f"chosen: {record['chosen']}: " in log
+    assert f"chosen: {record['chosen']} (1 epoch(s)): " in log
 
 
 def test_an_infeasible_search_exits_4_with_the_misses(searched):

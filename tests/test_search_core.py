@@ -153,3 +153,16 @@ def test_search_section_is_checked():
         schemas.check({"search": {"requirements": {"max_npu_cycles": 0}}})
     with pytest.raises(schemas.ConfigError, match=r"search\.paths\.0: 'prune' is not one of"):
         schemas.check({"search": {"paths": ["prune"]}})
+
+
+def test_a_leaf_that_met_before_it_was_eliminated_can_still_be_chosen():
+    cands = [search.Candidate("prune_ptq", s) for s in (0.5, 0.6, 0.75, 0.9)]
+    est = {c.id: leaf(10, 1000 * (1 - c.sparsity), 100) for c in cands}
+    # 1 epoch: s75 (250 B) and s60 (400 B) meet, but s90 is estimated cheaper and alive; halving keeps
+    # the lowest drops, s50 and s75; 2 epochs: s75 misses (1.2 pp), yet its 1-epoch model met
+    drops = {1: {"prune_ptq_s50": 0.1, "prune_ptq_s60": 0.9, "prune_ptq_s75": 0.8, "prune_ptq_s90": 5.0},
+             2: {"prune_ptq_s50": 0.1, "prune_ptq_s75": 1.2}}
+    rec = search.run(cands, est, {"max_metric_drop_pp": 1.0}, lambda b, e: {
+        c.id: {**leaf(drops[e][c.id], est[c.id]["encoded_weights_bytes"], 100), "epochs": e} for c in b}, max_epochs=2)
+    assert [r["ids"] for r in rec["rounds"]][1] == ["prune_ptq_s50", "prune_ptq_s75"]
+    assert rec["chosen"] == "prune_ptq_s75" and rec["leaf"]["epochs"] == 1 and rec["leaf"]["drop_pp"] == 0.8
