@@ -121,7 +121,7 @@ def prune(model_path, data_spec, out_dir, *, target_sparsity=0.5, schedule="poly
     target = m_by_n[0] / m_by_n[1] if m_by_n else None if layer_sparsity else target_sparsity  # (M, N): M zeros per N
     return _save(pruned, out_dir, {**keras_metrics(pruned, xe, ye), "technique": "prune",
                                    "promises": {**promises(model_path), "target_sparsity": target,
-                                                "layer_sparsity": dict(layer_sparsity or {})},
+                                                **({"layer_sparsity": dict(layer_sparsity)} if layer_sparsity else {})},
                                    **_excluded(model_path, "prune", left_out)},
                  trace=trace, stage="pruned")
 
@@ -144,7 +144,7 @@ def cluster(model_path, data_spec, out_dir, *, number_of_clusters=8, centroid_in
     kept = promises(model_path) if preserve_sparsity else {}
     return _save(clustered, out_dir, {**m, "technique": "cluster", "promises": {
         **kept, "number_of_clusters": None if layer_clusters else number_of_clusters,
-        "layer_clusters": dict(layer_clusters or {}), "per_channel": per_channel},
+        **({"layer_clusters": dict(layer_clusters)} if layer_clusters else {}), "per_channel": per_channel},
         **_excluded(model_path, "cluster", left_out)},
         trace=trace, stage="clustered")
 
