@@ -19,6 +19,7 @@ REQUIREMENTS = {
     "max_npu_inference_time_s": "inference_time_s",
     "max_sram_bytes": "sram_bytes",
 }
+NPU_NUMBERS = ("encoded_weights_bytes", "npu_cycles", "inference_time_s", "sram_bytes", "flash_bytes")  # a leaf's
 RESOURCE_KEYS = ("encoded_weights_bytes", "npu_cycles")  # what a cheaper candidate is cheaper in
 OBJECTIVES = ("drop", "encoded_weights_bytes", "npu_cycles")  # all minimized
 FINE_TUNED = ("prune", "cluster", "qat")

@@ -14,7 +14,7 @@ import numpy as np
 from collabopt.core import convert, layer_support, metrics, optimize, search, train, vela
 from collabopt.core.tfenv import keras
 
-NPU_NUMBERS = ("encoded_weights_bytes", "npu_cycles", "inference_time_s", "sram_bytes", "flash_bytes")
+NPU_NUMBERS = search.NPU_NUMBERS
 
 
 def prune_kernel(w, sparsity):

@@ -61,11 +61,9 @@ def create_round(config, candidates, epochs, pipeline_root, metadata_path=None, 
     `resume`: {candidate id: (model uri, epochs it had)}: that candidate's last stage goes on from
     the model (imported) for the remaining epochs instead of starting from the baseline."""
     from tfx.dsl.components.common import importer
-    from tfx.orchestration import metadata, pipeline
     from tfx.types import standard_artifacts
 
     from collabopt.components import LeafEvaluator, NPUCompiler, TFLiteConverter
-    from collabopt.core import evaluate
 
     cfg = tree_config.merge(config)
     comps, examples, baseline = tree._inputs(cfg)  # noqa: SLF001 - the tree's own input assembly
@@ -107,12 +105,7 @@ def create_round(config, candidates, epochs, pipeline_root, metadata_path=None, 
                 models[node_id] = node.outputs[out]
             model = models[node_id]
         leaf(c.id, trial_ids(c, epochs), model)
-    return pipeline.Pipeline(
-        pipeline_name=cfg["name"], pipeline_root=str(pipeline_root), components=comps,
-        metadata_connection_config=(metadata.sqlite_metadata_connection_config(str(metadata_path))
-                                    if metadata_path else None),
-        beam_pipeline_args=evaluate.beam_args(beam_pipeline_args or cfg["beam_pipeline_args"]),
-        enable_cache=enable_cache)
+    return tree.tfx_pipeline(cfg, pipeline_root, comps, metadata_path, beam_pipeline_args, enable_cache)
 
 
 def _ptq():

@@ -14,7 +14,7 @@ import time
 from collabopt import results, runners
 from collabopt.components import keys
 from collabopt.core import search
-from collabopt.core.artifact_files import read_leaf, write_json
+from collabopt.core.artifact_files import ERROR, FAILED, read_leaf, write_json
 from collabopt.pipelines import config as tree_config
 from collabopt.pipelines import search as search_pipeline
 
@@ -47,11 +47,16 @@ def _run_round(cfg, candidates, epochs, root, mlmd, runner, resume=None):
 
 def leaf_numbers(leaf, target):
     """A LeafEvaluation's leaf.json as the numbers core.search judges: its drop is the leaf's own
-    `metric_drop` vs the reference (ptq) leaf, in the eval metric's units."""
+    `metric_drop` vs the reference (ptq) leaf, in the eval metric's units. A trial whose path failed
+    (common.PathStage), or that has no drop (its reference failed), scores inf everywhere: it meets
+    nothing and is promoted last; its error is kept."""
+    if leaf.get(FAILED) or leaf.get("metric_drop") is None:
+        inf = float("inf")
+        return {"drop": inf, "int8_metric": None, **{k: inf for k in search.NPU_NUMBERS},
+                "error": leaf.get(ERROR) or "the reference (ptq) leaf failed"}
     npu = leaf["npu"][target]
     return {"drop": leaf["metric_drop"], "int8_metric": leaf["int8_metric"],
-            **{k: npu[k] for k in ("encoded_weights_bytes", "npu_cycles", "inference_time_s", "flash_bytes",
-                                   "sram_bytes")}}
+            **{k: npu[k] for k in search.NPU_NUMBERS}}
 
 
 def _estimates(cfg, model_uri, examples_uri, work_dir, log):

@@ -169,3 +169,19 @@ def test_a_leaf_that_met_before_it_was_eliminated_can_still_be_chosen():
         c.id: {**leaf(drops[e][c.id], est[c.id]["encoded_weights_bytes"], 100), "epochs": e} for c in b}, max_epochs=2)
     assert [r["ids"] for r in rec["rounds"]][1] == ["prune_ptq_s50", "prune_ptq_s75"]
     assert rec["chosen"] == "prune_ptq_s75" and rec["leaf"]["epochs"] == 1 and rec["leaf"]["drop"] == 0.8
+
+
+def test_a_failed_trial_meets_nothing_and_is_promoted_last():
+    from collabopt.pipelines import search_run
+    failed = search_run.leaf_numbers({"path": "prune_ptq_s75", "failed": True, "error": "Pruner_s75_prune_e1: boom"},
+                                     "ethos-u55-128")
+    assert failed["error"] == "Pruner_s75_prune_e1: boom" and set(search.misses(failed, {
+        "max_metric_drop": 1.0, "max_npu_cycles": 10})) == {"max_metric_drop", "max_npu_cycles"}
+    a, b = search.Candidate("prune_ptq", 0.75), search.Candidate("prune_ptq", 0.5)
+    assert search.promote([a, b], {a.id: failed, b.id: leaf(2.0, 900, 90)}, 1) == [b]
+    # a leaf measured by MSE: its own direction-aware metric_drop is the drop
+    ok = {"path": "p", "metric_drop": 0.25, "int8_metric": 1.5,
+          "npu": {"u55": {k: 1 for k in search.NPU_NUMBERS}}}
+    assert search_run.leaf_numbers(ok, "u55")["drop"] == 0.25
+    assert search.metric_drop({"int8_metric": 1.5}, {"int8_metric": 1.25}, "mse") == 0.25
+    assert search.metric_drop({"int8_metric": 0.80}, {"int8_metric": 0.85}, "accuracy") == pytest.approx(0.05)
