@@ -12,9 +12,9 @@ import re
 import sys
 import traceback
 
-from collabopt.cli import kubeflow, report, run
+from collabopt.cli import kubeflow, report, run, search
 
-COMMANDS = (run, report, kubeflow)
+COMMANDS = (run, report, kubeflow, search)
 MAX_LINE = 1000  # characters of the error line; --debug prints the whole exception
 
 

@@ -10,6 +10,8 @@ def add_parsers(sub):
     c.add_argument("--allow-local-paths", action="store_true",
                    help="accept model_uri, examples.uri, pushed_models, push.destination without a scheme "
                         "(paths in the image or a mounted volume)")
+    c.add_argument("--search", action="store_true",
+                   help="the first round of the config's search: its trials as parallel tasks")
     c.set_defaults(func=compile_config)
     s = _kfp_args(sub, "submit", "run a compiled package once on Kubeflow Pipelines", submit)
     s.add_argument("--run-name", default=None)
@@ -25,7 +27,7 @@ def compile_config(args):
 
     cfg = tree_config.load(args.config)
     compiler.compile_config(cfg, args.output, image=args.image, pipeline_root=args.pipeline_root,
-                            allow_local_paths=args.allow_local_paths)
+                            allow_local_paths=args.allow_local_paths, search=args.search)
     print(f"wrote {args.output} ({cfg['name']}, image {args.image or compiler.default_image()})")
 
 

@@ -9,14 +9,16 @@ def preservation(layers, promised, excluded=None, tolerance=0.02):
 
     Returns one line per broken layer. DEPTHWISE_CONV_2D kernels are reported but not judged:
     TFMOT clusters no depthwise kernels and its CQAT does not preserve them. Layers a technique left
-    out (`excluded`: {technique: {layer: why}}) promised nothing for it.
+    out (`excluded`: {technique: {layer: why}}) promised nothing for it. A per-layer promise
+    (`layer_sparsity` / `layer_clusters`: {layer: value}) is judged per layer.
     """
     failures = []
-    target, k = promised.get("target_sparsity"), promised.get("number_of_clusters")
     unpruned, unclustered = (set((excluded or {}).get(t, {})) for t in ("prune", "cluster"))
     for l in layers:
         if l["op"] == "DEPTHWISE_CONV_2D":
             continue
+        target = (promised.get("layer_sparsity") or {}).get(l["layer"], promised.get("target_sparsity"))
+        k = (promised.get("layer_clusters") or {}).get(l["layer"], promised.get("number_of_clusters"))
         if target and l["layer"] not in unpruned and l["sparsity"] < target - tolerance:
             failures.append(f"{l['layer']}: sparsity {l['sparsity']:.3f} < {target - tolerance:.3f}")
         # Sparsity-preserving clustering keeps the zero as a centroid among the k.

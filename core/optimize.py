@@ -34,28 +34,46 @@ def _kernels(model):
             yield inner, (w if w is not None else inner.kernel).numpy()
 
 
+def per_layer(model, values, field, left_out):
+    """(left_out widened to every layer not in `values`, {layer: value}) for a per-layer map; a name
+    the model does not have is a ConfigError naming `field`."""
+    names = {l.name for l in model.layers}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise schemas.ConfigError(f"{field}: no layer named {', '.join(map(repr, unknown))} in the model")
+    return set(left_out) | (names - set(values)), dict(values)
+
+
 def prune(model, x, y=None, *, target_sparsity=0.5, schedule="polynomial", frequency=100, epochs=2,
           batch_size=64, learning_rate=1e-4, m_by_n=None, log_dir=None, seed=0, left_out=(),
-          training=train.TrainingSpec()):
+          training=train.TrainingSpec(), layer_sparsity=None):
     """Magnitude pruning to `target_sparsity` (or M:N structured sparsity, e.g. (2, 4)); the layers
     named in `left_out` (layer_support.plan) stay as they are. x, y: arrays, or a tf.data.Dataset x
-    (train.fit), whose cardinality gives the schedule's steps per epoch."""
+    (train.fit), whose cardinality gives the schedule's steps per epoch. With `layer_sparsity`
+    ({layer: sparsity}) only those layers are pruned, each to its own target."""
     schemas.check({"prune": {"target_sparsity": target_sparsity, "schedule": schedule, "frequency": frequency,
-                             "m_by_n": list(m_by_n) if m_by_n else None}})  # the config's rules, not new ones
+                             "m_by_n": list(m_by_n) if m_by_n else None,
+                             "layer_sparsity": layer_sparsity}})  # the config's rules, not new ones
     if m_by_n:
         target_sparsity = m_by_n[0] / m_by_n[1]  # TFMOT's (M, N): M zeros in every N consecutive weights
     steps = max(1, train.steps_per_epoch(x, batch_size)) * epochs
-    if schedule == "constant":
-        sched = tfmot.sparsity.keras.ConstantSparsity(target_sparsity, begin_step=0, frequency=frequency)
-    else:  # polynomial
-        # Reach the target after ~2/3 of the steps, so the last steps fine-tune at full sparsity.
+
+    def sched(target):
+        if schedule == "constant":
+            return tfmot.sparsity.keras.ConstantSparsity(target, begin_step=0, frequency=frequency)
+        # polynomial: reach the target after ~2/3 of the steps, so the last steps fine-tune at full sparsity.
         end = max(1, int(steps * 2 / 3))
-        sched = tfmot.sparsity.keras.PolynomialDecay(
-            initial_sparsity=0.0, final_sparsity=target_sparsity, begin_step=0, end_step=end,
-            frequency=min(frequency, end))
-    kwargs = {"sparsity_m_by_n": tuple(int(v) for v in m_by_n)} if m_by_n else {"pruning_schedule": sched}
-    pruned = layer_support.wrap(model, left_out, lambda l: tfmot.sparsity.keras.prune_low_magnitude(l, **kwargs)) \
-        if left_out else tfmot.sparsity.keras.prune_low_magnitude(model, **kwargs)
+        return tfmot.sparsity.keras.PolynomialDecay(
+            initial_sparsity=0.0, final_sparsity=target, begin_step=0, end_step=end, frequency=min(frequency, end))
+    if layer_sparsity:
+        left_out, targets = per_layer(model, layer_sparsity, "prune.layer_sparsity", left_out)
+        pruned = layer_support.wrap(model, left_out, lambda l: tfmot.sparsity.keras.prune_low_magnitude(
+            l, pruning_schedule=sched(targets[l.name])))
+    else:
+        kwargs = {"sparsity_m_by_n": tuple(int(v) for v in m_by_n)} if m_by_n else {
+            "pruning_schedule": sched(target_sparsity)}
+        pruned = layer_support.wrap(model, left_out, lambda l: tfmot.sparsity.keras.prune_low_magnitude(l, **kwargs)) \
+            if left_out else tfmot.sparsity.keras.prune_low_magnitude(model, **kwargs)
     train.fit(pruned, x, y, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
               stage="prune", log_dir=log_dir, seed=seed, training=training,
               callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
@@ -64,17 +82,23 @@ def prune(model, x, y=None, *, target_sparsity=0.5, schedule="polynomial", frequ
 
 def cluster(model, x, y=None, *, number_of_clusters=8, centroid_init="kmeans++", preserve_sparsity=True,
             per_channel=False, epochs=1, batch_size=64, learning_rate=1e-4, log_dir=None, seed=0, left_out=(),
-            training=train.TrainingSpec()):
+            training=train.TrainingSpec(), layer_clusters=None):
     """Weight clustering; with preserve_sparsity the zeros of a pruned model stay zero; the layers
-    named in `left_out` stay as they are."""
+    named in `left_out` stay as they are. With `layer_clusters` ({layer: clusters}) only those
+    layers are clustered, each to its own count."""
     schemas.check({"cluster": {"number_of_clusters": number_of_clusters, "centroid_init": centroid_init,
-                               "per_channel": per_channel}})
+                               "per_channel": per_channel, "layer_clusters": layer_clusters}})
     keras.utils.set_random_seed(seed)
     init = getattr(tfmot.clustering.keras.CentroidInitialization, CENTROID_INITS[centroid_init])
     params = dict(number_of_clusters=number_of_clusters, cluster_centroids_init=init,
                   preserve_sparsity=preserve_sparsity, cluster_per_channel=per_channel)
-    clustered = layer_support.wrap(model, left_out, lambda l: exp_cluster.cluster_weights(l, **params)) \
-        if left_out else exp_cluster.cluster_weights(model, **params)
+    if layer_clusters:
+        left_out, counts = per_layer(model, layer_clusters, "cluster.layer_clusters", left_out)
+        clustered = layer_support.wrap(model, left_out, lambda l: exp_cluster.cluster_weights(
+            l, **{**params, "number_of_clusters": counts[l.name]}))
+    else:
+        clustered = layer_support.wrap(model, left_out, lambda l: exp_cluster.cluster_weights(l, **params)) \
+            if left_out else exp_cluster.cluster_weights(model, **params)
     train.fit(clustered, x, y, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
               stage="cluster", log_dir=log_dir, seed=seed, training=training)
     return tfmot.clustering.keras.strip_clustering(clustered)

@@ -87,7 +87,8 @@ def train_baseline(data_spec, out_dir, *, width=64, blocks=4, num_classes=10, fi
 
 
 def prune(model_path, data_spec, out_dir, *, target_sparsity=0.5, schedule="polynomial", frequency=100,
-          m_by_n=None, exclude_layers=(), strict=False, fit=FitSpec(epochs=2), training=train.TrainingSpec()):
+          m_by_n=None, exclude_layers=(), strict=False, fit=FitSpec(epochs=2), training=train.TrainingSpec(),
+          layer_sparsity=None):
     checks.stage_inputs(data_spec, model_path, classes=metrics.class_labels(training, data_spec.target))
     model, trace = _load(model_path)
     left_out = layer_support.plan(model, "prune", exclude_layers, strict)  # before any fine-tuning
@@ -95,17 +96,18 @@ def prune(model_path, data_spec, out_dir, *, target_sparsity=0.5, schedule="poly
                             frequency=frequency, m_by_n=m_by_n, epochs=fit.epochs,
                             batch_size=fit.batch_size, learning_rate=fit.learning_rate,
                             log_dir=os.path.join(out_dir, LOG_DIR), seed=fit.seed, left_out=left_out,
-                            training=training)
-    target = m_by_n[0] / m_by_n[1] if m_by_n else target_sparsity  # (M, N): M zeros per N
+                            training=training, layer_sparsity=layer_sparsity)
+    target = m_by_n[0] / m_by_n[1] if m_by_n else None if layer_sparsity else target_sparsity  # (M, N): M zeros per N
     return _save(pruned, out_dir, {**keras_metrics(pruned, data_spec, training), "technique": "prune",
-                                   "promises": {**promises(model_path), "target_sparsity": target},
+                                   "promises": {**promises(model_path), "target_sparsity": target,
+                                                **({"layer_sparsity": dict(layer_sparsity)} if layer_sparsity else {})},
                                    **_excluded(model_path, "prune", left_out)},
                  trace=trace, stage="pruned")
 
 
 def cluster(model_path, data_spec, out_dir, *, number_of_clusters=8, centroid_init="kmeans++",
             preserve_sparsity=True, per_channel=False, exclude_layers=(), strict=False, fit=FitSpec(epochs=1),
-            training=train.TrainingSpec()):
+            training=train.TrainingSpec(), layer_clusters=None):
     checks.stage_inputs(data_spec, model_path, classes=metrics.class_labels(training, data_spec.target))
     model, trace = _load(model_path)
     left_out = layer_support.plan(model, "cluster", exclude_layers, strict)
@@ -114,11 +116,12 @@ def cluster(model_path, data_spec, out_dir, *, number_of_clusters=8, centroid_in
                                  per_channel=per_channel, epochs=fit.epochs, batch_size=fit.batch_size,
                                  learning_rate=fit.learning_rate,
                                  log_dir=os.path.join(out_dir, LOG_DIR), seed=fit.seed, left_out=left_out,
-                                 training=training)
+                                 training=training, layer_clusters=layer_clusters)
     m = keras_metrics(clustered, data_spec, training)
     kept = promises(model_path) if preserve_sparsity else {}
     return _save(clustered, out_dir, {**m, "technique": "cluster", "promises": {
-        **kept, "number_of_clusters": number_of_clusters, "per_channel": per_channel},
+        **kept, "number_of_clusters": None if layer_clusters else number_of_clusters,
+        **({"layer_clusters": dict(layer_clusters)} if layer_clusters else {}), "per_channel": per_channel},
         **_excluded(model_path, "cluster", left_out)},
         trace=trace, stage="clustered")
 

@@ -71,12 +71,14 @@ def local_paths(cfg):
             if _config_value(cfg, key) and "://" not in _config_value(cfg, key)]
 
 
-def compile_config(config, output, image=None, pipeline_root=None, allow_local_paths=False):
+def compile_config(config, output, image=None, pipeline_root=None, allow_local_paths=False, search=False):
     """A deployment-tree config (a dict or a merged config) -> the KFP package `output`: the tree as
     tree.create_pipeline builds it for KFP (no local MLMD, no local report folder), the
     RUNTIME_PARAMETERS as pipeline parameters, the `kubeflow` section applied. A local path among
-    LOCAL_PATH_KEYS is refused unless `allow_local_paths`. Returns the PipelineSpec as a dict."""
-    from collabopt.pipelines import config as tree_config, tree
+    LOCAL_PATH_KEYS is refused unless `allow_local_paths`. With `search`, the first round of the
+    config's search instead (pipelines/search.py: its trials are parallel tasks; no runtime
+    parameters). Returns the PipelineSpec as a dict."""
+    from collabopt.pipelines import config as tree_config, search as search_pipeline, tree
 
     cfg = tree_config.merge(config)
     local = local_paths(cfg)
@@ -84,8 +86,12 @@ def compile_config(config, output, image=None, pipeline_root=None, allow_local_p
         raise KfpError(f"local path(s) in a KFP package: {', '.join(local)}: a task runs in its own container "
                        "and sees none of this machine's files; use URIs (gs://, s3://, ...), or pass "
                        "--allow-local-paths if these are paths in the image or a mounted volume")
-    pipe = tree.create_pipeline(cfg, pipeline_root or "", metadata_path=None, publish_dir="",
-                                parameters=runtime_parameters(cfg))
+    if search:
+        pipe = search_pipeline.create_round(cfg, *search_pipeline.first_round(cfg), pipeline_root or "",
+                                            enable_cache=False)  # KFP caching: the kubeflow section
+    else:
+        pipe = tree.create_pipeline(cfg, pipeline_root or "", metadata_path=None, publish_dir="",
+                                    parameters=runtime_parameters(cfg))
     return compile_pipeline(pipe, output, image=image, pipeline_root=pipeline_root, kubeflow=cfg["kubeflow"])
 
 

@@ -102,9 +102,7 @@ def create_pipeline(config, pipeline_root, metadata_path=None, beam_pipeline_arg
     `enable_cache`: TFX's cache (`collabopt run` turns it on; runners.run keeps it off for
     components whose CACHEABLE is False)."""
     from tfx.dsl.experimental.conditionals import conditional
-    from tfx.orchestration import metadata, pipeline
 
-    from collabopt.core import evaluate  # Beam's args
     from collabopt.components import (LeafEvaluator, LeafPusher, NPUCompiler, PreservingQAT, Pruner, Reporter,
                                       SparseClusterer, TFLiteConverter)
 
@@ -169,6 +167,15 @@ def create_pipeline(config, pipeline_root, metadata_path=None, beam_pipeline_arg
     if publish_dir is None and "://" not in str(pipeline_root):
         publish_dir = os.path.dirname(os.path.abspath(str(pipeline_root)))
     comps.append(Reporter(evaluations, title=cfg["report"]["title"], publish_dir=publish_dir or ""))
+    return tfx_pipeline(cfg, pipeline_root, comps, metadata_path, beam_pipeline_args, enable_cache)
+
+
+def tfx_pipeline(cfg, pipeline_root, comps, metadata_path=None, beam_pipeline_args=None, enable_cache=True):
+    """The TFX Pipeline of `comps` (the tree's, or a search round's): SQLite MLMD at metadata_path
+    (None: the orchestrator's, e.g. KFP), the config's Beam args unless given."""
+    from tfx.orchestration import metadata, pipeline
+
+    from collabopt.core import evaluate  # Beam's args
     return pipeline.Pipeline(
         pipeline_name=cfg["name"], pipeline_root=str(pipeline_root), components=comps,
         metadata_connection_config=(metadata.sqlite_metadata_connection_config(str(metadata_path))

@@ -69,6 +69,8 @@ def rule_problems(doc):
     if isinstance(m_by_n, list) and len(m_by_n) == 2 and all(isinstance(v, int) for v in m_by_n) \
             and not 0 < m_by_n[0] < m_by_n[1]:
         problems.append(f"prune.m_by_n: {m_by_n} must be [M, N] with 0 < M < N (M zeros in every N weights)")
+    if m_by_n and (doc.get("prune") or {}).get("layer_sparsity"):
+        problems.append("prune.layer_sparsity: not with m_by_n (M:N sparsity is the same for every layer)")
     for section in ("prune", "cluster", "qat"):
         for i, pattern in enumerate((doc.get(section) or {}).get("exclude_layers") or []):
             try:
@@ -81,6 +83,9 @@ def rule_problems(doc):
         why = user_module.problem(module_file)
         if why:
             problems.append(f"training.module_file: {why}")
+    epochs = (doc.get("search") or {}).get("epochs") or {}
+    if isinstance(epochs.get("min"), int) and isinstance(epochs.get("max"), int) and epochs["min"] > epochs["max"]:
+        problems.append(f"search.epochs: min {epochs['min']} is more than max {epochs['max']}")
     req = doc.get("requirements") or {}
     problems += _metric_problems(doc.get("training") or {}, req)
     if req.get("npu_target") and req.get("max_npu_inference_time_s") is None:

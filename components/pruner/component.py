@@ -8,7 +8,7 @@ from collabopt.components import common, keys
 from collabopt.components.pruner import executor
 
 SECTION = "prune"  # the config section whose schema checks these parameters
-PARAMETERS = ("target_sparsity", "schedule", "frequency", "m_by_n", "exclude_layers", "strict")
+PARAMETERS = ("target_sparsity", "schedule", "frequency", "m_by_n", "exclude_layers", "strict", "layer_sparsity")
 
 
 class PrunerSpec(component_spec.ComponentSpec):
@@ -31,6 +31,8 @@ class Pruner(base_component.BaseComponent):
       exclude_layers: layer names or regexes to leave unpruned; layers TFMOT cannot prune are left out
         too, each named in stats.json (`excluded_layers`) and the report.
       strict: fail instead, listing every layer TFMOT cannot prune.
+      layer_sparsity: {layer: sparsity}: prune only these layers, each to its own target (per-layer
+        schedules of `collabopt search`); target_sparsity is then not used.
       epochs, batch_size, learning_rate, seed: the fine-tuning.
       training: the config's `training` section (target, module_file, loss, metrics, eval_metric, top_k);
         None: defaults.
@@ -41,12 +43,13 @@ class Pruner(base_component.BaseComponent):
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
 
     def __init__(self, model: types.BaseChannel, examples: types.BaseChannel, target_sparsity=0.5,
-                 schedule="polynomial", frequency=100, m_by_n=None, exclude_layers=(), strict=False, epochs=2,
-                 batch_size=64, learning_rate=1e-4, seed=0, training=None, **data_kwargs):
+                 schedule="polynomial", frequency=100, m_by_n=None, exclude_layers=(), strict=False,
+                 layer_sparsity=None, epochs=2, batch_size=64, learning_rate=1e-4, seed=0, training=None,
+                 **data_kwargs):
         super().__init__(spec=PrunerSpec(
             model=model, examples=examples, pruned_model=types.Channel(type=standard_artifacts.Model),
             **common.encode(SECTION, target_sparsity=target_sparsity, schedule=schedule, frequency=frequency,
                             m_by_n=list(m_by_n) if m_by_n else None, exclude_layers=list(exclude_layers),
-                            strict=strict),
+                            strict=strict, layer_sparsity=layer_sparsity),
             **common.fit_params(SECTION, epochs, batch_size, learning_rate, seed), **common.data_params(**data_kwargs),
             **common.training_params(training)))

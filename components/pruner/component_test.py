@@ -17,7 +17,8 @@ def test_construct_with_defaults():
     assert pruner.EXECUTOR_SPEC.executor_class is executor.Executor
     assert pruner.exec_properties == {
         "target_sparsity": 0.5, "schedule": "polynomial", "frequency": 100, "m_by_n": "",  # None travels as ""
-        "epochs": 2, "batch_size": 64, "learning_rate": 1e-4, "seed": 0, "exclude_layers": "[]", "strict": "false", **encoded_data(), **encoded_training()}
+        "epochs": 2, "batch_size": 64, "learning_rate": 1e-4, "seed": 0, "exclude_layers": "[]", "strict": "false", "layer_sparsity": "",
+        **encoded_data(), **encoded_training()}
 
 
 def test_construct_with_parameters():
@@ -26,7 +27,7 @@ def test_construct_with_parameters():
                     feature_shape=[784], train_limit=100)
     assert pruner.exec_properties == {
         "target_sparsity": 0.8, "schedule": "constant", "frequency": 10, "m_by_n": "[2, 4]",
-        "epochs": 3, "batch_size": 32, "learning_rate": 0.01, "seed": 7, "exclude_layers": "[]", "strict": "false",
+        "epochs": 3, "batch_size": 32, "learning_rate": 0.01, "seed": 7, "exclude_layers": "[]", "strict": "false", "layer_sparsity": "",
         **encoded_data(feature_key="pixels", feature_shape="[784]", train_limit=100), **encoded_training()}
 
 

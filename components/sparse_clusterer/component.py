@@ -8,7 +8,7 @@ from collabopt.components import common, keys
 from collabopt.components.sparse_clusterer import executor
 
 SECTION = "cluster"
-PARAMETERS = ("number_of_clusters", "centroid_init", "per_channel", "exclude_layers", "strict")
+PARAMETERS = ("number_of_clusters", "centroid_init", "per_channel", "exclude_layers", "strict", "layer_clusters")
 
 
 class SparseClustererSpec(component_spec.ComponentSpec):
@@ -29,6 +29,8 @@ class SparseClusterer(base_component.BaseComponent):
       preserve_sparsity: keep zeros zero (sparsity-preserving clustering, after a Pruner).
       per_channel: one set of k centroids per output channel instead of per tensor.
       exclude_layers, strict: as for Pruner (layers TFMOT cannot cluster).
+      layer_clusters: {layer: clusters}: cluster only these layers, each to its own count;
+        number_of_clusters is then not used.
       epochs, batch_size, learning_rate, seed: the fine-tuning.
       training: the config's `training` section (loss, metrics, eval_metric, top_k); None: defaults.
       **data_kwargs: as for Pruner.
@@ -38,11 +40,13 @@ class SparseClusterer(base_component.BaseComponent):
 
     def __init__(self, model: types.BaseChannel, examples: types.BaseChannel, number_of_clusters=8,
                  centroid_init="kmeans++", preserve_sparsity=True, per_channel=False, exclude_layers=(),
-                 strict=False, epochs=1, batch_size=64, learning_rate=1e-4, seed=0, training=None, **data_kwargs):
+                 strict=False, layer_clusters=None, epochs=1, batch_size=64, learning_rate=1e-4, seed=0, training=None,
+                 **data_kwargs):
         super().__init__(spec=SparseClustererSpec(
             model=model, examples=examples, preserve_sparsity=int(bool(preserve_sparsity)),
             clustered_model=types.Channel(type=standard_artifacts.Model),
             **common.encode(SECTION, number_of_clusters=number_of_clusters, centroid_init=centroid_init,
-                            per_channel=per_channel, exclude_layers=list(exclude_layers), strict=strict),
+                            per_channel=per_channel, exclude_layers=list(exclude_layers), strict=strict,
+                            layer_clusters=layer_clusters),
             **common.fit_params(SECTION, epochs, batch_size, learning_rate, seed), **common.data_params(**data_kwargs),
             **common.training_params(training)))

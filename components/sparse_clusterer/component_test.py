@@ -15,7 +15,8 @@ def test_construct_with_defaults():
     assert clusterer.EXECUTOR_SPEC.executor_class is executor.Executor
     assert clusterer.exec_properties == {
         "number_of_clusters": 8, "centroid_init": "kmeans++", "per_channel": "false", "preserve_sparsity": 1,
-        "epochs": 1, "batch_size": 64, "learning_rate": 1e-4, "seed": 0, "exclude_layers": "[]", "strict": "false", **encoded_data(), **encoded_training()}
+        "epochs": 1, "batch_size": 64, "learning_rate": 1e-4, "seed": 0, "exclude_layers": "[]", "strict": "false", "layer_clusters": "",
+        **encoded_data(), **encoded_training()}
 
 
 def test_construct_with_parameters():
@@ -23,7 +24,8 @@ def test_construct_with_parameters():
                                 preserve_sparsity=False, per_channel=True, epochs=2, eval_limit=50)
     assert clusterer.exec_properties == {
         "number_of_clusters": 16, "centroid_init": "linear", "per_channel": "true", "preserve_sparsity": 0,
-        "epochs": 2, "batch_size": 64, "learning_rate": 1e-4, "seed": 0, "exclude_layers": "[]", "strict": "false", **encoded_data(eval_limit=50), **encoded_training()}
+        "epochs": 2, "batch_size": 64, "learning_rate": 1e-4, "seed": 0, "exclude_layers": "[]", "strict": "false", "layer_clusters": "",
+        **encoded_data(eval_limit=50), **encoded_training()}
 
 
 @pytest.mark.parametrize("params, message", [

@@ -1,0 +1,159 @@
+"""Issue 13's benchmark: `collabopt search` against an exhaustive grid over the same space.
+
+Per architecture (DS-CNN; MobileNet v1 alpha 0.25 on 32x32 zero-padded images), on Fashion-MNIST:
+  1. train the baseline here; measure its PTQ leaf's Vela encoded weights, and set a feasible
+     requirement set from it (max drop, max encoded weights = a fraction of the PTQ leaf's);
+  2. run the search (pipelines/search_run.py) on its own root;
+  3. run the grid: every candidate of the same space (the search's per-layer schedules included) at
+     the search's max epochs, as one round pipeline on another root (no shared cache);
+  4. confirm the chosen leaf with a fresh Vela compile and a fresh INT8 evaluation of its .tflite;
+  5. print: epochs search / grid, hypervolume coverage of the grid's front (drop vs encoded weights,
+     drop vs NPU time), per-layer vs uniform at equal encoded size; write search_vs_grid.json.
+
+    .venv/bin/python benchmarks/search_vs_grid.py --arch ds_cnn --train-limit 3000 --eval-limit 1000
+"""
+import argparse
+import os
+
+from collabopt.benchmarks import common
+
+SIZE = {"ds_cnn": 28, "mobilenet": 32}
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--arch", default="ds_cnn,mobilenet")
+    p.add_argument("--train-limit", type=int, default=3000)
+    p.add_argument("--eval-limit", type=int, default=1000)
+    p.add_argument("--baseline-epochs", type=int, default=4)
+    p.add_argument("--max-epochs", type=int, default=2)
+    p.add_argument("--max-drop-pp", type=float, default=1.0)
+    p.add_argument("--weights-fraction", type=float, default=0.6, help="max encoded weights / the PTQ leaf's")
+    p.add_argument("--out", default=None)
+    return p.parse_args(argv)
+
+
+def setup(arch, a, work):
+    from collabopt.core import sensitivity, stages, train
+    size = SIZE[arch]
+    examples = common.write_fashion_mnist(os.path.join(work, "examples"), train_limit=a.train_limit,
+                                          eval_limit=a.eval_limit, size=size)
+    base = os.path.join(work, "baseline")
+    if not os.path.isdir(base):
+        model = train.ds_cnn((size, size, 1)) if arch == "ds_cnn" else common.mobilenet((size, size, 1))
+        common.train_baseline(model, examples, base, feature_shape=(size, size, 1), epochs=a.baseline_epochs)
+    from collabopt.core import keras_io
+    spec = stages.DataSpec(examples, feature_shape=(size, size, 1))
+    ptq = sensitivity.measure(keras_io.load_model(base), sensitivity.Sample(spec, representative=100, eval_limit=500),
+                              os.path.join(work, "ptq_vela"))
+    return {"name": f"search-{arch}", "paths": ["prune_ptq", "prune_cluster_ptq"],
+            "baseline": {"model_uri": base}, "examples": {"uri": examples},
+            "data": {"feature_shape": [size, size, 1]}, "convert": {"representative_samples": 100},
+            "search": {"sparsities": [0.5, 0.75], "clusters": [16, 8], "per_layer": True,
+                       "schedule_budgets": [1.0, 3.0], "sensitivity_sample": 500,
+                       "requirements": {"max_metric_drop": a.max_drop_pp / 100, "max_encoded_weights_bytes":
+                                        int(ptq["encoded_weights_bytes"] * a.weights_fraction)},
+                       "epochs": {"min": 1, "max": a.max_epochs, "eta": 2}}}
+
+
+def grid(cfg, schedules, epochs, work):
+    from collabopt import runners
+    from collabopt.core import search
+    from collabopt.pipelines import search as search_pipeline, search_run
+    cands = search_pipeline.space(cfg, schedules)
+    root, mlmd = runners.paths(os.path.join(work, "grid"))
+    nodes, _ = search_run._run_round(cfg, cands, epochs, root, mlmd, "local")  # noqa: SLF001
+    from collabopt.core.artifact_files import read_leaf
+    leaves = {}
+    for c in cands:
+        conv_id, _, eval_id = search_pipeline.trial_ids(c, epochs)
+        leaves[c.id] = {**search_run.leaf_numbers(read_leaf(nodes[eval_id][1]["evaluation"]), cfg["search"]["npu_target"]),
+                        "tflite_uri": nodes[conv_id][1]["tflite_model"], "path": c.path, "schedule": c.schedule}
+    return leaves, search.round_epochs(cands, epochs)
+
+
+def confirm(cfg, leaf, reference, work):
+    """A fresh Vela compile and a fresh INT8 evaluation (whole eval split, LiteRT) of the chosen leaf."""
+    from collabopt.core import metrics, search, stages, train, vela
+    spec = stages.DataSpec(cfg["examples"]["uri"], feature_shape=tuple(cfg["data"]["feature_shape"]))
+    acc = train.TrainingSpec()  # top-1 accuracy, the benchmark's metric
+    out = {}
+    for name, lf in (("chosen", leaf), ("ptq", reference)):
+        tfl = open(os.path.join(lf["tflite_uri"], "model.tflite"), "rb").read()
+        npu = vela.compile_for_npu(os.path.join(lf["tflite_uri"], "model.tflite"), os.path.join(work, "confirm", name))
+        out[name] = {"int8_metric": metrics.of_tflite(acc, tfl, spec.eval_dataset().as_numpy_iterator()), **{k: npu[k] for k in (
+            "encoded_weights_bytes", "npu_cycles", "inference_time_s", "flash_bytes", "sram_bytes")}}
+    fresh = {**out["chosen"], "drop": search.metric_drop(out["chosen"], out["ptq"], acc.eval_metric)}
+    return {"fresh": fresh, "misses": search.misses(fresh, cfg["search"]["requirements"])}
+
+
+def per_layer_vs_uniform(leaves):
+    """Each per-layer leaf against each uniform leaf of its path: +pp of metric and its size ratio; a
+    win is >= +0.5 pp at <= the size, or <= 0.9x the size at >= the metric."""
+    out = [{"per_layer": pid, "uniform": uid, "gain_pp": 100 * (u["drop"] - p["drop"]),
+            "size_ratio": p["encoded_weights_bytes"] / u["encoded_weights_bytes"]}
+           for pid, p in leaves.items() if p["schedule"]
+           for uid, u in leaves.items() if not u["schedule"] and u["path"] == p["path"]]
+    wins = [r for r in out if (r["size_ratio"] <= 1.0 and r["gain_pp"] >= 0.5) or (r["gain_pp"] >= 0 and r["size_ratio"] <= 0.9)]
+    return out, wins
+
+
+def coverage(search_leaves, grid_leaves):
+    from collabopt.core import pareto
+    out = {}
+    for key in ("encoded_weights_bytes", "inference_time_s"):
+        pts = lambda ls: [(l["drop"], l[key]) for l in ls.values()]  # noqa: E731
+        every = pts(search_leaves) + pts(grid_leaves)
+        ref = (max(p[0] for p in every) + 0.005, max(p[1] for p in every) * 1.05)
+        out[key] = pareto.coverage(pts(search_leaves), pts(grid_leaves), ref, (pareto.MIN, pareto.MIN))
+    return out
+
+
+def run_arch(arch, a, out):
+    from collabopt.pipelines import config as tree_config, search_run
+    work = os.path.join(out, arch)
+    cfg = tree_config.merge(setup(arch, a, work))
+    with common.Timer() as t:
+        record = search_run.run(cfg, os.path.join(work, "search"))
+    searched = {cid: leaf for r in record["rounds"] for cid, leaf in r["leaves"].items()}
+    grid_leaves, grid_epochs = grid(cfg, record["schedules"], a.max_epochs, work)
+    res = {"arch": arch, "requirements": cfg["search"]["requirements"], "chosen": record["chosen"],
+           "stopped": record["stopped"], "search_epochs": record["epochs_spent"], "grid_epochs": grid_epochs,
+           "search_seconds": round(t.s, 1), "coverage": coverage(searched, grid_leaves),
+           "schedules": record["schedules"], "search_leaves": searched, "grid_leaves": grid_leaves}
+    if record["chosen"]:  # the reference: the grid's ptq leaf (the same PTQ conversion of the same baseline)
+        res["confirmed"] = confirm(cfg, record["leaf"], grid_leaves["ptq"], work)
+    res["per_layer"], res["per_layer_wins"] = per_layer_vs_uniform(grid_leaves)
+    return res
+
+
+def summary(r):
+    """One architecture's outcome as printed lines."""
+    lines = [f"\n### {r['arch']}: requirements {r['requirements']}",
+             f"chosen {r['chosen']} ({r['stopped']}); confirmed: {r.get('confirmed')}",
+             f"fine-tuning epochs: search {r['search_epochs']} / grid {r['grid_epochs']} = "
+             f"{r['search_epochs'] / r['grid_epochs']:.0%}; front coverage {r['coverage']}",
+             common.md_table(["leaf", "drop pp", "encoded B", "cycles"], [
+                 [cid, f"{100 * l['drop']:+.2f}", f"{l['encoded_weights_bytes']:,}", f"{l['npu_cycles']:,}"]
+                 for cid, l in sorted(r["grid_leaves"].items())])]
+    lines += [f"- {w['per_layer']} vs {w['uniform']}: {w['gain_pp']:+.2f} pp at {w['size_ratio']:.2f}x the size"
+              for w in r["per_layer"]]
+    return lines + [f"per-layer beats uniform (+0.5 pp at <= size, or <= 0.9x size at >= metric): "
+                    f"{bool(r['per_layer_wins'])}"]
+
+
+def main(argv=None):
+    a = parse_args(argv)
+    common.log_progress()
+    out = common.results_dir("search_vs_grid", a.out)
+    meta, results = common.provenance(a), []
+    for arch in a.arch.split(","):
+        results.append(run_arch(arch, a, out))
+        common.write_json(os.path.join(out, "search_vs_grid.json"), {**meta, "results": results})
+        print("\n".join(summary(results[-1])), flush=True)
+    print(f"\n{meta['command']}  ({meta['date']}, commit {meta['commit']}); {out}/search_vs_grid.json")
+    return results
+
+
+if __name__ == "__main__":
+    main()

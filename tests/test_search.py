@@ -1,0 +1,114 @@
+"""`collabopt search` end to end on tiny data (real TFX, MLMD, TFMOT, Vela): killed and started again
+it redoes no finished trial (MLMD CACHED), it stops with a leaf that meets the requirements, an
+infeasible requirement set exits 4 naming the misses, and the compiled KFP package of a search round
+has trial tasks that depend on no other trial."""
+import json
+import os
+
+import pytest
+import yaml
+
+from collabopt import results
+from collabopt.cli.search import NOT_MET
+from collabopt.core import search
+from collabopt.core.train import TEST_SIGKILL
+from collabopt.kubeflow import compiler
+from collabopt.pipelines import search as search_pipeline
+from collabopt.tests.cli_processes import collabopt
+
+SIGKILL = -9
+CONFIG = {"name": "search-test", "paths": ["prune_ptq", "prune_cluster_ptq"],
+          "data": {"train_limit": 300, "eval_limit": 100},
+          "baseline": {"epochs": 1, "width": 16, "blocks": 1}, "convert": {"representative_samples": 32},
+          "search": {"paths": ["prune_ptq"], "sparsities": [0.5, 0.75], "clusters": [8], "per_layer": False,
+                     "sensitivity_sample": 100, "epochs": {"min": 1, "max": 1},
+                     "requirements": {"max_metric_drop": 0.5, "max_encoded_weights_bytes": 100000}}}
+
+
+def _all_executions(mlmd):
+    store = results.connect(mlmd)
+    return {r.name: {e["node"]: e["state"] for e in results.executions(store, r)} for r in results.runs(store)}
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    """A search killed in its trial round, started again to the end, then run with an infeasible
+    requirement on the same root. Returns [(exit code, log, {run: {node: state}}, search.json) after each]."""
+    d = tmp_path_factory.mktemp("search")
+    out = []
+    infeasible = {**CONFIG, "search": {**CONFIG["search"], "requirements": {"max_npu_cycles": 1}}}
+    # round 0 (inputs and the ptq reference) executes 5 nodes; its 6th is in the trial round
+    for i, (cfg, env) in enumerate([(CONFIG, {TEST_SIGKILL: "node:6"}), (CONFIG, {}), (infeasible, {})]):
+        (d / f"c{i}.yaml").write_text(yaml.safe_dump(cfg))
+        code, log = collabopt("search", str(d / f"c{i}.yaml"), "--root", str(d / "root"), log=d / f"s{i}.log", env=env)
+        record = d / "root" / "search.json"
+        out.append((code, log, _all_executions(str(d / "root" / "metadata.sqlite")),
+                    json.loads(record.read_text()) if record.is_file() else None))
+        record.unlink(missing_ok=True)
+    return out
+
+
+def test_a_restarted_search_redoes_no_finished_trial(searched):
+    (killed, _, after_kill, _), (code, log, after, record), _ = searched
+    assert killed == SIGKILL and code == 0, log[-3000:]
+    finished = {n for states in after_kill.values() for n, s in states.items() if s == "COMPLETE"}
+    assert any(n.startswith("Pruner_") for n in finished)  # the kill came inside the trial round
+    second = {r: states for r, states in after.items() if r not in after_kill}
+    assert len(second) == 2  # the reference round and the trial round, again
+    for states in second.values():
+        for node, state in states.items():
+            assert state == ("CACHED" if node in finished else "COMPLETE"), (node, state)
+    # every node executed exactly once over both processes
+    complete = [n for states in after.values() for n, s in states.items() if s == "COMPLETE"]
+    assert sorted(complete) == sorted(set(complete))
+    assert record["chosen"] and record["stopped"] == "met" and not search.misses(record["leaf"], record["requirements"])
+    assert record["epochs_executed"] == sum(1 for n in complete if n.startswith(("Pruner_", "Clusterer_", "QAT_"))
+                                            and n not in finished)  # the second process's share, 1 epoch each
+    assert f"chosen: {record['chosen']} (1 epoch(s)): " in log
+
+
+def test_an_infeasible_search_exits_4_with_the_misses(searched):
+    code, log, _, record = searched[2]
+    assert code == NOT_MET, log[-3000:]
+    leaves = {cid: leaf for r in record["rounds"] for cid, leaf in r["leaves"].items()}
+    assert record["chosen"] is None and record["feasible_by_estimate"] == 0 and leaves
+    fewest = min(leaf["npu_cycles"] for leaf in leaves.values())
+    assert record["best_so_far"]["misses"] == {"max_npu_cycles": fewest - 1}
+    assert "no leaf meets every requirement; best so far:" in log
+    assert f"max_npu_cycles: missed by {fewest - 1:,.4g}" in log
+
+
+def _closure(tasks, name):
+    seen, todo = set(), [name]
+    while todo:
+        for dep in tasks[todo.pop()].get("dependentTasks", []):
+            if dep not in seen:
+                seen.add(dep)
+                todo.append(dep)
+    return seen
+
+
+def test_compiled_search_round_has_independent_trials(tmp_path):
+    spec = compiler.compile_config(CONFIG, str(tmp_path / "search.yaml"), search=True)
+    tasks = spec["root"]["dag"]["tasks"]
+    cands, epochs = search_pipeline.first_round(CONFIG)
+    assert [c.id for c in cands] == ["ptq", "prune_ptq_s50", "prune_ptq_s75"] and epochs == 1
+    leaf_tasks = {c.id: set(search_pipeline.trial_ids(c, epochs)) for c in cands}
+    for c in cands:
+        deps = _closure(tasks, search_pipeline.trial_ids(c, epochs)[2])
+        others = set().union(*(ids for cid, ids in leaf_tasks.items() if cid not in (c.id, "ptq")))
+        assert not deps & others, (c.id, deps & others)  # no other trial's converter, compiler, evaluator
+        stage_tasks = {t for t in deps if t.startswith(tuple(search_pipeline.STAGE_NODE.values()))}
+        assert stage_tasks == {f"Pruner_{k}_e1" for k in c.stage_keys()}  # only its own fine-tuning
+
+
+def test_a_later_rung_goes_on_from_the_previous_models(tmp_path):
+    cands, _ = search_pipeline.first_round(CONFIG)
+    pipe = search_pipeline.create_round(CONFIG, cands, 2, str(tmp_path), resume={"prune_ptq_s50": ("/m/s50", 1)})
+    by_id = {c.id: c for c in pipe.components}
+    resumed = by_id["Pruner_prune_ptq_s50_e1to2"]
+    assert resumed.exec_properties["epochs"] == 1 and resumed.exec_properties["schedule"] == "constant"
+    assert by_id["Resume_prune_ptq_s50_e1"].exec_properties["artifact_uri"] == "/m/s50"
+    assert "Pruner_s75_prune_e2" in by_id and "Pruner_s50_prune_e2" not in by_id  # s75 starts from the baseline
+    assert [search_pipeline.node_epochs(n) for n in ("Pruner_prune_ptq_s50_e1to2", "Pruner_s75_prune_e2",
+                                                     "Clusterer_s50_prune_k8_cluster_e1to4")] == [1, 2, 3]
