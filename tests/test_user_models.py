@@ -26,7 +26,7 @@ from collabopt.tests.helpers import by_node, pcqat_stages, run_tree
 L = keras.layers
 BN_WHY = "a BatchNormalization that does not follow a Conv2D/DepthwiseConv2D/Dense cannot be folded for QAT"
 RESNET_LEFT_OUT = {"prune": {}, "cluster": {}, "qat": {"bn_after_add": BN_WHY, "bn_after_concat": BN_WHY}}
-PROBABILITIES = "fine-tuning loss: sparse categorical cross-entropy on probabilities (softmax output)"
+PROBABILITIES = "fine-tuning loss: SparseCategoricalCrossentropy on probabilities"
 
 
 def user_resnet(shape=(28, 28, 1), classes=10):
@@ -84,8 +84,9 @@ def resnet_run(tmp_path_factory):
     examples = str(root / "examples")
     data.write_examples(examples, data.load_fashion_mnist(train_limit=3000, eval_limit=1000), num_shards=2)
     x, y = data.read_examples(examples, "train")
+    keras.utils.set_random_seed(0)  # the initial weights too: unseeded, 3 epochs gave 66-73%
     model = user_resnet()
-    train.fit(model, x, y, epochs=3, batch_size=64, learning_rate=3e-3, stage="user-training")
+    train.fit(model, x, y, epochs=6, batch_size=64, learning_rate=3e-3, stage="user-training")
     keras_io.save_model(model, str(root / "model"))
     config = {
         "name": "user-resnet", "paths": ["prune_cluster_pcqat"],
