@@ -6,7 +6,7 @@ Per classifier (KWS DS-CNN, VWW MobileNet v1 0.25, IC ResNet-8):
      the 10 classes on the model's 12-way head), VWW 96x96x3 (resized, grey in 3 channels; 2 classes:
      upper-body garments - T-shirt, pullover, coat, shirt - vs the rest), IC 32x32x3 (zero-padded);
   2. train the reference model (softmax head, so fine-tuning uses cross-entropy on probabilities);
-  3. run `paths: all` of pipelines/tree.py on LocalDagRunner (50% sparsity, 8 clusters, Vela for
+  3. run `paths: all` of pipelines/tree.py on LocalDagRunner (50% sparsity, SETTINGS per model, Vela for
      ethos-u55-128) and read every leaf back from MLMD and its leaf.json;
   4. per leaf: INT8 everywhere, % of operators on the NPU, sparsity and distinct values measured in
      the flatbuffer, gzip, Vela cycles and encoded weights, INT8 accuracy and its drop vs the `ptq`
@@ -18,7 +18,7 @@ one "normal" class; anomalies = the other classes) goes through the same tree wi
 evaluated (Beam, FP32 and INT8) by the AUC of its reconstruction error; the INT8 MSE on the normal
 class is computed here from each leaf's .tflite (the tree evaluates one metric per run).
 
-    .venv/bin/python benchmarks/mlperf_tiny.py                # default sizes: ~55 min on 2 shared cores
+    .venv/bin/python benchmarks/mlperf_tiny.py                # default sizes: ~45 min on 2 shared cores
     .venv/bin/python benchmarks/mlperf_tiny.py --quick        # smoke run: tiny data, 1 epoch
     .venv/bin/python benchmarks/mlperf_tiny.py --arch kws,ic  # some of them
 """
