@@ -115,11 +115,11 @@ def test_each_classifier_through_the_pcqat_path(name, tiny_examples, tmp_path):
     """prune -> sparsity-preserving cluster -> PCQAT -> INT8 -> Vela on the benchmark's data: every layer
     handled (nothing left out), the flatbuffer int8, sparse and clustered, every operator on the NPU."""
     from collabopt.benchmarks import mlperf_tiny
-    from collabopt.core import analyze, keras_io, stages
+    from collabopt.core import analyze, data, keras_io, stages
     from collabopt.tests.helpers import pcqat_stages
     shape = ARCHITECTURES[name].input_shape
     spec = stages.DataSpec(tiny_examples[name], feature_shape=shape)
-    x, y = spec.train()
+    x, y = data.read_examples(spec.examples_uri, "train", feature_shape=shape)
     assert x.shape == (192, *shape) and 0 <= x.min() < x.max() <= 1
     assert set(y.tolist()) == ({0, 1} if name == "vww" else set(range(10)))
     base = keras_io.save_model(mlperf_tiny.build(name), str(tmp_path / "model"))
