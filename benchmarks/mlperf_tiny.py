@@ -218,7 +218,7 @@ def checks(leaves):
 # ---------------------------------------------------------------- AD: the autoencoder
 
 AD_TRAINING = {"target": "features", "loss": "mse", "eval_metric": "auc"}
-MAX_AD_AUC_DROP = 0.015  # as the classifiers' 1.5 pp, in AUC
+MAX_AD_AUC_DROP = MAX_PCQAT_DROP_PP / 100  # the same 1.5 pp, in AUC (a fraction)
 
 
 def run_autoencoder(a, out):
