@@ -6,18 +6,19 @@ Per classifier (KWS DS-CNN, VWW MobileNet v1 0.25, IC ResNet-8):
      the 10 classes on the model's 12-way head), VWW 96x96x3 (resized, grey in 3 channels; 2 classes:
      upper-body garments - T-shirt, pullover, coat, shirt - vs the rest), IC 32x32x3 (zero-padded);
   2. train the reference model (softmax head, so fine-tuning uses cross-entropy on probabilities);
-  3. run `paths: all` of pipelines/tree.py on LocalDagRunner (50% sparsity, 8 clusters, Vela for
+  3. run `paths: all` of pipelines/tree.py on LocalDagRunner (50% sparsity, SETTINGS per model, Vela for
      ethos-u55-128) and read every leaf back from MLMD and its leaf.json;
   4. per leaf: INT8 everywhere, % of operators on the NPU, sparsity and distinct values measured in
      the flatbuffer, gzip, Vela cycles and encoded weights, INT8 accuracy and its drop vs the `ptq`
      leaf (the baseline's INT8); the PCQAT leaf's drop is checked against 1.5 pp.
 
 AD (the autoencoder, 640-d = the central 640 pixels of the flattened image, trained to reconstruct
-one "normal" class; anomalies = the other classes): fine-tuning and evaluating it through the tree
-needs a reconstruction loss and an MSE/AUC metric (branch `metric`). Until that lands, `--arch ad`
-runs its `ptq` leaf through core.stages (INT8, Vela) and computes MSE/AUC here; see PLUG-IN below.
+one "normal" class; anomalies = the other classes) goes through the same tree with `training:
+{target: features, loss: mse, eval_metric: auc}`: every leaf fine-tuned on its reconstruction MSE and
+evaluated (Beam, FP32 and INT8) by the AUC of its reconstruction error; the INT8 MSE on the normal
+class is computed here from each leaf's .tflite (the tree evaluates one metric per run).
 
-    .venv/bin/python benchmarks/mlperf_tiny.py                # default sizes: ~55 min on 2 shared cores
+    .venv/bin/python benchmarks/mlperf_tiny.py                # default sizes: ~45 min on 2 shared cores
     .venv/bin/python benchmarks/mlperf_tiny.py --quick        # smoke run: tiny data, 1 epoch
     .venv/bin/python benchmarks/mlperf_tiny.py --arch kws,ic  # some of them
 """
@@ -36,17 +37,22 @@ TARGET = "ethos-u55-128"
 MAX_PCQAT_DROP_PP = 1.5
 # Per architecture: (train images, eval images, baseline epochs); --quick divides them.
 SIZES = {"kws": (6000, 2000, 6), "vww": (3000, 1000, 4), "ic": (5000, 2000, 6), "ad": (3000, 2000, 20)}
+# Optimization settings; pruning recovers with a larger step (as seed_table.py). Per architecture, what
+# it needs to keep PCQAT within 1.5 pp of its PTQ (README "MLPerf Tiny reference models" says why).
+DEFAULTS = {"prune_epochs": 2, "prune_lr": 1e-3, "clusters": 8, "cluster_epochs": 1, "cluster_lr": 1e-4,
+            "qat_epochs": 1, "qat_lr": 1e-4}
+SETTINGS = {"kws": {"cluster_epochs": 2, "qat_epochs": 2},
+            "ic": {"clusters": 16, "cluster_epochs": 2, "qat_epochs": 2},
+            "vww": {}, "ad": {"qat_epochs": 30}}
 
 
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--arch", default="ad,kws,ic,vww", help="comma-separated, of kws,vww,ic,ad")
     ap.add_argument("--quick", action="store_true", help="smoke run: 300 train / 200 eval images, 1 epoch each")
-    ap.add_argument("--prune-epochs", type=int, default=2)
-    ap.add_argument("--prune-lr", type=float, default=1e-3, help="pruning recovers with a larger step (as seed_table.py)")
-    ap.add_argument("--cluster-lr", type=float, default=1e-4)
-    ap.add_argument("--qat-lr", type=float, default=1e-4)
-    ap.add_argument("--qat-epochs", type=int, default=1)
+    for flag, kind in (("prune-epochs", int), ("prune-lr", float), ("clusters", int), ("cluster-epochs", int),
+                       ("cluster-lr", float), ("qat-epochs", int), ("qat-lr", float)):
+        ap.add_argument(f"--{flag}", type=kind, default=None, help="overrides SETTINGS for every --arch")
     ap.add_argument("--out", default=None, help="results folder (default benchmarks/results/mlperf_tiny)")
     return ap.parse_args(argv)
 
@@ -75,13 +81,16 @@ def to_input(arch, images, labels):
 
 def prepare(arch, uri, train_limit, eval_limit):
     """An Examples folder (Split-train, Split-eval) of Fashion-MNIST shaped for `arch`; returns uri.
-    AD's train split holds the normal class only; its eval split every class (anomaly = not normal)."""
+    AD's train split holds the normal class only (label 0); its eval split every class, labelled
+    1 = anomaly (not the normal class), as core.metrics' AUC reads it."""
     from collabopt.core import data
     d = data.load_fashion_mnist(train_limit=train_limit * (10 if arch == "ad" else 1), eval_limit=eval_limit)
     if arch == "ad":
         x, y = d["train"]
         keep = y == AD_NORMAL
-        d["train"] = (x[keep][:train_limit], y[keep][:train_limit])
+        d["train"] = (x[keep][:train_limit], np.zeros(min(keep.sum(), train_limit), np.int64))
+        x, y = d["eval"]
+        d["eval"] = (x, (y != AD_NORMAL).astype(np.int64))
     data.write_examples(uri, {k: to_input(arch, *v) for k, v in d.items()}, num_shards=2)
     return uri
 
@@ -99,9 +108,17 @@ def build(arch):
     return model
 
 
+def settings(arch, a):
+    """DEFAULTS, then SETTINGS[arch], then any command-line override."""
+    given = {k: getattr(a, k) for k in DEFAULTS if getattr(a, k, None) is not None}
+    return {**DEFAULTS, **SETTINGS[arch], **given}
+
+
 def tree_config(arch, work, examples, a):
     from collabopt.benchmarks.mlperf_tiny_models import ARCHITECTURES
     train_limit, eval_limit, _ = sizes(arch, a.quick)
+    o = settings(arch, a)
+    epochs = (lambda n: 1) if a.quick else (lambda n: n)
     return {
         "name": f"mlperf-tiny-{arch}",
         "paths": "all",
@@ -109,10 +126,10 @@ def tree_config(arch, work, examples, a):
         "examples": {"uri": examples},
         "data": {"feature_key": "image", "feature_shape": list(ARCHITECTURES[arch].input_shape),
                  "train_limit": train_limit, "eval_limit": eval_limit},
-        "prune": {"target_sparsity": 0.5, "epochs": 1 if a.quick else a.prune_epochs,
-                  "learning_rate": a.prune_lr},
-        "cluster": {"number_of_clusters": 8, "epochs": 1, "learning_rate": a.cluster_lr},
-        "qat": {"scheme": "auto", "epochs": 1 if a.quick else a.qat_epochs, "learning_rate": a.qat_lr},
+        "prune": {"target_sparsity": 0.5, "epochs": epochs(o["prune_epochs"]), "learning_rate": o["prune_lr"]},
+        "cluster": {"number_of_clusters": o["clusters"], "epochs": epochs(o["cluster_epochs"]),
+                    "learning_rate": o["cluster_lr"]},
+        "qat": {"scheme": "auto", "epochs": epochs(o["qat_epochs"]), "learning_rate": o["qat_lr"]},
         "convert": {"representative_samples": 100 if a.quick else 200},
         "requirements": {"max_int8_accuracy_drop_pp": MAX_PCQAT_DROP_PP},
         "npu": {"targets": [TARGET]},
@@ -127,8 +144,9 @@ def leaf_row(leaf):
     est = detail["npu"][TARGET]
     layers = detail["layers"]
     return {
-        "path": leaf["path"], "mode": detail["mode"], "fp32_accuracy": leaf["fp32_accuracy"],
-        "int8_accuracy": leaf["int8_accuracy"], "drop_pp": detail["int8_accuracy_drop_pp"],
+        "path": leaf["path"], "mode": detail["mode"], "eval_metric": leaf["eval_metric"] or "accuracy",
+        "fp32_metric": leaf["fp32_metric"], "int8_metric": leaf["int8_metric"],
+        "drop_pp": 100.0 * leaf["metric_drop"],  # accuracy and AUC: fractions
         "all_int8": all(l["dtype"] == "int8" for l in layers), "npu_op_pct": est["npu_op_pct"],
         "cpu_ops": est["cpu_ops"], "tflite_bytes": leaf["tflite_bytes"], "gzip_bytes": leaf["gzip_bytes"],
         "saving_pct": leaf["saving_pct"], "sparsity": leaf["sparsity"],
@@ -140,9 +158,6 @@ def leaf_row(leaf):
 
 
 def run_classifier(arch, a, out):
-    from collabopt import results, runners
-    from collabopt.pipelines import tree
-
     work = os.path.join(out, arch)
     if os.path.isdir(work):
         shutil.rmtree(work)  # our own previous results: never report a stale run
@@ -152,14 +167,38 @@ def run_classifier(arch, a, out):
     baseline = common.train_baseline(build(arch), examples, os.path.join(work, "baseline"),
                                      feature_shape=ARCHITECTURES[arch].input_shape, epochs=epochs,
                                      final_lr_epochs=0 if a.quick else 1)
+    return run_tree(arch, work, baseline, tree_config(arch, work, examples, a))
+
+
+def run_tree(arch, work, baseline, config):
+    """`config` through pipelines/tree.py on LocalDagRunner; every leaf's row, the checks and, per
+    path, its .tflite (the Convert_<path> node's output)."""
+    from collabopt import results, runners
+    from collabopt.components import keys
+    from collabopt.core import artifact_files
+    from collabopt.pipelines import tree
     print(f"[{arch}] baseline: {baseline}", flush=True)
-    config = tree_config(arch, work, examples, a)
     pipeline_root, mlmd = runners.paths(os.path.join(work, "run"))
     with common.Timer() as t:
         runners.run(tree.create_pipeline(config, pipeline_root, mlmd), "local")
-    leaves = [leaf_row(l) for l in results.leaves(results.connect(mlmd))]
+    store = results.connect(mlmd)
+    execs = results.executions(store)
+    leaves = [leaf_row(l) for l in results.leaves(store, execs=execs)]
+    tflite = {e["node"][len("Convert_"):]: os.path.join(e["outputs"][keys.TFLITE_MODEL_KEY][0].uri,
+                                                        artifact_files.TFLITE_FILE)
+              for e in execs if e["node"].startswith("Convert_") and e["outputs"].get(keys.TFLITE_MODEL_KEY)}
     return {"arch": arch, "baseline": baseline, "config": config, "pipeline_seconds": round(t.s, 1), "mlmd": mlmd,
-            "report_html": os.path.join(work, "run", "report.html"), "leaves": leaves, "checks": checks(leaves)}
+            "report_html": os.path.join(work, "run", "report.html"), "leaves": leaves, "checks": checks(leaves),
+            "tflite": tflite}
+
+
+def metric_of(leaf):
+    return {"accuracy": "accuracy", "auc": "AUC"}[leaf.get("eval_metric", "accuracy")]
+
+
+def int8_of(leaf):
+    """The leaf's INT8 metric (`int8_accuracy` in results written before the metric was configurable)."""
+    return leaf["int8_metric"] if "int8_metric" in leaf else leaf["int8_accuracy"]
 
 
 def checks(leaves):
@@ -170,22 +209,23 @@ def checks(leaves):
             or "all leaves"}]
     pc = by.get("prune_cluster_pcqat")
     if pc:
-        out.append({"check": f"PCQAT INT8 drop vs the baseline's INT8 <= {MAX_PCQAT_DROP_PP} pp",
+        out.append({"check": f"PCQAT INT8 {metric_of(pc)} drop vs the baseline's INT8 <= {MAX_PCQAT_DROP_PP} pp",
                     "ok": pc["drop_pp"] <= MAX_PCQAT_DROP_PP,
-                    "detail": f"{pc['int8_accuracy']:.2%} vs {by['ptq']['int8_accuracy']:.2%} "
-                              f"(drop {pc['drop_pp']:+.2f} pp)"})
+                    "detail": f"{int8_of(pc):.2%} vs {int8_of(by['ptq']):.2%} (drop {pc['drop_pp']:+.2f} pp)"})
     return out
 
 
 # ---------------------------------------------------------------- AD: the autoencoder
 
-def run_autoencoder(a, out):
-    """AD's `ptq` leaf through core.stages; MSE and AUC (anomaly score = reconstruction MSE) here.
+AD_TRAINING = {"target": "features", "loss": "mse", "eval_metric": "auc"}
+MAX_AD_AUC_DROP = MAX_PCQAT_DROP_PP / 100  # the same 1.5 pp, in AUC (a fraction)
 
-    PLUG-IN (branch `metric`): once the tree fine-tunes and evaluates with `training.loss: mse` and an
-    AUC/MSE eval metric, run AD like the classifiers - `tree_config("ad", ...)` plus that section -
-    through `run_classifier`, and drop this function's own evaluation."""
-    from collabopt.core import artifact_files, keras_io, stages
+
+def run_autoencoder(a, out):
+    """AD through `paths: all` like the classifiers, fine-tuned on its reconstruction MSE; the tree
+    evaluates one metric per run (AUC of the reconstruction error, anomaly = label 1), so each leaf's
+    INT8 MSE on the normal class is computed here from its .tflite (`leaf_mse`)."""
+    from collabopt.core import keras_io, stages
     from collabopt.core.tfenv import keras
 
     work = os.path.join(out, "ad")
@@ -193,73 +233,43 @@ def run_autoencoder(a, out):
         shutil.rmtree(work)
     train_limit, eval_limit, epochs = sizes("ad", a.quick)
     examples = prepare("ad", os.path.join(work, "examples"), train_limit, eval_limit)
-    spec = stages.DataSpec(examples, feature_shape=(640,))
-    x, _ = spec.train()
-    xe, ye = spec.eval()
+    spec = stages.DataSpec(examples, feature_shape=(640,), target="features")
     model = build("ad")
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
     with common.Timer() as t:
-        model.fit(x, x, epochs=epochs, batch_size=64, verbose=0)
+        model.fit(spec.train_dataset(64), epochs=epochs, verbose=0)
     keras_io.save_model(model, os.path.join(work, "baseline"))
-    fp32 = reconstruction_scores(model.predict(xe, verbose=0), xe, ye)
-    stats = stages.to_tflite(os.path.join(work, "baseline"), spec, os.path.join(work, "ptq"), evaluate=False)
-    tflite = os.path.join(work, "ptq", artifact_files.TFLITE_FILE)
-    npu = stages.compile_npu(tflite, os.path.join(work, "npu"), accelerator_configs=(TARGET,))[TARGET]
-    with open(tflite, "rb") as f:
-        int8 = reconstruction_scores(int8_predict(f.read(), xe), xe, ye)
-    leaf = {"path": "ptq", "mode": "ptq", "all_int8": all(l["dtype"] == "int8" for l in stats["layers"]),
-            "npu_op_pct": npu["npu_op_pct"], "cpu_ops": npu["cpu_ops"], "tflite_bytes": stats["tflite_bytes"],
-            "gzip_bytes": stats["gzip_bytes"], "saving_pct": stats["saving_pct"], "sparsity": stats["sparsity"],
-            "max_unique_per_channel": stats["max_unique_per_channel"],
-            "max_unique_per_tensor": stats["max_unique_per_tensor"], "cycles": npu["npu_cycles"],
-            "encoded_weights_bytes": npu["encoded_weights_bytes"], "fp32": fp32, "int8": int8}
-    return {"arch": "ad", "baseline": {"train_examples": len(x), "eval_examples": len(xe), "epochs": epochs,
-                                       "params": int(model.count_params()), "train_seconds": round(t.s, 1)},
-            "leaves": [leaf], "checks": checks([leaf]),
-            "pending": "fine-tuned leaves need the reconstruction loss and MSE/AUC metric of branch `metric`"}
+    baseline = {"train_examples": spec.count(spec.train_split), "eval_examples": spec.count(spec.eval_split),
+                "epochs": epochs, "params": int(model.count_params()), "train_seconds": round(t.s, 1)}
+    config = {**tree_config("ad", work, examples, a), "training": dict(AD_TRAINING),
+              "requirements": {"max_metric_drop": MAX_AD_AUC_DROP}}
+    res = run_tree("ad", work, baseline, config)
+    for leaf in res["leaves"]:
+        leaf["int8_normal_mse"] = leaf_mse(res["tflite"][leaf["path"]], spec)
+    return res
 
 
-def int8_predict(tflite_bytes, x):
-    """The INT8 model's outputs, dequantized (one example at a time: the input is [1, 640])."""
-    from collabopt.core import analyze
-    it = analyze.interpreter(tflite_bytes)
-    it.allocate_tensors()
-    i, o = it.get_input_details()[0], it.get_output_details()[0]
-    (si, zi), (so, zo) = i["quantization"], o["quantization"]
-    out = []
-    for row in x:
-        it.set_tensor(i["index"], np.clip(np.round(row[None] / si + zi), -128, 127).astype(np.int8))
-        it.invoke()
-        out.append((it.get_tensor(o["index"]).astype(np.float32) - zo) * so)
-    return np.concatenate(out)
-
-
-def reconstruction_scores(recon, x, labels):
-    """Mean reconstruction MSE of the normal class and the anomaly AUC of the per-example MSE."""
-    err = np.mean((recon - x) ** 2, axis=1)
-    anomaly = labels != AD_NORMAL
-    return {"normal_mse": float(err[~anomaly].mean()), "auc": auc(err, anomaly)}
-
-
-def auc(scores, positive):
-    """ROC AUC from ranks (Mann-Whitney U; ties count one half)."""
-    from scipy.stats import rankdata
-    ranks = rankdata(scores)
-    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+def leaf_mse(tflite_path, spec):
+    """Mean reconstruction MSE of the INT8 model (dequantized) over the eval split's normal examples."""
+    from collabopt.core import analyze, data, metrics
+    x, anomaly = data.read_examples(spec.examples_uri, spec.eval_split, feature_shape=spec.feature_shape)
+    with open(tflite_path, "rb") as f:
+        err = metrics.errors(analyze.int8_outputs(f.read(), x), x)
+    return float(err[anomaly == 0].mean())
 
 
 # ---------------------------------------------------------------- tables
 
 def table(res):
-    head = ["leaf", "INT8 acc", "drop pp", "all INT8", "NPU ops", "bytes -> gzip (saving)", "sparsity",
-            "uniq/tensor", "uniq/ch", "u55-128 cycles", "encoded weights B"]
+    ad = any("int8_normal_mse" in l for l in res["leaves"])
+    head = (["leaf", "INT8 AUC" if ad else "INT8 acc", "drop pp"] + (["INT8 MSE (normal)"] if ad else [])
+            + ["all INT8", "NPU ops", "bytes -> gzip (saving)", "sparsity", "uniq/tensor", "uniq/ch",
+               "u55-128 cycles", "encoded weights B"])
     rows = []
     for l in res["leaves"]:
-        acc = (f"AUC {l['int8']['auc']:.3f}, MSE {l['int8']['normal_mse']:.4f}" if "int8" in l
-               else common.pct(l["int8_accuracy"]))
-        rows.append([l["path"], acc, "-" if "drop_pp" not in l else f"{l['drop_pp']:+.2f}",
-                     "yes" if l["all_int8"] else "NO", f"{l['npu_op_pct']:.0f}%",
+        rows.append([l["path"], f"{int8_of(l):.3f}" if ad else common.pct(int8_of(l)), f"{l['drop_pp']:+.2f}"]
+                    + ([f"{l['int8_normal_mse']:.4f}"] if ad else [])
+                    + ["yes" if l["all_int8"] else "NO", f"{l['npu_op_pct']:.0f}%",
                      f"{l['tflite_bytes']:,} -> {l['gzip_bytes']:,} ({l['saving_pct']:.1f}%)",
                      common.pct(l["sparsity"], 1), l["max_unique_per_tensor"], l["max_unique_per_channel"],
                      f"{l['cycles']:,}", f"{l['encoded_weights_bytes']:,}"])
@@ -278,8 +288,6 @@ def main(argv=None):
         print()
         for c in res["checks"]:
             print(f"- {'MET' if c['ok'] else 'MISSED'}: {c['check']}: {c['detail']}")
-        if res.get("pending"):
-            print(f"- NOT YET: {res['pending']}")
     print(f"\n{meta['command']}  ({meta['date']}, commit {meta['commit']})")
     return done
 

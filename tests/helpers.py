@@ -277,18 +277,20 @@ def fashion_mnist_examples(uri, train_limit, eval_limit):
     return str(uri)
 
 
-def pcqat_stages(model_dir, data_spec, out, representative_samples=32):
+def pcqat_stages(model_dir, data_spec, out, representative_samples=32, training=None):
     """prune (50%) -> sparsity-preserving cluster (8) -> PCQAT -> INT8 -> Vela (ethos-u55-128) through
     core.stages, one epoch each, as the pipeline's executors call them, from the SavedModel at
-    `model_dir`; returns (QAT stats, INT8 stats, .tflite path, Vela numbers)."""
+    `model_dir` (`training`: a TrainingSpec, e.g. an autoencoder's MSE); returns (QAT stats, INT8
+    stats, .tflite path, Vela numbers)."""
     from collabopt.core import artifact_files, stages
     out = str(out)
     fit = stages.FitSpec(epochs=1, batch_size=64, learning_rate=1e-4)
-    stages.prune(str(model_dir), data_spec, os.path.join(out, "p"), target_sparsity=0.5, fit=fit)
-    stages.cluster(os.path.join(out, "p"), data_spec, os.path.join(out, "c"), number_of_clusters=8, fit=fit)
-    qat = stages.preserving_qat(os.path.join(out, "c"), data_spec, os.path.join(out, "q"), fit=fit)
+    t = {} if training is None else {"training": training}
+    stages.prune(str(model_dir), data_spec, os.path.join(out, "p"), target_sparsity=0.5, fit=fit, **t)
+    stages.cluster(os.path.join(out, "p"), data_spec, os.path.join(out, "c"), number_of_clusters=8, fit=fit, **t)
+    qat = stages.preserving_qat(os.path.join(out, "c"), data_spec, os.path.join(out, "q"), fit=fit, **t)
     stats = stages.to_tflite(os.path.join(out, "q"), data_spec, os.path.join(out, "t"),
-                             representative_samples=representative_samples)
+                             representative_samples=representative_samples, **t)
     tflite = os.path.join(out, "t", artifact_files.TFLITE_FILE)
     npu = stages.compile_npu(tflite, os.path.join(out, "npu"))["ethos-u55-128"]
     return qat, stats, tflite, npu

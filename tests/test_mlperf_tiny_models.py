@@ -115,11 +115,11 @@ def test_each_classifier_through_the_pcqat_path(name, tiny_examples, tmp_path):
     """prune -> sparsity-preserving cluster -> PCQAT -> INT8 -> Vela on the benchmark's data: every layer
     handled (nothing left out), the flatbuffer int8, sparse and clustered, every operator on the NPU."""
     from collabopt.benchmarks import mlperf_tiny
-    from collabopt.core import analyze, keras_io, stages
+    from collabopt.core import analyze, data, keras_io, stages
     from collabopt.tests.helpers import pcqat_stages
     shape = ARCHITECTURES[name].input_shape
     spec = stages.DataSpec(tiny_examples[name], feature_shape=shape)
-    x, y = spec.train()
+    x, y = data.read_examples(spec.examples_uri, "train", feature_shape=shape)
     assert x.shape == (192, *shape) and 0 <= x.min() < x.max() <= 1
     assert set(y.tolist()) == ({0, 1} if name == "vww" else set(range(10)))
     base = keras_io.save_model(mlperf_tiny.build(name), str(tmp_path / "model"))
@@ -134,29 +134,29 @@ def test_each_classifier_through_the_pcqat_path(name, tiny_examples, tmp_path):
     assert stats["preservation_failures"] == [] and (npu["npu_op_pct"], npu["cpu_ops"]) == (100.0, 0)
 
 
-def test_autoencoder_ptq_leaf_and_its_scores(tiny_examples, tmp_path):
-    """AD's leg until the tree fine-tunes with MSE: normal-class-only train split, the ptq leaf INT8 and
-    on the NPU, MSE/AUC from the INT8 model's reconstructions."""
+def test_autoencoder_through_the_pcqat_path_with_its_metric(tiny_examples, tmp_path):
+    """AD's leg as the benchmark runs it: normal-class-only train split, fine-tuned on its reconstruction
+    MSE through prune -> cluster -> PCQAT -> INT8 -> Vela, the leaf evaluated (Beam) by the AUC of its
+    reconstruction error, and the script's INT8 MSE equal to the one the tree's mse metric computes."""
     from collabopt.benchmarks import mlperf_tiny
-    from collabopt.core import artifact_files, keras_io, stages
-    spec = stages.DataSpec(tiny_examples["ad"], feature_shape=(640,))
-    (x, y), (xe, ye) = spec.train(), spec.eval()
-    assert x.shape == (192, 640) and set(y.tolist()) == {mlperf_tiny.AD_NORMAL} and len(set(ye.tolist())) == 10
+    from collabopt.core import analyze, data, keras_io, leaves, stages
+    from collabopt.core.train import TrainingSpec
+    from collabopt.tests.helpers import pcqat_stages
+    spec = stages.DataSpec(tiny_examples["ad"], feature_shape=(640,), target="features")
+    (x, y), (xe, ye) = (data.read_examples(spec.examples_uri, s, feature_shape=(640,)) for s in ("train", "eval"))
+    assert x.shape == (192, 640) and set(y.tolist()) == {0} and set(ye.tolist()) == {0, 1}
+    auc = TrainingSpec(**{k: v for k, v in mlperf_tiny.AD_TRAINING.items() if k != "target"})
     base = keras_io.save_model(mlperf_tiny.build("ad"), str(tmp_path / "model"))
-    stats = stages.to_tflite(base, spec, str(tmp_path / "t"), representative_samples=32, evaluate=False)
-    assert all(l["dtype"] == "int8" for l in stats["layers"])
-    with open(tmp_path / "t" / artifact_files.TFLITE_FILE, "rb") as f:
-        recon = mlperf_tiny.int8_predict(f.read(), xe)
-    fp32 = keras_io.load_model(base).predict(xe, verbose=0)
-    # The INT8 model (dequantized) reconstructs what the FP32 one does (untrained: small outputs).
-    assert recon.shape == xe.shape and np.corrcoef(recon.ravel(), fp32.ravel())[0, 1] > 0.95
-    assert np.abs(recon - fp32).mean() < 0.25 * np.abs(fp32).mean()
-    scores = mlperf_tiny.reconstruction_scores(recon, xe, ye)
-    assert scores["normal_mse"] > 0 and 0 <= scores["auc"] <= 1
-
-
-def test_auc():
-    from collabopt.benchmarks.mlperf_tiny import auc
-    pos = np.array([False, False, True, True])
-    assert (auc(np.array([1., 2, 3, 4]), pos), auc(np.array([4., 3, 2, 1]), pos), auc(np.ones(4), pos)) == (1.0, 0.0, 0.5)
-    assert auc(np.array([1., 3, 2, 4]), pos) == 0.75
+    qat, stats, tflite, npu = pcqat_stages(base, spec, tmp_path / "run", training=auc)
+    assert qat["scheme"] == "pcqat" and qat["eval_metric"] == "auc" and "accuracy" not in qat
+    assert all(l["dtype"] == "int8" for l in stats["layers"]) and (npu["npu_op_pct"], npu["cpu_ops"]) == (100.0, 0)
+    leaf = leaves.evaluate_leaf("prune_cluster_pcqat", tmp_path / "run" / "t", tmp_path / "run" / "q", spec,
+                                str(tmp_path / "leaf"), training=auc)
+    assert leaf["eval_metric"] == "auc" and 0 <= leaf["int8_metric"] <= 1 and leaf["eval_examples"] == 32
+    with open(tflite, "rb") as f:
+        recon = analyze.int8_outputs(f.read(), xe)
+    err = np.mean((recon - xe) ** 2, axis=1)
+    assert mlperf_tiny.leaf_mse(tflite, spec) == pytest.approx(err[ye == 0].mean(), rel=1e-6)
+    mse = leaves.evaluate_leaf("prune_cluster_pcqat", tmp_path / "run" / "t", tmp_path / "run" / "q", spec,
+                               str(tmp_path / "leaf_mse"), training=TrainingSpec(loss="mse", eval_metric="mse"))
+    assert mse["int8_metric"] == pytest.approx(err.mean(), rel=1e-5)
