@@ -43,7 +43,7 @@ DEFAULTS = {"prune_epochs": 2, "prune_lr": 1e-3, "clusters": 8, "cluster_epochs"
             "qat_epochs": 1, "qat_lr": 1e-4}
 SETTINGS = {"kws": {"cluster_epochs": 2, "qat_epochs": 2},
             "ic": {"clusters": 16, "cluster_epochs": 2, "qat_epochs": 2},
-            "vww": {}, "ad": {"qat_epochs": 30}}
+            "vww": {"clusters": 16, "cluster_epochs": 2, "qat_epochs": 2}, "ad": {"qat_epochs": 30}}
 
 
 def parse_args(argv=None):
