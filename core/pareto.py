@@ -4,6 +4,8 @@ Pure functions on tuples of numbers: a point is one leaf's objectives, `directio
 objective whether smaller ("min") or larger ("max") is better.
 """
 
+import math
+
 MIN, MAX = "min", "max"
 
 
@@ -42,6 +44,24 @@ def ranks(points, directions):
             out[idx[k]] = rank
             left.discard(idx[k])
         rank += 1
+    return out
+
+
+def crowding(points, directions):
+    """NSGA-II crowding distance of each point within `points` (one front): per objective, the two
+    extremes get inf and the others the gap between their neighbours over the objective's range,
+    summed; an objective on which all points are equal adds nothing. Larger: a lonelier point."""
+    _check(directions)
+    pts = [_as_min(p, directions) for p in points]
+    out = [0.0] * len(pts)
+    for k in range(len(directions)):
+        idx = sorted(range(len(pts)), key=lambda i: pts[i][k])
+        span = pts[idx[-1]][k] - pts[idx[0]][k] if pts else 0
+        if not span or not math.isfinite(span):  # all equal, or a failed (inf) trial
+            continue
+        out[idx[0]] = out[idx[-1]] = float("inf")
+        for a, i, b in zip(idx, idx[1:], idx[2:]):
+            out[i] += (pts[b][k] - pts[a][k]) / span
     return out
 
 

@@ -137,10 +137,18 @@ def round_epochs(candidates, epochs, previous=0):
 
 
 def promote(candidates, leaves, keep):
-    """The `keep` best of a rung: by Pareto rank over OBJECTIVES, then drop, then encoded weights."""
+    """The `keep` best of a rung, NSGA-II style over OBJECTIVES: Pareto rank first; within a rank the
+    loneliest (crowding distance: the front's extremes first, so the smallest leaf is not cut for
+    recovering late from heavy compression); ties go to the cheaper (encoded weights, cycles)."""
     pts = [tuple(leaves[c.id][k] for k in OBJECTIVES) for c in candidates]
     rank = pareto.ranks(pts, (pareto.MIN,) * len(OBJECTIVES))
-    best = sorted(range(len(candidates)), key=lambda i: (rank[i], pts[i][0], pts[i][1], candidates[i].id))
+    crowd = [0.0] * len(pts)
+    for r in set(rank):
+        idx = [i for i in range(len(pts)) if rank[i] == r]
+        for i, d in zip(idx, pareto.crowding([pts[i] for i in idx], (pareto.MIN,) * len(OBJECTIVES))):
+            crowd[i] = d
+    best = sorted(range(len(candidates)), key=lambda i: (rank[i], -crowd[i], pts[i][1], pts[i][2], pts[i][0],
+                                                         candidates[i].id))
     return [candidates[i] for i in best[:keep]]
 
 

@@ -12,6 +12,10 @@ def test_front_and_ranks_with_directions():
     assert pareto.ranks(pts, MM) == [0, 0, 1, 0, 0]
     # accuracy up, bytes down
     assert pareto.front([(0.9, 100), (0.8, 50), (0.85, 120)], (pareto.MAX, pareto.MIN)) == [0, 1]
+    # crowding: extremes inf; (2, 2): x neighbours 1 and 4 -> 3/4, y neighbours 1.5 and 5 -> 3.5/4;
+    # (4, 1.5): x 2 and 5 -> 3/4, y 1 and 2 -> 1/4
+    assert pareto.crowding([(1, 5), (2, 2), (4, 1.5), (5, 1)], MM) == [float("inf"), 1.625, 1.0, float("inf")]
+    assert pareto.crowding([(1, 3), (1, 3)], MM) == [0.0, 0.0]  # nothing to tell them apart
     with pytest.raises(ValueError, match="direction 'up' is neither 'min' nor 'max'"):
         pareto.front([(1,)], ("up",))
 
@@ -92,14 +96,15 @@ def test_halving_stops_at_the_cheapest_leaf_that_meets_everything():
     req = {"max_metric_drop": 1.0, "max_encoded_weights_bytes": 700}
     rec = search.run(cands, est, req, run_round, min_epochs=1, max_epochs=4, eta=2)
     # s25's estimate (750 B) is over 700 B + 5% slack: never fine-tuned; at 1 epoch s50 meets all but
-    # s75/s90 are estimated cheaper and alive; halving keeps 2 of the 3 (all on the front) by lowest
-    # drop; at 2 epochs s75 meets (0.75 pp) and the only other alive one (s50) is more expensive
+    # s75/s90 are estimated cheaper and alive; halving keeps 2 of the 3 front leaves: the extremes
+    # (s90 smallest, s50 lowest drop), not the lower drop s75; at 2 epochs s90 is still cheaper than the
+    # meeting s50 and kept (extremes tie, the cheaper goes on); at 4 epochs it meets (1.0 pp)
     assert calls == [(1, ["prune_ptq_s90", "prune_ptq_s75", "prune_ptq_s50"]),
-                     (2, ["prune_ptq_s50", "prune_ptq_s75"])]
-    assert rec["chosen"] == "prune_ptq_s75" and rec["stopped"] == "met"
-    # round 2 goes on from round 1's models: 1 more epoch each
-    assert rec["epochs_spent"] == 3 + 2 and rec["feasible_by_estimate"] == 3
-    assert search.run(cands, est, req, run_round, max_epochs=4, resume=False)["epochs_spent"] == 3 + 4
+                     (2, ["prune_ptq_s90", "prune_ptq_s50"]), (4, ["prune_ptq_s90"])]
+    assert rec["chosen"] == "prune_ptq_s90" and rec["stopped"] == "met" and rec["leaf"]["drop"] == 1.0
+    # later rounds go on from the previous round's models: 1, then 2 more epochs each
+    assert rec["epochs_spent"] == 3 + 2 + 2 and rec["feasible_by_estimate"] == 3
+    assert search.run(cands, est, req, run_round, max_epochs=4, resume=False)["epochs_spent"] == 3 + 4 + 4
 
 
 def test_infeasible_returns_best_so_far_and_misses():
@@ -162,12 +167,13 @@ def test_a_leaf_that_met_before_it_was_eliminated_can_still_be_chosen():
     cands = [search.Candidate("prune_ptq", s) for s in (0.5, 0.6, 0.75, 0.9)]
     est = {c.id: leaf(10, 1000 * (1 - c.sparsity), 100) for c in cands}
     # 1 epoch: s75 (250 B) and s60 (400 B) meet, but s90 is estimated cheaper and alive; halving keeps
-    # the lowest drops, s50 and s75; 2 epochs: s75 misses (1.2 pp), yet its 1-epoch model met
+    # the front's extremes, s90 (smallest) and s50 (lowest drop), and cuts s75; 2 epochs: s90 misses
+    # (1.2 pp), yet s75's 1-epoch model met and is the cheapest leaf that did
     drops = {1: {"prune_ptq_s50": 0.1, "prune_ptq_s60": 0.9, "prune_ptq_s75": 0.8, "prune_ptq_s90": 5.0},
-             2: {"prune_ptq_s50": 0.1, "prune_ptq_s75": 1.2}}
+             2: {"prune_ptq_s50": 0.1, "prune_ptq_s90": 1.2}}
     rec = search.run(cands, est, {"max_metric_drop": 1.0}, lambda b, e: {
         c.id: {**leaf(drops[e][c.id], est[c.id]["encoded_weights_bytes"], 100), "epochs": e} for c in b}, max_epochs=2)
-    assert [r["ids"] for r in rec["rounds"]][1] == ["prune_ptq_s50", "prune_ptq_s75"]
+    assert [r["ids"] for r in rec["rounds"]][1] == ["prune_ptq_s90", "prune_ptq_s50"]
     assert rec["chosen"] == "prune_ptq_s75" and rec["leaf"]["epochs"] == 1 and rec["leaf"]["drop"] == 0.8
 
 
