@@ -11,37 +11,11 @@ import pytest  # noqa: E402
 from collabopt.core import analyze, data, keras_io, leaves, metrics, stages  # noqa: E402
 from collabopt.core.artifact_files import TFLITE_FILE  # noqa: E402
 from collabopt.core.train import TrainingSpec  # noqa: E402
-from collabopt.tests.helpers import save_model_dir  # noqa: E402
-
-ANOMALY = 8  # bag
-
-
-def _pooled(images):
-    """28x28 -> 8x8 = 64 floats in [0, 1] (crop to 24x24, 3x3 average)."""
-    x = images[:, 2:26, 2:26].astype(np.float32) / 255.0
-    return x.reshape(len(x), 8, 3, 8, 3).mean(axis=(2, 4)).reshape(len(x), 64)
-
+from collabopt.tests import autoencoder  # noqa: E402
 
 @pytest.fixture(scope="module")
 def ae(tmp_path_factory):
-    """(Examples uri, autoencoder SavedModel): trained on normal examples only; eval split mixed."""
-    from collabopt.core.tfenv import keras
-    fm = data.load_fashion_mnist(train_limit=600, eval_limit=200)
-    (xt, yt), (xe, ye) = fm["train"], fm["eval"]
-    normal = yt != ANOMALY
-    uri = str(tmp_path_factory.mktemp("ae_examples"))
-    data.write_examples(uri, {"train": (_pooled(xt[normal]), np.zeros(normal.sum(), np.int64)),
-                              "eval": (_pooled(xe), (ye == ANOMALY).astype(np.int64))}, num_shards=2)
-    keras.utils.set_random_seed(0)
-    inp = keras.Input((64,), name="features")
-    h = keras.layers.Dense(32, activation="relu")(inp)
-    h = keras.layers.Dense(8, activation="relu")(h)
-    h = keras.layers.Dense(32, activation="relu")(h)
-    model = keras.Model(inp, keras.layers.Dense(64)(h))
-    model.compile("adam", "mse")
-    x = _pooled(xt[normal])
-    model.fit(x, x, epochs=20, batch_size=32, verbose=0)
-    return uri, save_model_dir(tmp_path_factory.mktemp("ae_model") / "model", model)
+    return autoencoder.trained(tmp_path_factory)
 
 
 def test_an_autoencoder_is_pruned_converted_and_evaluated_by_mse_and_auc(ae, tmp_path):
