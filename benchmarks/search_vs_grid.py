@@ -105,17 +105,25 @@ def per_layer_vs_uniform(leaves):
 
 def coverage(search_leaves, grid_leaves, requirements):
     """Hypervolume of the search's leaves over the grid's, drop vs encoded weights and drop vs NPU
-    time, for two reference points: "required" (max_metric_drop, the ptq leaf's value: only leaves
-    within the drop limit and smaller / faster than plain PTQ count) and "nadir" (the worst value of
-    every leaf of both, + 5%)."""
-    from collabopt.core import pareto
+    time, for two reference points. "required": the front the user asked for: only leaves within
+    every resource requirement count, up to (max_metric_drop, that resource's limit, or the ptq
+    leaf's value when it has none). "nadir": every leaf of both counts, up to the worst value of any
+    of them + 5% (lenient: the search's own poor early leaves widen the box)."""
+    from collabopt.core import pareto, search
+    resources = {r: v for r, v in requirements.items() if r != "max_metric_drop" and v is not None}
+    limit = {search.REQUIREMENTS[r]: v for r, v in resources.items()}
+
+    def within(ls):
+        return [l for l in ls if not search.misses(l, resources)]
     out = {}
     for key in ("encoded_weights_bytes", "inference_time_s"):
         pts = lambda ls: [(l["drop"], l[key]) for l in ls]  # noqa: E731
         found, full = pts(search_leaves), pts(grid_leaves.values())
-        refs = {"required": (requirements["max_metric_drop"], grid_leaves["ptq"][key]),
-                "nadir": (max(p[0] for p in found + full) + 0.005, max(p[1] for p in found + full) * 1.05)}
-        out[key] = {name: pareto.coverage(found, full, ref, (pareto.MIN, pareto.MIN)) for name, ref in refs.items()}
+        refs = {"required": ((requirements["max_metric_drop"], limit.get(key, grid_leaves["ptq"][key])),
+                             pts(within(search_leaves)), pts(within(grid_leaves.values()))),
+                "nadir": ((max(p[0] for p in found + full) + 0.005, max(p[1] for p in found + full) * 1.05),
+                          found, full)}
+        out[key] = {name: pareto.coverage(f, g, ref, (pareto.MIN, pareto.MIN)) for name, (ref, f, g) in refs.items()}
     return out
 
 
