@@ -13,6 +13,7 @@ from collabopt.core.artifact_files import TFLITE_FILE  # noqa: E402
 from collabopt.core.train import TrainingSpec  # noqa: E402
 from collabopt.tests import autoencoder  # noqa: E402
 
+
 @pytest.fixture(scope="module")
 def ae(tmp_path_factory):
     return autoencoder.trained(tmp_path_factory)
