@@ -57,11 +57,9 @@ class Candidate:
         return tree_paths.PATHS[self.path]
 
     def continues(self):
-        """A later rung can go on fine-tuning this candidate's first stage (prune / cluster) from the
-        model the previous rung left, and run the stages after it again from that model for the first
-        rung's epochs: recovering from the first stage's compression is what more epochs buy, and
-        every later stage starts from it (a QAT model is not wrapped for QAT again)."""
-        return bool(self.stages()) and self.stages()[0] in ("prune", "cluster")
+        """A later rung can go on fine-tuning this candidate's last stage from the model the previous
+        rung left (prune / cluster; a QAT model is not wrapped for QAT again)."""
+        return bool(self.stages()) and self.stages()[-1] in ("prune", "cluster")
 
     def stage_keys(self):
         """Per stage of the path, the key of the node that computes it: equal keys are one node
@@ -130,17 +128,12 @@ def closest(candidates, estimates, requirements, keep):
     return sorted(candidates, key=lambda c: (worst(c), c.id))[:keep]
 
 
-def round_epochs(candidates, epochs, previous=0, later=1):
+def round_epochs(candidates, epochs, previous=0):
     """Fine-tuning epochs one round costs: each distinct fine-tuned stage node once; with `previous`
-    (the epochs of the rung before, resumed), a candidate that continues() costs the difference in
-    its first stage and `later` epochs in each stage after it."""
-    nodes = {}
-    for c in candidates:
-        go_on = bool(previous) and c.continues()
-        for i, (key, step) in enumerate(zip(c.stage_keys(), c.stages())):
-            if step in FINE_TUNED:
-                nodes[key, go_on] = (epochs - previous if i == 0 else later) if go_on else epochs
-    return sum(nodes.values())
+    (the epochs of the rung before, resumed), a candidate that continues costs only the difference."""
+    fresh = [c for c in candidates if not (previous and c.continues())]
+    return (epochs - previous) * (len(candidates) - len(fresh)) + epochs * len(
+        {k for c in fresh for k, s in zip(c.stage_keys(), c.stages()) if s in FINE_TUNED})
 
 
 def promote(candidates, leaves, keep):
@@ -195,9 +188,10 @@ def rungs(min_epochs, max_epochs, eta):
 def run(candidates, estimates, requirements, run_round, *, min_epochs=1, max_epochs=4, eta=2, budget_epochs=None,
         out_of_time=lambda: False, resume=True):
     """Successive halving: round r fine-tunes the alive candidates for rungs()[r] epochs
-    (`run_round(candidates, epochs) -> {id: leaf}`; with `resume` a candidate that continues() goes
-    on from the previous rung's first-stage model: round_epochs), keeps the best 1/eta, and stops
-    early by `stop_leaf`, when the epoch budget would be exceeded or when `out_of_time()` says so before a
+    (`run_round(candidates, epochs) -> {id: leaf}`; with `resume` a candidate that continues() is
+    fine-tuned on from the previous rung's model, and costs only the extra epochs), keeps the best
+    1/eta, and stops early by
+    `stop_leaf`, when the epoch budget would be exceeded or when `out_of_time()` says so before a
     round. Returns the search record: per round the epochs, ids, epochs spent and leaves; the chosen
     id, or the best so far and the misses."""
     alive = order(candidates, estimates, requirements) or closest(
@@ -212,7 +206,7 @@ def run(candidates, estimates, requirements, run_round, *, min_epochs=1, max_epo
         if out_of_time():
             record["stopped"] = "wall time"
             break
-        cost = round_epochs(alive, epochs, previous if resume else 0, min_epochs)
+        cost = round_epochs(alive, epochs, previous if resume else 0)
         if budget_epochs is not None and record["epochs_spent"] + cost > budget_epochs:
             record["stopped"] = "budget"
             break

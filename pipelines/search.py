@@ -10,7 +10,6 @@ from collabopt.core import tree_paths
 from collabopt.pipelines import config as tree_config, tree
 
 STAGE_NODE = {"prune": "Pruner", "cluster": "Clusterer", "qat": "QAT"}
-STAGE_OUTPUT = {"prune": keys.PRUNED_MODEL_KEY, "cluster": keys.CLUSTERED_MODEL_KEY, "qat": keys.QAT_MODEL_KEY}
 
 
 def trial_ids(candidate, epochs):
@@ -20,28 +19,6 @@ def trial_ids(candidate, epochs):
     else:
         conv, ev, npu = tree.node_ids(f"{candidate.id}_e{epochs}")
     return conv, npu, ev
-
-
-def stage_id(step, key, epochs, done=0, later=None):
-    """Id of the node that fine-tunes one stage (`key`: core.search.Candidate.stage_keys) at a rung of
-    `epochs`: from the baseline (`_e2`); resumed at `done` (`_e1to2`); or, after a resumed first
-    stage, run again for `later` epochs (`_on1to2_e1`)."""
-    node = f"{STAGE_NODE[step]}_{key}"
-    if not done:
-        return f"{node}_e{epochs}"
-    return f"{node}_on{done}to{epochs}_e{later}" if later else f"{node}_e{done}to{epochs}"
-
-
-def first_stage(candidate, epochs, done=0):
-    """(node id, output key) of the candidate's first fine-tuned stage at a rung: what the next rung
-    resumes."""
-    step = candidate.stages()[0]
-    return stage_id(step, candidate.stage_keys()[0], epochs, done), STAGE_OUTPUT[step]
-
-
-def min_epochs(cfg):
-    """The first rung's fine-tuning epochs of a merged config's search."""
-    return {**tree_config.DEFAULTS["search"]["epochs"], **cfg["search"]["epochs"]}["min"]
 
 
 def node_epochs(node_id):
@@ -62,7 +39,7 @@ def _stage_node(cfg, step, prefix, candidate, parent, examples, epochs, node_id,
             params["layer_sparsity"] = dict(candidate.layer_sparsity)
         else:
             params["target_sparsity"] = candidate.sparsity
-        return Pruner(model=parent, examples=examples, **data, **params).with_id(node_id), STAGE_OUTPUT[step]
+        return Pruner(model=parent, examples=examples, **data, **params).with_id(node_id), keys.PRUNED_MODEL_KEY
     if step == "cluster":
         params = {**cfg["cluster"], "epochs": epochs}
         if candidate.layer_clusters:
@@ -70,9 +47,9 @@ def _stage_node(cfg, step, prefix, candidate, parent, examples, epochs, node_id,
         else:
             params["number_of_clusters"] = candidate.clusters
         return SparseClusterer(model=parent, examples=examples, preserve_sparsity="prune" in prefix, **data,
-                               **params).with_id(node_id), STAGE_OUTPUT[step]
+                               **params).with_id(node_id), keys.CLUSTERED_MODEL_KEY
     node = PreservingQAT(model=parent, examples=examples, **data, **{**cfg["qat"], "epochs": epochs}).with_id(node_id)
-    return node, STAGE_OUTPUT[step]
+    return node, keys.QAT_MODEL_KEY
 
 
 def create_round(config, candidates, epochs, pipeline_root, metadata_path=None, beam_pipeline_args=None,
@@ -81,10 +58,8 @@ def create_round(config, candidates, epochs, pipeline_root, metadata_path=None, 
     candidate its stage nodes (shared between candidates whose prefix and parameters are equal:
     core.search.Candidate.stage_keys) and its leaf nodes (TFLiteConverter, NPUCompiler on
     search.npu_target, LeafEvaluator against the reference). No gates here: the search judges.
-    `resume`: {candidate id: (its first stage's model uri, epochs it had)}: that candidate's first
-    stage goes on from the model (imported) for the remaining epochs instead of starting from the
-    baseline, and the stages after it run again from it for the first rung's epochs (cheap; the
-    first stage's recovery is what more epochs buy: core.search.Candidate.continues)."""
+    `resume`: {candidate id: (model uri, epochs it had)}: that candidate's last stage goes on from
+    the model (imported) for the remaining epochs instead of starting from the baseline."""
     from tfx.dsl.components.common import importer
     from tfx.types import standard_artifacts
 
@@ -107,24 +82,25 @@ def create_round(config, candidates, epochs, pipeline_root, metadata_path=None, 
         return ev.outputs[keys.EVALUATION_KEY]
 
     reference = leaf(tree_paths.REFERENCE, trial_ids(_ptq(), epochs), baseline)
-    later = min_epochs(cfg)
     for c in candidates:
         if c.path == tree_paths.REFERENCE:
             continue
-        model, prefix, done = baseline, (), (resume or {}).get(c.id, (None, 0))[1]
-        for i, (step, key) in enumerate(zip(c.stages(), c.stage_keys())):
+        if c.id in (resume or {}):
+            uri, done = resume[c.id]
+            imp = importer.Importer(source_uri=uri, artifact_type=standard_artifacts.Model,
+                                    reimport=False).with_id(f"Resume_{c.id}_e{done}")
+            step = c.stages()[-1]
+            node, out = _stage_node(cfg, step, c.stages(), c, imp.outputs["result"], examples, epochs - done,
+                                    f"{STAGE_NODE[step]}_{c.id}_e{done}to{epochs}", resumed=True)
+            comps.extend([imp, node])
+            leaf(c.id, trial_ids(c, epochs), node.outputs[out])
+            continue
+        model, prefix = baseline, ()
+        for step, key in zip(c.stages(), c.stage_keys()):
             prefix += (step,)
-            node_id = stage_id(step, key, epochs, done, later if i else None)
+            node_id = f"{STAGE_NODE[step]}_{key}_e{epochs}"
             if node_id not in models:
-                if i == 0 and done:  # goes on from the previous rung's first-stage model
-                    imp = importer.Importer(source_uri=resume[c.id][0], artifact_type=standard_artifacts.Model,
-                                            reimport=False).with_id(f"Resume_{key}_e{done}")
-                    comps.append(imp)
-                    node, out = _stage_node(cfg, step, prefix, c, imp.outputs["result"], examples, epochs - done,
-                                            node_id, resumed=True)
-                else:
-                    node, out = _stage_node(cfg, step, prefix, c, model, examples, later if done else epochs,
-                                            node_id)
+                node, out = _stage_node(cfg, step, prefix, c, model, examples, epochs, node_id)
                 comps.append(node)
                 models[node_id] = node.outputs[out]
             model = models[node_id]
@@ -148,4 +124,4 @@ def first_round(config):
     """The candidates of a search's first round before any estimate (the whole uniform space) at its
     first rung: what `collabopt compile` packages for Kubeflow."""
     cfg = tree_config.merge(config)
-    return space(cfg), min_epochs(cfg)
+    return space(cfg), {**tree_config.DEFAULTS["search"]["epochs"], **cfg["search"]["epochs"]}["min"]

@@ -131,8 +131,8 @@ def run(config, root, runner="local", log=print):
 
     def run_round(batch, epochs):
         log(f"collabopt search: round at {epochs} epoch(s): {', '.join(c.id for c in batch)}")
-        resume = {c.id: (last[c.id]["first_stage_uri"], last[c.id]["epochs"]) for c in batch
-                  if c.id in last and c.continues()}  # go on from the previous rung's first stage
+        resume = {c.id: (last[c.id]["model_uri"], last[c.id]["epochs"]) for c in batch
+                  if c.id in last and c.continues()}  # go on from the previous rung's model
         nodes, run_id = _run_round(cfg, batch, epochs, root, mlmd, runner, resume)
         executed.append({"run": run_id, "fine_tune_nodes": {
             n: st for n, (st, _, _) in nodes.items() if n.startswith(FINE_TUNE_NODES)}})
@@ -143,9 +143,6 @@ def run(config, root, runner="local", log=print):
             out[c.id] = {**leaf_numbers(read_leaf(outputs[keys.EVALUATION_KEY]), s["npu_target"]), "state": state,
                          "tflite_uri": nodes[conv_id][1][keys.TFLITE_MODEL_KEY], "epochs": epochs,
                          "model_uri": inputs[keys.MODEL_KEY]}
-            if c.continues():
-                node_id, key = search_pipeline.first_stage(c, epochs, resume.get(c.id, (None, 0))[1])
-                out[c.id]["first_stage_uri"] = nodes[node_id][1][key]
         last.update(out)
         return out
 
