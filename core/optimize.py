@@ -59,8 +59,8 @@ def prune(model, x, y=None, *, target_sparsity=0.5, schedule="polynomial", frequ
     steps = max(1, train.steps_per_epoch(x, batch_size)) * epochs
 
     def sched(target):
-        if schedule == "constant":
-            return tfmot.sparsity.keras.ConstantSparsity(target, begin_step=0, frequency=frequency)
+        if schedule == "constant":  # TFMOT counts steps from 1: begin 0 would first prune at `frequency`
+            return tfmot.sparsity.keras.ConstantSparsity(target, begin_step=1, frequency=frequency)
         # polynomial: reach the target after ~2/3 of the steps, so the last steps fine-tune at full sparsity.
         end = max(1, int(steps * 2 / 3))
         return tfmot.sparsity.keras.PolynomialDecay(

@@ -22,6 +22,18 @@ def clustered(xy):
     return optimize.cluster(p, x, y, number_of_clusters=8, epochs=1)
 
 
+def test_a_constant_schedule_prunes_from_the_first_step(xy):
+    """5 steps, pruning every 100: the mask is set at step 1 and kept (a resumed search rung's case)."""
+    x, y = xy
+    p = optimize.prune(train.ds_cnn(width=16, blocks=1), x, y, target_sparsity=0.5, schedule="constant", epochs=1)
+    again = optimize.prune(p, x, y, target_sparsity=0.5, schedule="constant", epochs=1)
+    for m in (p, again):
+        kernels = [layer.get_weights()[0] for layer in m.layers
+                   if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))
+                   and not isinstance(layer, keras.layers.DepthwiseConv2D)]  # TFMOT leaves depthwise kernels
+        assert kernels and all(abs(np.mean(w == 0) - 0.5) < 0.01 for w in kernels), [np.mean(w == 0) for w in kernels]
+
+
 def test_describe_and_scheme(xy, clustered):
     dense = train.ds_cnn(width=32, blocks=2)
     assert optimize.describe(dense) == {"sparse": False, "clustered": False, "per_channel": False}

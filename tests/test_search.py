@@ -10,7 +10,9 @@ import yaml
 
 from collabopt import results
 from collabopt.cli.search import NOT_MET
-from collabopt.core import search
+from collabopt.components import keys
+from collabopt.core import analyze, search
+from collabopt.core.artifact_files import TFLITE_FILE
 from collabopt.core.train import TEST_SIGKILL
 from collabopt.kubeflow import compiler
 from collabopt.pipelines import search as search_pipeline
@@ -112,3 +114,34 @@ def test_a_later_rung_goes_on_from_the_previous_models(tmp_path):
     assert "Pruner_s75_prune_e2" in by_id and "Pruner_s50_prune_e2" not in by_id  # s75 starts from the baseline
     assert [search_pipeline.node_epochs(n) for n in ("Pruner_prune_ptq_s50_e1to2", "Pruner_s75_prune_e2",
                                                      "Clusterer_s50_prune_k8_cluster_e1to4")] == [1, 2, 3]
+
+
+def _input_uri(store, execution_id, key):
+    from ml_metadata.proto import metadata_store_pb2 as pb
+    ev = [e for e in store.get_events_by_execution_ids([execution_id])
+          if e.type == pb.Event.INPUT and e.path.steps and e.path.steps[0].key == key]
+    return store.get_artifacts_by_id([ev[0].artifact_id])[0].uri
+
+
+def test_a_later_rung_goes_on_with_the_last_stage(tmp_path):
+    s = {**CONFIG["search"], "paths": ["prune_cluster_ptq"], "sparsities": [0.5],
+         "epochs": {"min": 1, "max": 2, "eta": 2}, "requirements": {"max_npu_cycles": 1}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({**CONFIG, "name": "search-rungs", "search": s}))
+    code, log = collabopt("search", str(tmp_path / "c.yaml"), "--root", str(tmp_path / "root"), log=tmp_path / "s.log")
+    assert code == NOT_MET, log[-3000:]  # nothing meets 1 cycle: both rungs run
+    record = json.loads((tmp_path / "root" / "search.json").read_text())
+    assert [r["epochs"] for r in record["rounds"]] == [1, 2]
+    store = results.connect(str(tmp_path / "root" / "metadata.sqlite"))
+    nodes = {e["node"]: e for r in results.runs(store) for e in results.executions(store, r)}
+    clustered = nodes["Clusterer_s50_prune_k8_cluster_e1"]["outputs"][keys.CLUSTERED_MODEL_KEY][0].uri
+    assert nodes["Resume_prune_cluster_ptq_s50_k8_e1"]["outputs"]["result"][0].uri == clustered
+    resumed = nodes["Clusterer_prune_cluster_ptq_s50_k8_e1to2"]
+    assert _input_uri(store, resumed["id"], keys.MODEL_KEY) == clustered
+    # rung 1 prunes and clusters (1 + 1); rung 2 clusters 1 more epoch; each executed once
+    assert record["epochs_spent"] == record["epochs_executed"] == 3
+    # the second rung's leaf keeps the sparsity and the clusters
+    with open(os.path.join(record["rounds"][1]["leaves"]["prune_cluster_ptq_s50_k8"]["tflite_uri"], TFLITE_FILE),
+              "rb") as f:
+        stats = analyze.layer_stats(f.read())
+    sparse = {layer["layer"]: layer["max_unique_per_channel"] for layer in stats if layer["sparsity"] >= 0.49}
+    assert set(sparse) == {"conv_1", "pw_1", "logits"} and max(sparse.values()) <= 9, stats  # 0 and 8 centroids
