@@ -32,6 +32,9 @@ def parse_args(argv):
     p.add_argument("--eta", type=int, default=2, help="successive halving: keep 1/eta, epochs x eta")
     p.add_argument("--max-drop-pp", type=float, default=1.0)
     p.add_argument("--weights-fraction", type=float, default=0.6, help="max encoded weights / the PTQ leaf's")
+    p.add_argument("--rescore-limit", type=int, default=0,
+                   help="also re-evaluate every leaf on this many test images (0: the whole test split, -1: "
+                        "not at all) and compute the coverage again on those numbers: less eval noise")
     p.add_argument("--out", default=None)
     return p.parse_args(argv)
 
@@ -92,6 +95,22 @@ def confirm(cfg, leaf, reference, work):
     return {"fresh": fresh, "misses": search.misses(fresh, cfg["search"]["requirements"])}
 
 
+def rescore(leaves, work, size, limit):
+    """Each leaf ({id: leaf with tflite_uri}, the ptq leaf among them) with its INT8 accuracy on
+    `limit` test images (0: all) and its drop against the ptq leaf's on the same images."""
+    from collabopt.core import metrics, stages, train
+    uri = common.write_fashion_mnist(os.path.join(work, f"rescore_examples_{limit}"), train_limit=10,
+                                     eval_limit=limit, size=size)
+    spec, acc, done = stages.DataSpec(uri, feature_shape=(size, size, 1)), train.TrainingSpec(), {}
+    for lf in leaves.values():
+        if lf["tflite_uri"] not in done:
+            with open(os.path.join(lf["tflite_uri"], "model.tflite"), "rb") as f:
+                done[lf["tflite_uri"]] = metrics.of_tflite(acc, f.read(), spec.eval_dataset().as_numpy_iterator())
+    ref = done[leaves["ptq"]["tflite_uri"]]
+    return {cid: {**lf, "int8_metric": done[lf["tflite_uri"]],
+                  "drop": metrics.drop(acc.eval_metric, ref, done[lf["tflite_uri"]])} for cid, lf in leaves.items()}
+
+
 def per_layer_vs_uniform(leaves):
     """Each per-layer leaf against each uniform leaf of its path: +pp of metric and its size ratio; a
     win is >= +0.5 pp at <= the size, or <= 0.9x the size at >= the metric."""
@@ -141,6 +160,12 @@ def run_arch(arch, a, out):
            "stopped": record["stopped"], "search_epochs": record["epochs_spent"], "grid_epochs": grid_epochs,
            "search_seconds": round(t.s, 1), "coverage": coverage(searched, grid_leaves, cfg["search"]["requirements"]),
            "schedules": record["schedules"], "search_leaves": searched, "grid_leaves": grid_leaves}
+    if a.rescore_limit >= 0:  # the same leaves (the search's by rung) on more test images
+        leaves = rescore({**grid_leaves, **{f"{l['id']}@{l['epochs']}": l for l in searched}}, work, SIZE[arch],
+                         a.rescore_limit)
+        res["rescored"] = {"eval_images": a.rescore_limit or "all", "coverage": coverage(
+            [leaves[f"{l['id']}@{l['epochs']}"] for l in searched], {k: leaves[k] for k in grid_leaves},
+            cfg["search"]["requirements"]), "drops": {k: l["drop"] for k, l in leaves.items()}}
     if record["chosen"]:  # the reference: the grid's ptq leaf (the same PTQ conversion of the same baseline)
         res["confirmed"] = confirm(cfg, record["leaf"], grid_leaves["ptq"], work)
     res["per_layer"], res["per_layer_wins"] = per_layer_vs_uniform(grid_leaves)
@@ -153,6 +178,8 @@ def summary(r):
              f"chosen {r['chosen']} ({r['stopped']}); confirmed: {r.get('confirmed')}",
              f"fine-tuning epochs: search {r['search_epochs']} / grid {r['grid_epochs']} = "
              f"{r['search_epochs'] / r['grid_epochs']:.0%}; front coverage {r['coverage']}",
+             f"rescored on {r['rescored']['eval_images']} test images: coverage {r['rescored']['coverage']}"
+             if "rescored" in r else "not rescored",
              common.md_table(["leaf", "drop pp", "encoded B", "cycles"], [
                  [cid, f"{100 * l['drop']:+.2f}", f"{l['encoded_weights_bytes']:,}", f"{l['npu_cycles']:,}"]
                  for cid, l in sorted(r["grid_leaves"].items())]),
