@@ -166,6 +166,8 @@ def run_arch(arch, a, out):
         res["rescored"] = {"eval_images": a.rescore_limit or "all", "coverage": coverage(
             [leaves[f"{l['id']}@{l['epochs']}"] for l in searched], {k: leaves[k] for k in grid_leaves},
             cfg["search"]["requirements"]), "drops": {k: l["drop"] for k, l in leaves.items()}}
+        res["rescored"]["per_layer"], res["rescored"]["per_layer_wins"] = per_layer_vs_uniform(
+            {k: leaves[k] for k in grid_leaves})
     if record["chosen"]:  # the reference: the grid's ptq leaf (the same PTQ conversion of the same baseline)
         res["confirmed"] = confirm(cfg, record["leaf"], grid_leaves["ptq"], work)
     res["per_layer"], res["per_layer_wins"] = per_layer_vs_uniform(grid_leaves)
@@ -187,8 +189,10 @@ def summary(r):
                                              f"{l['encoded_weights_bytes']:,} B" for l in r["search_leaves"])]
     lines += [f"- {w['per_layer']} vs {w['uniform']}: {w['gain_pp']:+.2f} pp at {w['size_ratio']:.2f}x the size"
               for w in r["per_layer"]]
+    lines += [f"rescored: {w['per_layer']} vs {w['uniform']}: {w['gain_pp']:+.2f} pp at {w['size_ratio']:.2f}x the size"
+              for w in r.get("rescored", {}).get("per_layer", [])]
     return lines + [f"per-layer beats uniform (+0.5 pp at <= size, or <= 0.9x size at >= metric): "
-                    f"{bool(r['per_layer_wins'])}"]
+                    f"{bool(r['per_layer_wins'])}; rescored: {bool(r.get('rescored', {}).get('per_layer_wins'))}"]
 
 
 def main(argv=None):
