@@ -155,15 +155,15 @@ def oracle(grid_leaves, cands, requirements, epochs, budget):
     import itertools
 
     from collabopt.core import search
-    ids, best = [c.id for c in cands if c.id in grid_leaves and c.id != "ptq"], (0.0, [], 0)
+    ids, best = [c.id for c in cands if c.id in grid_leaves and c.id != "ptq"], (0.0, 0, [])
     by_id = {c.id: c for c in cands}
     for n in range(1, 5):
         for pick in itertools.combinations(ids, n):
             cost = search.round_epochs([by_id[i] for i in pick], epochs)
             if cost <= budget:
                 cov = coverage([grid_leaves[i] for i in pick], grid_leaves, requirements)["encoded_weights_bytes"]
-                best = max(best, (cov["required"], list(pick), cost))
-    return {"coverage": best[0], "leaves": best[1], "epochs": best[2]}
+                best = max(best, (cov["required"], -cost, list(pick)))  # equal coverage: the cheaper
+    return {"coverage": best[0], "leaves": best[2], "epochs": -best[1]}
 
 
 def run_arch(arch, a, out):
