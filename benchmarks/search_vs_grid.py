@@ -18,6 +18,7 @@ import argparse
 import os
 
 from collabopt.benchmarks import common
+from collabopt.core.artifact_files import TFLITE_FILE
 
 SIZE = {"ds_cnn": 28, "mobilenet": 32}
 
@@ -89,8 +90,8 @@ def confirm(cfg, leaf, reference, work):
     acc = train.TrainingSpec()  # top-1 accuracy, the benchmark's metric
     out = {}
     for name, lf in (("chosen", leaf), ("ptq", reference)):
-        tfl = open(os.path.join(lf["tflite_uri"], "model.tflite"), "rb").read()
-        npu = vela.compile_for_npu(os.path.join(lf["tflite_uri"], "model.tflite"), os.path.join(work, "confirm", name))
+        tfl = open(os.path.join(lf["tflite_uri"], TFLITE_FILE), "rb").read()
+        npu = vela.compile_for_npu(os.path.join(lf["tflite_uri"], TFLITE_FILE), os.path.join(work, "confirm", name))
         out[name] = {"int8_metric": metrics.of_tflite(acc, tfl, spec.eval_dataset().as_numpy_iterator()), **{k: npu[k] for k in (
             "encoded_weights_bytes", "npu_cycles", "inference_time_s", "flash_bytes", "sram_bytes")}}
     fresh = {**out["chosen"], "drop": search.metric_drop(out["chosen"], out["ptq"], acc.eval_metric)}
@@ -106,7 +107,7 @@ def rescore(leaves, work, size, limit):
     spec, acc, done = stages.DataSpec(uri, feature_shape=(size, size, 1)), train.TrainingSpec(), {}
     for lf in leaves.values():
         if lf["tflite_uri"] not in done:
-            with open(os.path.join(lf["tflite_uri"], "model.tflite"), "rb") as f:
+            with open(os.path.join(lf["tflite_uri"], TFLITE_FILE), "rb") as f:
                 done[lf["tflite_uri"]] = metrics.of_tflite(acc, f.read(), spec.eval_dataset().as_numpy_iterator())
     ref = done[leaves["ptq"]["tflite_uri"]]
     return {cid: {**lf, "int8_metric": done[lf["tflite_uri"]],

@@ -15,7 +15,7 @@ from collabopt.core import analyze, search
 from collabopt.core.artifact_files import TFLITE_FILE
 from collabopt.core.train import TEST_SIGKILL
 from collabopt.kubeflow import compiler
-from collabopt.pipelines import search as search_pipeline
+from collabopt.pipelines import search as search_pipeline, search_run
 from collabopt.tests.cli_processes import collabopt
 
 SIGKILL = -9
@@ -116,13 +116,6 @@ def test_a_later_rung_goes_on_from_the_previous_models(tmp_path):
                                                      "Clusterer_s50_prune_k8_cluster_e1to4")] == [1, 2, 3]
 
 
-def _input_uri(store, execution_id, key):
-    from ml_metadata.proto import metadata_store_pb2 as pb
-    ev = [e for e in store.get_events_by_execution_ids([execution_id])
-          if e.type == pb.Event.INPUT and e.path.steps and e.path.steps[0].key == key]
-    return store.get_artifacts_by_id([ev[0].artifact_id])[0].uri
-
-
 def test_a_later_rung_goes_on_with_the_last_stage(tmp_path):
     s = {**CONFIG["search"], "paths": ["prune_cluster_ptq"], "sparsities": [0.5],
          "epochs": {"min": 1, "max": 2, "eta": 2}, "requirements": {"max_npu_cycles": 1}}
@@ -136,7 +129,7 @@ def test_a_later_rung_goes_on_with_the_last_stage(tmp_path):
     clustered = nodes["Clusterer_s50_prune_k8_cluster_e1"]["outputs"][keys.CLUSTERED_MODEL_KEY][0].uri
     assert nodes["Resume_prune_cluster_ptq_s50_k8_e1"]["outputs"]["result"][0].uri == clustered
     resumed = nodes["Clusterer_prune_cluster_ptq_s50_k8_e1to2"]
-    assert _input_uri(store, resumed["id"], keys.MODEL_KEY) == clustered
+    assert search_run._events(store, resumed["id"], ("INPUT",))[keys.MODEL_KEY] == clustered  # noqa: SLF001
     # rung 1 prunes and clusters (1 + 1); rung 2 clusters 1 more epoch; each executed once
     assert record["epochs_spent"] == record["epochs_executed"] == 3
     # the second rung's leaf keeps the sparsity and the clusters
