@@ -21,6 +21,7 @@ from collabopt.benchmarks import common
 from collabopt.core.artifact_files import TFLITE_FILE
 
 SIZE = {"ds_cnn": 28, "mobilenet": 32}
+SPACE = {"paths": ["prune_ptq", "prune_cluster_ptq"], "sparsities": [0.5, 0.75], "clusters": [16, 8]}
 
 
 def parse_args(argv):
@@ -57,10 +58,10 @@ def setup(arch, a, work):
     spec = stages.DataSpec(examples, feature_shape=(size, size, 1))
     ptq = sensitivity.measure(keras_io.load_model(base), sensitivity.Sample(spec, representative=100, eval_limit=500),
                               os.path.join(work, "ptq_vela"))
-    return {"name": f"search-{arch}", "paths": ["prune_ptq", "prune_cluster_ptq"],
+    return {"name": f"search-{arch}", "paths": SPACE["paths"],
             "baseline": {"model_uri": base}, "examples": {"uri": examples},
             "data": {"feature_shape": [size, size, 1]}, "convert": {"representative_samples": 100},
-            "search": {"sparsities": [0.5, 0.75], "clusters": [16, 8], "per_layer": True,
+            "search": {"sparsities": SPACE["sparsities"], "clusters": SPACE["clusters"], "per_layer": True,
                        "schedule_budgets": [1.0, 3.0], "sensitivity_sample": 500,
                        "requirements": {"max_metric_drop": a.max_drop_pp / 100, "max_encoded_weights_bytes":
                                         int(ptq["encoded_weights_bytes"] * a.weights_fraction)},
