@@ -49,22 +49,24 @@ def probe(arch, root, eval_limit):
     clusterable = sensitivity.layers(baseline, "cluster")
     pruned = stage_outputs(runners.paths(os.path.join(work, "search"))[1], keys.PRUNED_MODEL_KEY)
     first = {l["id"]: l for l in bench["search_leaves"] if l["epochs"] == 1}
-    rows, seen = [], {}
+    def drop(m):
+        return 100 * (base["int8_metric"] - m["int8_metric"])
+    rows, seen = [], {}  # seen: per pruning node, (its model, its measure): shared by its candidates
     for c in search.space(["prune_cluster_ptq"], SPACE["sparsities"], SPACE["clusters"], bench["schedules"]):
         if c.path != "prune_cluster_ptq":  # the space always holds the ptq reference
             continue
         prune_key = c.stage_keys()[0]
-        node = search_pipeline.STAGE_NODE["prune"] + f"_{prune_key}_e1"
+        node = search_pipeline.stage_id("prune", prune_key, 1)
         if node not in pruned or c.id not in bench["grid_leaves"]:
             continue
-        model = keras_io.load_model(pruned[node])
         if prune_key not in seen:
-            seen[prune_key] = sensitivity.measure(model, sample, os.path.join(work, "probe", prune_key))
+            model = keras_io.load_model(pruned[node])
+            seen[prune_key] = model, sensitivity.measure(model, sample, os.path.join(work, "probe", prune_key))
+        model, alone = seen[prune_key]
         clusters = dict(c.layer_clusters) or {n: c.clusters for n in clusterable}
         one_shot = sensitivity.measure(sensitivity.one_shot(model, None, clusters), sample,
                                        os.path.join(work, "probe", c.id))
-        drop = lambda m: 100 * (base["int8_metric"] - m["int8_metric"])  # noqa: E731
-        rows.append([c.id, f"{drop(seen[prune_key]):+.1f}", f"{drop(one_shot):+.1f}",
+        rows.append([c.id, f"{drop(alone):+.1f}", f"{drop(one_shot):+.1f}",
                      f"{100 * first[c.id]['drop']:+.1f}" if c.id in first else "-",
                      f"{100 * bench['grid_leaves'][c.id]['drop']:+.1f}"])
     return rows

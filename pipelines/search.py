@@ -21,6 +21,12 @@ def trial_ids(candidate, epochs):
     return conv, npu, ev
 
 
+def stage_id(step, key, epochs):
+    """Id of the node that fine-tunes one stage from the baseline (`key`: a stage key of
+    core.search.Candidate.stage_keys, or a candidate id when resumed)."""
+    return f"{STAGE_NODE[step]}_{key}_e{epochs}"
+
+
 def node_epochs(node_id):
     """Fine-tuning epochs of a stage node from its id: `..._e2` (from the baseline) or `..._e1to2`
     (resumed at 1, on to 2)."""
@@ -91,14 +97,14 @@ def create_round(config, candidates, epochs, pipeline_root, metadata_path=None, 
                                     reimport=False).with_id(f"Resume_{c.id}_e{done}")
             step = c.stages()[-1]
             node, out = _stage_node(cfg, step, c.stages(), c, imp.outputs["result"], examples, epochs - done,
-                                    f"{STAGE_NODE[step]}_{c.id}_e{done}to{epochs}", resumed=True)
+                                    stage_id(step, c.id, f"{done}to{epochs}"), resumed=True)
             comps.extend([imp, node])
             leaf(c.id, trial_ids(c, epochs), node.outputs[out])
             continue
         model, prefix = baseline, ()
         for step, key in zip(c.stages(), c.stage_keys()):
             prefix += (step,)
-            node_id = f"{STAGE_NODE[step]}_{key}_e{epochs}"
+            node_id = stage_id(step, key, epochs)
             if node_id not in models:
                 node, out = _stage_node(cfg, step, prefix, c, model, examples, epochs, node_id)
                 comps.append(node)
