@@ -77,6 +77,8 @@ HEAD = ["candidate", "1-epoch pruning only", "+ one-shot clustering", "search, 1
 
 def main(argv=None):
     a = parse_args(argv)
+    if not os.path.isfile(os.path.join(a.root, "search_vs_grid.json")):
+        raise SystemExit(f"screening_probe: --root {a.root}: no search_vs_grid.json there; give search_vs_grid.py's --out")
     common.log_progress()
     out, meta, tables = common.results_dir("screening_probe", a.out), common.provenance(a), {}
     for arch in a.arch.split(","):
