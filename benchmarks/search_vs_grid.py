@@ -34,6 +34,9 @@ def parse_args(argv):
     p.add_argument("--baseline-epochs", type=int, default=8)
     p.add_argument("--max-epochs", type=int, default=2)
     p.add_argument("--eta", type=int, default=2, help="successive halving: keep 1/eta, epochs x eta")
+    p.add_argument("--strategy", choices=("halving", "prefix"), default="halving",
+                   help="search.strategy; a strategy other than halving searches on its own root, search_<strategy>")
+    p.add_argument("--budget-epochs", type=int, default=None, help="search.budget.max_epochs")
     p.add_argument("--max-drop-pp", type=float, default=1.0)
     p.add_argument("--weights-fraction", type=float, default=0.6, help="max encoded weights / the PTQ leaf's")
     p.add_argument("--rescore-limit", type=int, default=0,
@@ -68,7 +71,8 @@ def setup(arch, a, work):
                        "schedule_budgets": [1.0, 3.0], "sensitivity_sample": 500,
                        "requirements": {"max_metric_drop": a.max_drop_pp / 100, "max_encoded_weights_bytes":
                                         int(ptq["encoded_weights_bytes"] * a.weights_fraction)},
-                       "epochs": {"min": 1, "max": a.max_epochs, "eta": a.eta}}}
+                       "epochs": {"min": 1, "max": a.max_epochs, "eta": a.eta}, "strategy": a.strategy,
+                       "budget": {"max_epochs": a.budget_epochs}}}
 
 
 def grid(cfg, schedules, epochs, work, name="grid"):
@@ -176,12 +180,13 @@ def run_arch(arch, a, out):
     work = os.path.join(out, arch)
     cfg = tree_config.merge(setup(arch, a, work))
     with common.Timer() as t:
-        record = search_run.run(cfg, os.path.join(work, "search"))
+        record = search_run.run(cfg, os.path.join(work, "search" if a.strategy == "halving" else f"search_{a.strategy}"))
     # every rung's leaf is a real, evaluated model (MLMD): all of them are what the search found
     searched = [{**leaf, "id": cid} for r in record["rounds"] for cid, leaf in r["leaves"].items()
                 if leaf["drop"] != float("inf")]
     grid_leaves, grid_epochs = grid(cfg, record["schedules"], a.max_epochs, work)
-    res = {"arch": arch, "requirements": cfg["search"]["requirements"], "chosen": record["chosen"],
+    res = {"arch": arch, "strategy": a.strategy, "budget_epochs": a.budget_epochs,
+           "requirements": cfg["search"]["requirements"], "chosen": record["chosen"],
            "stopped": record["stopped"], "search_epochs": record["epochs_spent"], "grid_epochs": grid_epochs,
            "search_seconds": round(t.s, 1), "coverage": coverage(searched, grid_leaves, cfg["search"]["requirements"]),
            "schedules": record["schedules"], "search_leaves": searched, "grid_leaves": grid_leaves}
@@ -212,7 +217,8 @@ def run_arch(arch, a, out):
 
 def summary(r):
     """One architecture's outcome as printed lines."""
-    lines = [f"\n### {r['arch']}: requirements {r['requirements']}",
+    lines = [f"\n### {r['arch']}, {r.get('strategy', 'halving')} (budget {r.get('budget_epochs')} epochs): "
+             f"requirements {r['requirements']}",
              f"chosen {r['chosen']} ({r['stopped']}); confirmed: {r.get('confirmed')}",
              f"fine-tuning epochs: search {r['search_epochs']} / grid {r['grid_epochs']} = "
              f"{r['search_epochs'] / r['grid_epochs']:.0%}; front coverage {r['coverage']}",

@@ -34,9 +34,10 @@ def summary(record):
     """The search's outcome as printed lines."""
     name = record.get("eval_metric", metrics.ACCURACY)
     lines = [f"space: {record['considered']} candidates, {record['feasible_by_estimate']} within the resource "
-             f"requirements by one-shot estimate"]
+             f"requirements by one-shot estimate; strategy: {record.get('strategy', 'halving')}"]
     for r in record["rounds"]:
-        lines.append(f"round at {r['epochs']} epoch(s), {r['cost_epochs']} fine-tuning epochs:")
+        kind = "screening round" if r.get("screen") else "round"
+        lines.append(f"{kind} at {r['epochs']} epoch(s), {r['cost_epochs']} fine-tuning epochs:")
         lines += [f"  {cid:36s} {_leaf(leaf, name)}" for cid, leaf in r["leaves"].items()]
     lines.append(f"fine-tuning epochs: {record['epochs_spent']} planned, {record['epochs_executed']} executed "
                  f"(the rest CACHED); stopped: {record['stopped']}")

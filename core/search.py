@@ -211,9 +211,7 @@ def run(candidates, estimates, requirements, run_round, *, min_epochs=1, max_epo
             record["stopped"] = "budget"
             break
         leaves, previous = run_round(alive, epochs), epochs
-        for cid, leaf in leaves.items():  # a leaf that met every requirement stays the candidate's answer
-            if not (cid in seen and not misses(seen[cid], requirements) and misses(leaf, requirements)):
-                seen[cid] = leaf
+        keep(seen, leaves, requirements)
         record["epochs_spent"] += cost
         record["rounds"].append({"epochs": epochs, "ids": [c.id for c in alive], "cost_epochs": cost,
                                  "leaves": {c.id: leaves[c.id] for c in alive}})
@@ -223,5 +221,23 @@ def run(candidates, estimates, requirements, run_round, *, min_epochs=1, max_epo
             record.update(chosen=chosen, stopped="met", leaf=seen[chosen])
             return record
         alive = [] if last else promote(alive, leaves, max(1, math.ceil(len(alive) / eta)))
+    return answer(record, seen, estimates, requirements)
+
+
+def keep(seen, leaves, requirements):
+    """Record a round's leaves in `seen` (per candidate its newest leaf); a leaf that met every
+    requirement stays the candidate's answer when a later one misses."""
+    for cid, leaf in leaves.items():
+        if not (cid in seen and not misses(seen[cid], requirements) and misses(leaf, requirements)):
+            seen[cid] = leaf
+
+
+def answer(record, seen, estimates, requirements):
+    """The end of a search that did not stop on `stop_leaf` (budget, wall time, nothing left): a leaf
+    that meets every requirement is still the answer (`stopped` says why a cheaper one may be
+    untried); always the best so far per objective and the misses."""
+    chosen = stop_leaf(seen, [], estimates, requirements)
+    if chosen:
+        record.update(chosen=chosen, leaf=seen[chosen])
     record["best_so_far"] = best_so_far(seen, requirements)
     return record

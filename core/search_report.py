@@ -60,6 +60,7 @@ def render(record, title="collabopt search"):
               ", ".join(f"{k}: {v}" for k, v in s["cluster"].items()) or "-"] for s in record.get("schedules", [])]
     parts = [f"<h1>{html.escape(title)}</h1><p>{outcome}. Requirements: "
              f"{html.escape(str(record.get('requirements', {})))} on {html.escape(str(record.get('npu_target')))}; "
+             f"{html.escape(record.get('strategy', 'halving'))} strategy; "
              f"{record['considered']} candidates, {record['feasible_by_estimate']} within the resource requirements by "
              f"estimate; {record['epochs_spent']} fine-tuning epochs; stopped: {html.escape(record['stopped'])}.</p>",
              "<h2>Trajectory</h2>", _table(["candidate", "epochs", "drop", "encoded B", "cycles", "NPU ms", "MLMD"],

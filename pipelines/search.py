@@ -127,7 +127,13 @@ def space(cfg, schedules=()):
 
 
 def first_round(config):
-    """The candidates of a search's first round before any estimate (the whole uniform space) at its
-    first rung: what `collabopt compile` packages for Kubeflow."""
+    """The candidates of a search's first round before any estimate at its first rung: what
+    `collabopt compile` packages for Kubeflow. Halving: the whole uniform space; prefix: the
+    reference and each first stage's one-stage screen (core.screening)."""
+    from collabopt.core import screening
+
     cfg = tree_config.merge(config)
-    return space(cfg), {**tree_config.DEFAULTS["search"]["epochs"], **cfg["search"]["epochs"]}["min"]
+    cands = space(cfg)
+    if cfg["search"]["strategy"] == "prefix":
+        cands = [c for c in cands if not c.stages()] + [screening.screen(g[0]) for g in screening.groups(cands).values()]
+    return cands, {**tree_config.DEFAULTS["search"]["epochs"], **cfg["search"]["epochs"]}["min"]

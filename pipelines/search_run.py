@@ -1,5 +1,6 @@
 """`collabopt search` locally: the reference leaf, the sensitivity pass and one-shot estimates, then
-rounds of trial pipelines (pipelines/search.py) driven by core/search.py's successive halving.
+rounds of trial pipelines (pipelines/search.py) driven by the search.strategy: core/search.py's
+successive halving or core/screening.py's prefix screening.
 
 Every round is a TFX run on the same MLMD with the cache on: a search started again reruns the
 reference and the rounds it had reached, and every trial that finished comes back CACHED. The
@@ -13,7 +14,7 @@ import time
 
 from collabopt import results, runners
 from collabopt.components import keys
-from collabopt.core import search
+from collabopt.core import screening, search
 from collabopt.core.artifact_files import ERROR, FAILED, read_leaf, write_json
 from collabopt.pipelines import config as tree_config
 from collabopt.pipelines import search as search_pipeline
@@ -127,12 +128,12 @@ def run(config, root, runner="local", log=print):
     est = _estimates(cfg, inputs[keys.MODEL_KEY], inputs[keys.EXAMPLES_KEY], work_dir, log)
     sched = {sch["name"]: sch for sch in est["schedules"]}
     cands = search_pipeline.space(cfg, list(sched.values()))
-    executed, last = [], {}
+    executed, last, halving = [], {}, s["strategy"] == "halving"
 
     def run_round(batch, epochs):
         log(f"collabopt search: round at {epochs} epoch(s): {', '.join(c.id for c in batch)}")
         resume = {c.id: (last[c.id]["model_uri"], last[c.id]["epochs"]) for c in batch
-                  if c.id in last and c.continues()}  # go on from the previous rung's model
+                  if halving and c.id in last and c.continues()}  # go on from the previous rung's model
         nodes, run_id = _run_round(cfg, batch, epochs, root, mlmd, runner, resume)
         executed.append({"run": run_id, "fine_tune_nodes": {
             n: st for n, (st, _, _) in nodes.items() if n.startswith(FINE_TUNE_NODES)}})
@@ -147,10 +148,11 @@ def run(config, root, runner="local", log=print):
         return out
 
     max_time = budget["max_wall_time_s"]
-    record = search.run(cands, est["estimates"], s["requirements"], run_round, min_epochs=ep["min"],
-                        max_epochs=ep["max"], eta=ep["eta"], budget_epochs=budget["max_epochs"],
-                        out_of_time=lambda: bool(max_time) and time.monotonic() - started > max_time)
-    record.update(eval_metric=cfg["training"]["eval_metric"], executions=executed, schedules=est["schedules"], sensitivity=est["sensitivity"],
+    strategy = search.run if halving else screening.run
+    record = strategy(cands, est["estimates"], s["requirements"], run_round, min_epochs=ep["min"],
+                      max_epochs=ep["max"], eta=ep["eta"], budget_epochs=budget["max_epochs"],
+                      out_of_time=lambda: bool(max_time) and time.monotonic() - started > max_time)
+    record.update(strategy=s["strategy"], eval_metric=cfg["training"]["eval_metric"], executions=executed, schedules=est["schedules"], sensitivity=est["sensitivity"],
                   base=est["base"], estimates=est["estimates"], requirements=s["requirements"],
                   npu_target=s["npu_target"], wall_time_s=time.monotonic() - started,
                   epochs_executed=sum(search_pipeline.node_epochs(n) for e in executed

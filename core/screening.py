@@ -1,0 +1,116 @@
+"""The "prefix" search strategy: screen the shared first stages, then train the best groups fully.
+
+Candidates that share their first stage (the same pruning, or the same clustering) form a group: the
+first stage is one node that all of them fine-tune from. One cheap round fine-tunes each first stage
+for `min_epochs` and scores it by its own one-stage leaf (prune -> PTQ, cluster -> PTQ, QAT). The
+groups are ranked by that leaf; then each round trains the next groups' every candidate from the
+baseline for `max_epochs`, as many groups as the epoch budget allows (at most 1/eta of them), until
+a leaf meets every requirement and no untried group is estimated cheaper (core.search.stop_leaf).
+
+Why not halving over every candidate: one epoch of every stage node costs as much as training the
+best group fully, and a short clustering ranks candidates badly (benchmarks/README.md, issue 13).
+"""
+import math
+
+from collabopt.core import search, tree_paths
+
+PATH_OF_STAGE = {steps[0]: path for path, steps in tree_paths.PATHS.items() if len(steps) == 1}
+
+
+def screen(candidate):
+    """The one-stage candidate that fine-tunes only `candidate`'s first stage, with its parameters."""
+    step = candidate.stages()[0]
+    prune, cluster = step == "prune", step == "cluster"
+    per_layer = candidate.layer_sparsity if prune else candidate.layer_clusters if cluster else ()
+    return search.Candidate(PATH_OF_STAGE[step], candidate.sparsity if prune else None,
+                            candidate.clusters if cluster else None, candidate.schedule if per_layer else None,
+                            candidate.layer_sparsity if prune else (), candidate.layer_clusters if cluster else ())
+
+
+def groups(candidates):
+    """{first stage key: its candidates} in the candidates' order (the reference, with no stage, in none)."""
+    out = {}
+    for c in candidates:
+        if c.stages():
+            out.setdefault(c.stage_keys()[0], []).append(c)
+    return out
+
+
+def area(leaf, resources, requirements):
+    """The part of the requirement box (max drop x each resource limit) a leaf at these numbers would
+    dominate: the hypervolume it would add to an empty front; 0 when it is outside the box."""
+    out = 1.0
+    for req, key in search.REQUIREMENTS.items():
+        limit = requirements.get(req)
+        if limit is not None:
+            out *= max(0.0, limit - (leaf["drop"] if key == "drop" else resources[key]))
+    return out
+
+
+def rank(group_map, screened, estimates, requirements):
+    """Group keys, most promising first: the most box area a leaf with the screened drop and the
+    group's smallest estimated resources would dominate (the search's goal: the front inside the
+    requirements), then the least screened drop, then the smallest estimate."""
+    def key(g):
+        cheapest = {k: min(estimates[c.id][k] for c in group_map[g]) for k in search.NPU_NUMBERS}
+        leaf = screened[g]
+        return (-area(leaf, cheapest, requirements), leaf["drop"], *(cheapest[k] for k in search.RESOURCE_KEYS), g)
+    return sorted(group_map, key=key)
+
+
+def run(candidates, estimates, requirements, run_round, *, min_epochs=1, max_epochs=4, eta=2, budget_epochs=None,
+        out_of_time=lambda: False):
+    """Screen, then train the ranked groups fully (module docstring). `run_round(candidates, epochs)`
+    fine-tunes every stage from the baseline. Returns the same record as core.search.run, its first
+    round marked "screen"."""
+    alive = search.order(candidates, estimates, requirements) or search.closest(
+        candidates, estimates, requirements, math.ceil(len(candidates) / eta))
+    record = {"considered": len(candidates), "strategy": "prefix", "rounds": [], "epochs_spent": 0, "chosen": None,
+              "feasible_by_estimate": len(search.order(candidates, estimates, requirements)), "stopped": "exhausted"}
+    group_map, seen, trained = groups(alive), {}, set()
+    screens = {g: screen(cs[0]) for g, cs in group_map.items()}
+    reference = [c for c in alive if not c.stages()]
+
+    def cost(batch, epochs):  # each stage node once; a node trained before at these epochs is cached
+        nodes = {(k, epochs) for c in batch for k, s in zip(c.stage_keys(), c.stages()) if s in search.FINE_TUNED}
+        return epochs * len(nodes - trained), nodes
+
+    def go(batch, epochs, **mark):
+        spent, nodes = cost(batch, epochs)
+        leaves = run_round(batch, epochs)
+        search.keep(seen, leaves, requirements)
+        trained.update(nodes)
+        record["epochs_spent"] += spent
+        record["rounds"].append({"epochs": epochs, "ids": [c.id for c in batch], "cost_epochs": spent,
+                                 "leaves": {c.id: leaves[c.id] for c in batch}, **mark})
+        return leaves
+
+    batch = reference + list(screens.values())
+    if budget_epochs is not None and cost(batch, min_epochs)[0] > budget_epochs:
+        record["stopped"] = "budget"
+        return search.answer(record, seen, estimates, requirements)
+    leaves = go(batch, min_epochs, screen=True)
+    pending = rank(group_map, {g: leaves[s.id] for g, s in screens.items()}, estimates, requirements)
+    per_round = max(1, math.ceil(len(pending) / eta))
+    while True:
+        chosen = search.stop_leaf(seen, [c for g in pending for c in group_map[g]], estimates, requirements)
+        if chosen:
+            record.update(chosen=chosen, stopped="met", leaf=seen[chosen])
+            return record
+        if not pending:
+            break
+        if out_of_time():
+            record["stopped"] = "wall time"
+            break
+        batch, taken = [], 0
+        for g in pending[:per_round]:  # best first, while the budget allows
+            more = batch + [screens[g]] + [c for c in group_map[g] if c != screens[g]]
+            if budget_epochs is not None and record["epochs_spent"] + cost(more, max_epochs)[0] > budget_epochs:
+                break
+            batch, taken = more, taken + 1
+        if not batch:
+            record["stopped"] = "budget"
+            break
+        pending = pending[taken:]
+        go(batch, max_epochs)
+    return search.answer(record, seen, estimates, requirements)
