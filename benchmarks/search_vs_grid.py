@@ -42,9 +42,6 @@ def parse_args(argv):
     p.add_argument("--rescore-limit", type=int, default=0,
                    help="also re-evaluate every leaf on this many test images (0: the whole test split, -1: "
                         "not at all) and compute the coverage again on those numbers: less eval noise")
-    p.add_argument("--repeat-grid", action="store_true",
-                   help="train the grid a second time on its own root and print its coverage of the first: the "
-                        "noise floor of the coverage (fine-tuning is not deterministic)")
     p.add_argument("--out", default=None)
     return p.parse_args(argv)
 
@@ -75,12 +72,12 @@ def setup(arch, a, work):
                        "budget": {"max_epochs": a.budget_epochs}}}
 
 
-def grid(cfg, schedules, epochs, work, name="grid"):
+def grid(cfg, schedules, epochs, work):
     from collabopt import runners
     from collabopt.core import search
     from collabopt.pipelines import search as search_pipeline, search_run
     cands = search_pipeline.space(cfg, schedules)
-    root, mlmd = runners.paths(os.path.join(work, name))
+    root, mlmd = runners.paths(os.path.join(work, "grid"))
     nodes, _ = search_run._run_round(cfg, cands, epochs, root, mlmd, "local")  # noqa: SLF001
     from collabopt.core.artifact_files import read_leaf
     leaves = {}
@@ -192,19 +189,12 @@ def run_arch(arch, a, out):
            "schedules": record["schedules"], "search_leaves": searched, "grid_leaves": grid_leaves}
     cands, budget = search_pipeline.space(cfg, record["schedules"]), int(0.3 * grid_epochs)  # issue 13's 30%
     res["oracle"] = oracle(grid_leaves, cands, cfg["search"]["requirements"], a.max_epochs, budget)
-    repeat = grid(cfg, record["schedules"], a.max_epochs, work, "grid_repeat")[0] if a.repeat_grid else {}
-    if repeat:
-        res["grid_repeat"] = {"leaves": repeat, "coverage": coverage(list(repeat.values()), grid_leaves,
-                                                                      cfg["search"]["requirements"])}
     if a.rescore_limit >= 0:  # the same leaves (the search's by rung) on more test images
-        leaves = rescore({**grid_leaves, **{f"{l['id']}@{l['epochs']}": l for l in searched},
-                          **{f"{k}@repeat": l for k, l in repeat.items()}}, work, SIZE[arch], a.rescore_limit)
+        leaves = rescore({**grid_leaves, **{f"{l['id']}@{l['epochs']}": l for l in searched}}, work, SIZE[arch],
+                         a.rescore_limit)
         res["rescored"] = {"eval_images": a.rescore_limit or "all", "coverage": coverage(
             [leaves[f"{l['id']}@{l['epochs']}"] for l in searched], {k: leaves[k] for k in grid_leaves},
             cfg["search"]["requirements"]), "drops": {k: l["drop"] for k, l in leaves.items()}}
-        if repeat:
-            res["rescored"]["grid_repeat_coverage"] = coverage(
-                [leaves[f"{k}@repeat"] for k in repeat], {k: leaves[k] for k in grid_leaves}, cfg["search"]["requirements"])
         res["rescored"]["per_layer"], res["rescored"]["per_layer_wins"] = per_layer_vs_uniform(
             {k: leaves[k] for k in grid_leaves})
         res["rescored"]["oracle"] = oracle({k: leaves[k] for k in grid_leaves}, cands,
@@ -223,8 +213,6 @@ def summary(r):
              f"fine-tuning epochs: search {r['search_epochs']} / grid {r['grid_epochs']} = "
              f"{r['search_epochs'] / r['grid_epochs']:.0%}; front coverage {r['coverage']}",
              f"bound: grid leaves trained in 30% of the grid's epochs, no screening: {r['oracle']}",
-             f"the grid trained again covers the first: {r['grid_repeat']['coverage']}; rescored: "
-             f"{r.get('rescored', {}).get('grid_repeat_coverage')}" if "grid_repeat" in r else "grid not repeated",
              f"rescored on {r['rescored']['eval_images']} test images: coverage {r['rescored']['coverage']}; "
              f"bound {r['rescored']['oracle']}" if "rescored" in r else "not rescored",
              common.md_table(["leaf", "drop pp", "encoded B", "cycles"], [

@@ -90,10 +90,14 @@ def _closure(tasks, name):
     return seen
 
 
-def test_compiled_search_round_has_independent_trials(tmp_path):
-    spec = compiler.compile_config(CONFIG, str(tmp_path / "search.yaml"), search=True)
+PREFIX = {**CONFIG, "search": {**CONFIG["search"], "paths": ["prune_cluster_ptq"], "strategy": "prefix"}}
+
+
+@pytest.mark.parametrize("config", [CONFIG, PREFIX], ids=["halving", "prefix"])
+def test_compiled_search_round_has_independent_trials(tmp_path, config):
+    spec = compiler.compile_config(config, str(tmp_path / "search.yaml"), search=True)
     tasks = spec["root"]["dag"]["tasks"]
-    cands, epochs = search_pipeline.first_round(CONFIG)
+    cands, epochs = search_pipeline.first_round(config)  # prefix: each pruning's one-stage screen
     assert [c.id for c in cands] == ["ptq", "prune_ptq_s50", "prune_ptq_s75"] and epochs == 1
     leaf_tasks = {c.id: set(search_pipeline.trial_ids(c, epochs)) for c in cands}
     for c in cands:
@@ -137,4 +141,34 @@ def test_a_later_rung_goes_on_with_the_last_stage(tmp_path):
               "rb") as f:
         stats = analyze.layer_stats(f.read())
     sparse = {layer["layer"]: layer["max_unique_per_channel"] for layer in stats if layer["sparsity"] >= 0.49}
+    assert set(sparse) == {"conv_1", "pw_1", "logits"} and max(sparse.values()) <= 9, stats  # 0 and 8 centroids
+
+
+def test_a_prefix_search_trains_its_best_group_from_the_baseline(tmp_path):
+    s = {**PREFIX["search"], "sparsities": [0.5], "epochs": {"min": 1, "max": 2, "eta": 2},
+         "requirements": {"max_npu_cycles": 1}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({**PREFIX, "name": "search-prefix", "search": s}))
+    code, log = collabopt("search", str(tmp_path / "c.yaml"), "--root", str(tmp_path / "root"), log=tmp_path / "s.log")
+    assert code == NOT_MET, log[-3000:]  # nothing meets 1 cycle: the one group runs
+    record = json.loads((tmp_path / "root" / "search.json").read_text())
+    (group,) = record["rounds"][1]["ids"][1:]  # after its screen
+    screen = record["rounds"][0]["ids"]
+    assert record["strategy"] == "prefix" and [r["epochs"] for r in record["rounds"]] == [1, 2]
+    assert screen == [group.replace("prune_cluster_ptq", "prune_ptq").rsplit("_", 1)[0]] == record["rounds"][1]["ids"][:1]
+    assert "screening round at 1 epoch(s), 1 fine-tuning epochs:" in log and record["stopped"] == "exhausted"
+    store = results.connect(str(tmp_path / "root" / "metadata.sqlite"))
+    nodes = {e["node"]: e for r in results.runs(store) for e in results.executions(store, r)}
+    assert not [n for n in nodes if n.startswith("Resume_")]
+    target = int(screen[0].rsplit("_s", 1)[1]) / 100
+    key = search.Candidate("prune_ptq", target).stage_keys()[0]
+    reference = nodes[search_pipeline.trial_ids(search.Candidate("ptq"), 0)[2]]
+    baseline = search_run._events(store, reference["id"], ("INPUT",))[keys.MODEL_KEY]  # noqa: SLF001
+    for epochs in (1, 2):  # the screen and the group's own pruning both start from the baseline
+        pruner = nodes[search_pipeline.stage_id("prune", key, epochs)]
+        assert search_run._events(store, pruner["id"], ("INPUT",))[keys.MODEL_KEY] == baseline  # noqa: SLF001
+    # screening: 1 epoch of pruning; the group: 2 of pruning + 2 of clustering; each executed once
+    assert record["epochs_spent"] == record["epochs_executed"] == 5
+    with open(os.path.join(record["rounds"][1]["leaves"][group]["tflite_uri"], TFLITE_FILE), "rb") as f:
+        stats = analyze.layer_stats(f.read())
+    sparse = {layer["layer"]: layer["max_unique_per_channel"] for layer in stats if layer["sparsity"] >= target - 0.01}
     assert set(sparse) == {"conv_1", "pw_1", "logits"} and max(sparse.values()) <= 9, stats  # 0 and 8 centroids
