@@ -86,8 +86,8 @@ def run(candidates, estimates, requirements, run_round, *, min_epochs=1, max_epo
         return leaves
 
     batch = reference + list(screens.values())
-    if budget_epochs is not None and cost(batch, min_epochs)[0] > budget_epochs:
-        record["stopped"] = "budget"
+    if out_of_time() or (budget_epochs is not None and cost(batch, min_epochs)[0] > budget_epochs):
+        record["stopped"] = "wall time" if out_of_time() else "budget"
         return search.answer(record, seen, estimates, requirements)
     leaves = go(batch, min_epochs, screen=True)
     pending = rank(group_map, {g: leaves[s.id] for g, s in screens.items()}, estimates, requirements)

@@ -19,10 +19,10 @@ DROPS = {1: {"ptq": 0.0, "prune_ptq_s50": 0.5, "prune_ptq_s75": 3.0},  # the scr
              "prune_cluster_ptq_s75_k8": 2.0}}
 
 
-def scripted(calls):
+def scripted(calls, drops=DROPS):
     def run_round(batch, epochs):
         calls.append((epochs, [c.id for c in batch]))
-        return {c.id: {**leaf(DROPS[epochs][c.id], EST[c.id]["encoded_weights_bytes"]), "epochs": epochs} for c in batch}
+        return {c.id: {**leaf(drops[epochs][c.id], EST[c.id]["encoded_weights_bytes"]), "epochs": epochs} for c in batch}
     return run_round
 
 
@@ -71,14 +71,12 @@ def test_a_budget_stop_still_answers_with_a_leaf_that_meets():
     # a budget below the screening round runs nothing
     rec = screening.run(SPACE, EST, REQ, lambda b, e: pytest.fail("ran"), budget_epochs=1)
     assert rec["stopped"] == "budget" and rec["rounds"] == [] and rec["chosen"] is None
+    rec = screening.run(SPACE, EST, REQ, lambda b, e: pytest.fail("ran"), out_of_time=lambda: True)
+    assert rec["stopped"] == "wall time" and rec["rounds"] == []
 
 
 def test_equal_min_and_max_epochs_count_the_screened_stage_once():
-    calls = []
-    DROPS[2] = {**DROPS[1], **{k: v for k, v in DROPS[4].items()}}
-    try:
-        rec = screening.run(SPACE, EST, REQ, scripted(calls), min_epochs=2, max_epochs=2, eta=2)
-    finally:
-        del DROPS[2]
+    rec = screening.run(SPACE, EST, REQ, scripted([], {2: {**DROPS[1], **DROPS[4]}}), min_epochs=2, max_epochs=2,
+                        eta=2)
     # the screened pruning at 2 epochs is the group round's own pruning node (cached): only clustering is new
     assert [r["cost_epochs"] for r in rec["rounds"]] == [4, 2, 2]
