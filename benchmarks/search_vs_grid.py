@@ -34,7 +34,7 @@ def parse_args(argv):
     p.add_argument("--baseline-epochs", type=int, default=8)
     p.add_argument("--max-epochs", type=int, default=2)
     p.add_argument("--eta", type=int, default=2, help="successive halving: keep 1/eta, epochs x eta")
-    p.add_argument("--strategy", choices=("halving", "prefix"), default="halving",
+    p.add_argument("--strategy", choices=("halving", "prefix", "auto"), default="halving",
                    help="search.strategy; a strategy other than halving searches on its own root, search_<strategy>")
     p.add_argument("--budget-epochs", type=int, default=None, help="search.budget.max_epochs")
     p.add_argument("--max-drop-pp", type=float, default=1.0)

@@ -34,7 +34,8 @@ def summary(record):
     """The search's outcome as printed lines."""
     name = record.get("eval_metric", metrics.ACCURACY)
     lines = [f"space: {record['considered']} candidates, {record['feasible_by_estimate']} within the resource "
-             f"requirements by one-shot estimate; strategy: {record.get('strategy', 'halving')}"]
+             f"requirements by one-shot estimate; strategy: {record.get('strategy', 'halving')}"
+             + (f", then {record['then']}" if record.get("then") else "")]
     for r in record["rounds"]:
         kind = "screening round" if r.get("screen") else "round"
         lines.append(f"{kind} at {r['epochs']} epoch(s), {r['cost_epochs']} fine-tuning epochs:")

@@ -1,4 +1,5 @@
-"""The "prefix" search strategy: screen the shared first stages, then train the best groups fully.
+"""The "prefix" and "auto" search strategies: screen the shared first stages, then train the best
+groups fully (or, auto, halve over every candidate when short fine-tuning already recovers).
 
 Candidates that share their first stage (the same pruning, or the same clustering) form a group: the
 first stage is one node that all of them fine-tune from. One cheap round fine-tunes each first stage
@@ -7,8 +8,10 @@ groups are ranked by that leaf; then each round trains the next groups' every ca
 baseline for `max_epochs`, as many groups as the epoch budget allows (at most 1/eta of them), until
 a leaf meets every requirement and no untried group is estimated cheaper (core.search.stop_leaf).
 
-Why not halving over every candidate: one epoch of every stage node costs as much as training the
-best group fully, and a short clustering ranks candidates badly (benchmarks/README.md, issue 13).
+Why: halving gives every stage node short fine-tuning, which pays when a short fine-tune already
+recovers the metric (DS-CNN) and not when the leaves need the full epochs (MobileNet v1: pl1 after 3
+epochs of clustering +1.5 pp, after 8 -0.2). Auto tells the two apart by the screening round
+(benchmarks/README.md, issue 13).
 """
 import math
 
@@ -59,10 +62,13 @@ def rank(group_map, screened, estimates, requirements):
 
 
 def run(candidates, estimates, requirements, run_round, *, min_epochs=1, max_epochs=4, eta=2, budget_epochs=None,
-        out_of_time=lambda: False):
-    """Screen, then train the ranked groups fully (module docstring). `run_round(candidates, epochs)`
-    fine-tunes every stage from the baseline. Returns the same record as core.search.run, its first
-    round marked "screen"."""
+        out_of_time=lambda: False, auto=False):
+    """Screen, then train the ranked groups fully (module docstring); `run_round(candidates, epochs,
+    resume=False)` fine-tunes every stage from the baseline. With `auto`, when a screened leaf
+    already meets max_metric_drop after `min_epochs` (short fine-tuning recovers the metric), go on
+    with successive halving over every candidate instead (core.search.run, the screened nodes not
+    counted again): many short trials pay there, a few long ones otherwise. Returns the same
+    record as core.search.run, its first round marked "screen" and `then`: "groups" or "halving"."""
     alive = search.order(candidates, estimates, requirements) or search.closest(
         candidates, estimates, requirements, math.ceil(len(candidates) / eta))
     record = {"considered": len(candidates), "strategy": "prefix", "rounds": [], "epochs_spent": 0, "chosen": None,
@@ -77,7 +83,7 @@ def run(candidates, estimates, requirements, run_round, *, min_epochs=1, max_epo
 
     def go(batch, epochs, **mark):
         spent, nodes = cost(batch, epochs)
-        leaves = run_round(batch, epochs)
+        leaves = run_round(batch, epochs, resume=False)
         search.keep(seen, leaves, requirements)
         trained.update(nodes)
         record["epochs_spent"] += spent
@@ -90,6 +96,12 @@ def run(candidates, estimates, requirements, run_round, *, min_epochs=1, max_epo
         record["stopped"] = "wall time" if out_of_time() else "budget"
         return search.answer(record, seen, estimates, requirements)
     leaves = go(batch, min_epochs, screen=True)
+    limit = requirements.get("max_metric_drop")
+    if auto and (limit is None or min(leaves[s.id]["drop"] for s in screens.values()) <= limit):
+        return _halving(record, seen, trained, candidates, estimates, requirements, run_round, min_epochs=min_epochs,
+                        max_epochs=max_epochs, eta=eta, out_of_time=out_of_time,
+                        budget_epochs=None if budget_epochs is None else budget_epochs - record["epochs_spent"])
+    record["then"] = "groups"
     pending = rank(group_map, {g: leaves[s.id] for g, s in screens.items()}, estimates, requirements)
     per_round = max(1, math.ceil(len(pending) / eta))
     while True:
@@ -113,4 +125,17 @@ def run(candidates, estimates, requirements, run_round, *, min_epochs=1, max_epo
             break
         pending = pending[taken:]
         go(batch, max_epochs)
+    return search.answer(record, seen, estimates, requirements)
+
+
+def _halving(record, seen, trained, candidates, estimates, requirements, run_round, **kw):
+    """The rest of an auto search as core.search.run, merged into the screening's record."""
+    rest = search.run(candidates, estimates, requirements, run_round, done=trained, **kw)
+    for rnd in rest["rounds"]:
+        search.keep(seen, rnd["leaves"], requirements)
+    record.update(then="halving", stopped=rest["stopped"], rounds=record["rounds"] + rest["rounds"],
+                  epochs_spent=record["epochs_spent"] + rest["epochs_spent"])
+    if rest["chosen"]:
+        record.update(chosen=rest["chosen"], leaf=rest["leaf"])
+        return record
     return search.answer(record, seen, estimates, requirements)

@@ -128,12 +128,13 @@ def closest(candidates, estimates, requirements, keep):
     return sorted(candidates, key=lambda c: (worst(c), c.id))[:keep]
 
 
-def round_epochs(candidates, epochs, previous=0):
-    """Fine-tuning epochs one round costs: each distinct fine-tuned stage node once; with `previous`
-    (the epochs of the rung before, resumed), a candidate that continues costs only the difference."""
+def round_epochs(candidates, epochs, previous=0, done=()):
+    """Fine-tuning epochs one round costs: each distinct fine-tuned stage node once, but not one in
+    `done` ((stage key, epochs) trained before: cached); with `previous` (the epochs of the rung
+    before, resumed), a candidate that continues costs only the difference."""
     fresh = [c for c in candidates if not (previous and c.continues())]
-    return (epochs - previous) * (len(candidates) - len(fresh)) + epochs * len(
-        {k for c in fresh for k, s in zip(c.stage_keys(), c.stages()) if s in FINE_TUNED})
+    nodes = {(k, epochs) for c in fresh for k, s in zip(c.stage_keys(), c.stages()) if s in FINE_TUNED}
+    return (epochs - previous) * (len(candidates) - len(fresh)) + epochs * len(nodes - set(done))
 
 
 def promote(candidates, leaves, keep):
@@ -186,14 +187,14 @@ def rungs(min_epochs, max_epochs, eta):
 
 
 def run(candidates, estimates, requirements, run_round, *, min_epochs=1, max_epochs=4, eta=2, budget_epochs=None,
-        out_of_time=lambda: False, resume=True):
+        out_of_time=lambda: False, resume=True, done=()):
     """Successive halving: round r fine-tunes the alive candidates for rungs()[r] epochs
     (`run_round(candidates, epochs) -> {id: leaf}`; with `resume` a candidate that continues() is
     fine-tuned on from the previous rung's model, and costs only the extra epochs), keeps the best
     1/eta, and stops early by
     `stop_leaf`, when the epoch budget would be exceeded or when `out_of_time()` says so before a
-    round. Returns the search record: per round the epochs, ids, epochs spent and leaves; the chosen
-    id, or the best so far and the misses."""
+    round; `done`: stage nodes trained before (round_epochs). Returns the search record: per round the
+    epochs, ids, epochs spent and leaves; the chosen id, or the best so far and the misses."""
     alive = order(candidates, estimates, requirements) or closest(
         candidates, estimates, requirements, math.ceil(len(candidates) / eta))
     record = {"considered": len(candidates), "feasible_by_estimate": len(order(candidates, estimates, requirements)),
@@ -206,7 +207,7 @@ def run(candidates, estimates, requirements, run_round, *, min_epochs=1, max_epo
         if out_of_time():
             record["stopped"] = "wall time"
             break
-        cost = round_epochs(alive, epochs, previous if resume else 0)
+        cost = round_epochs(alive, epochs, previous if resume else 0, done)
         if budget_epochs is not None and record["epochs_spent"] + cost > budget_epochs:
             record["stopped"] = "budget"
             break

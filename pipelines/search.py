@@ -128,12 +128,12 @@ def space(cfg, schedules=()):
 
 def first_round(config):
     """The candidates of a search's first round before any estimate at its first rung: what
-    `collabopt compile` packages for Kubeflow. Halving: the whole uniform space; prefix: the
-    reference and each first stage's one-stage screen (core.screening)."""
+    `collabopt compile` packages for Kubeflow. Halving: the whole uniform space; prefix and auto:
+    the reference and each first stage's one-stage screen (core.screening)."""
     from collabopt.core import screening
 
     cfg = tree_config.merge(config)
     cands = space(cfg)
-    if cfg["search"]["strategy"] == "prefix":
+    if cfg["search"]["strategy"] != "halving":  # prefix, auto: the screening round
         cands = [c for c in cands if not c.stages()] + [screening.screen(g[0]) for g in screening.groups(cands).values()]
     return cands, {**tree_config.DEFAULTS["search"]["epochs"], **cfg["search"]["epochs"]}["min"]

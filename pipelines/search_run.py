@@ -1,12 +1,13 @@
 """`collabopt search` locally: the reference leaf, the sensitivity pass and one-shot estimates, then
 rounds of trial pipelines (pipelines/search.py) driven by the search.strategy: core/search.py's
-successive halving or core/screening.py's prefix screening.
+successive halving or core/screening.py's prefix screening (and auto, which picks after it).
 
 Every round is a TFX run on the same MLMD with the cache on: a search started again reruns the
 reference and the rounds it had reached, and every trial that finished comes back CACHED. The
 sensitivity table and estimates (no fine-tuning, no TFX) are kept in search_estimates.json next to
 the pipeline root, keyed by the baseline model and the search section, so they are not redone.
 """
+import functools
 import hashlib
 import json
 import os
@@ -128,12 +129,12 @@ def run(config, root, runner="local", log=print):
     est = _estimates(cfg, inputs[keys.MODEL_KEY], inputs[keys.EXAMPLES_KEY], work_dir, log)
     sched = {sch["name"]: sch for sch in est["schedules"]}
     cands = search_pipeline.space(cfg, list(sched.values()))
-    executed, last, halving = [], {}, s["strategy"] == "halving"
+    executed, last = [], {}
 
-    def run_round(batch, epochs):
+    def run_round(batch, epochs, resume=True):
         log(f"collabopt search: round at {epochs} epoch(s): {', '.join(c.id for c in batch)}")
-        resume = {c.id: (last[c.id]["model_uri"], last[c.id]["epochs"]) for c in batch
-                  if halving and c.id in last and c.continues()}  # go on from the previous rung's model
+        resume = {c.id: (last[c.id]["model_uri"], last[c.id]["epochs"]) for c in batch  # on from the last rung's model
+                  if resume and c.id in last and c.continues() and last[c.id]["epochs"] < epochs}
         nodes, run_id = _run_round(cfg, batch, epochs, root, mlmd, runner, resume)
         executed.append({"run": run_id, "fine_tune_nodes": {
             n: st for n, (st, _, _) in nodes.items() if n.startswith(FINE_TUNE_NODES)}})
@@ -148,7 +149,7 @@ def run(config, root, runner="local", log=print):
         return out
 
     max_time = budget["max_wall_time_s"]
-    strategy = search.run if halving else screening.run
+    strategy = search.run if s["strategy"] == "halving" else functools.partial(screening.run, auto=s["strategy"] == "auto")
     record = strategy(cands, est["estimates"], s["requirements"], run_round, min_epochs=ep["min"],
                       max_epochs=ep["max"], eta=ep["eta"], budget_epochs=budget["max_epochs"],
                       out_of_time=lambda: bool(max_time) and time.monotonic() - started > max_time)

@@ -1,5 +1,5 @@
-"""core/screening.py, the "prefix" search strategy, with scripted trial numbers: which first stages
-it screens, how it ranks their groups, what a round costs and when it stops."""
+"""core/screening.py, the "prefix" and "auto" search strategies, with scripted trial numbers: which
+first stages they screen, how groups rank, what a round costs, when they stop, where auto goes."""
 import pytest
 
 from collabopt.core import screening, search
@@ -20,7 +20,7 @@ DROPS = {1: {"ptq": 0.0, "prune_ptq_s50": 0.5, "prune_ptq_s75": 3.0},  # the scr
 
 
 def scripted(calls, drops=DROPS):
-    def run_round(batch, epochs):
+    def run_round(batch, epochs, resume=True):
         calls.append((epochs, [c.id for c in batch]))
         return {c.id: {**leaf(drops[epochs][c.id], EST[c.id]["encoded_weights_bytes"]), "epochs": epochs} for c in batch}
     return run_round
@@ -80,3 +80,28 @@ def test_equal_min_and_max_epochs_count_the_screened_stage_once():
                         eta=2)
     # the screened pruning at 2 epochs is the group round's own pruning node (cached): only clustering is new
     assert [r["cost_epochs"] for r in rec["rounds"]] == [4, 2, 2]
+
+
+def test_auto_halves_over_every_candidate_when_a_short_fine_tune_already_meets_the_drop():
+    truth = {"prune_ptq_s50": 0.5, "prune_cluster_ptq_s50_k8": 1.6, "prune_ptq_s75": 3.0, "prune_cluster_ptq_s75_k8": 4.0}
+    calls = []
+
+    def run_round(batch, epochs, resume=True):
+        calls.append((epochs, [c.id for c in batch], resume))
+        return {c.id: leaf(truth[c.id] / epochs, EST[c.id]["encoded_weights_bytes"]) for c in batch}
+    rec = screening.run(SPACE, EST, REQ, run_round, min_epochs=1, max_epochs=4, eta=2, auto=True)
+    # prune_ptq_s50's screen is at 0.5 <= 1.0 after 1 epoch: halving over the candidates that could meet
+    assert rec["then"] == "halving" and calls[0][:2] == (1, ["prune_ptq_s75", "prune_ptq_s50"])
+    assert calls[1] == (1, ["prune_cluster_ptq_s75_k8", "prune_ptq_s75", "prune_cluster_ptq_s50_k8"], True)
+    # its first rung reuses both screened prunings: only the two clusterings are new
+    assert [r["cost_epochs"] for r in rec["rounds"]][:2] == [2, 2] and rec["rounds"][0]["screen"]
+    assert rec["epochs_spent"] == sum(r["cost_epochs"] for r in rec["rounds"])
+    assert rec["chosen"] and not search.misses(rec["leaf"], REQ)
+
+
+def test_auto_trains_groups_fully_when_no_short_fine_tune_meets_the_drop():
+    calls = []
+    drops = {1: {**DROPS[1], "prune_ptq_s50": 1.5}, 4: DROPS[4]}  # no screen within 1.0 after 1 epoch
+    rec = screening.run(SPACE, EST, REQ, scripted(calls, drops), min_epochs=1, max_epochs=4, eta=2, auto=True)
+    assert rec["then"] == "groups" and calls[1] == (4, ["prune_ptq_s50", "prune_cluster_ptq_s50_k8"])
+    assert rec["chosen"] == "prune_cluster_ptq_s50_k8"

@@ -93,7 +93,8 @@ def _closure(tasks, name):
 PREFIX = {**CONFIG, "search": {**CONFIG["search"], "paths": ["prune_cluster_ptq"], "strategy": "prefix"}}
 
 
-@pytest.mark.parametrize("config", [CONFIG, PREFIX], ids=["halving", "prefix"])
+@pytest.mark.parametrize("config", [CONFIG, PREFIX, {**PREFIX, "search": {**PREFIX["search"], "strategy": "auto"}}],
+                         ids=["halving", "prefix", "auto"])
 def test_compiled_search_round_has_independent_trials(tmp_path, config):
     spec = compiler.compile_config(config, str(tmp_path / "search.yaml"), search=True)
     tasks = spec["root"]["dag"]["tasks"]
