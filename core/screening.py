@@ -71,7 +71,7 @@ def run(candidates, estimates, requirements, run_round, *, min_epochs=1, max_epo
     record as core.search.run, its first round marked "screen" and `then`: "groups" or "halving"."""
     alive = search.order(candidates, estimates, requirements) or search.closest(
         candidates, estimates, requirements, math.ceil(len(candidates) / eta))
-    record = {"considered": len(candidates), "strategy": "prefix", "rounds": [], "epochs_spent": 0, "chosen": None,
+    record = {"considered": len(candidates), "strategy": "auto" if auto else "prefix", "rounds": [], "epochs_spent": 0, "chosen": None,
               "feasible_by_estimate": len(search.order(candidates, estimates, requirements)), "stopped": "exhausted"}
     group_map, seen, trained = groups(alive), {}, set()
     screens = {g: screen(cs[0]) for g, cs in group_map.items()}

@@ -149,11 +149,13 @@ def run(config, root, runner="local", log=print):
         return out
 
     max_time = budget["max_wall_time_s"]
-    strategy = search.run if s["strategy"] == "halving" else functools.partial(screening.run, auto=s["strategy"] == "auto")
+    strategy = (search.run if s["strategy"] == "halving"
+                else functools.partial(screening.run, auto=s["strategy"] == "auto"))
     record = strategy(cands, est["estimates"], s["requirements"], run_round, min_epochs=ep["min"],
                       max_epochs=ep["max"], eta=ep["eta"], budget_epochs=budget["max_epochs"],
                       out_of_time=lambda: bool(max_time) and time.monotonic() - started > max_time)
-    record.update(strategy=s["strategy"], eval_metric=cfg["training"]["eval_metric"], executions=executed, schedules=est["schedules"], sensitivity=est["sensitivity"],
+    record.update(strategy=s["strategy"], eval_metric=cfg["training"]["eval_metric"], executions=executed,
+                  schedules=est["schedules"], sensitivity=est["sensitivity"],
                   base=est["base"], estimates=est["estimates"], requirements=s["requirements"],
                   npu_target=s["npu_target"], wall_time_s=time.monotonic() - started,
                   epochs_executed=sum(search_pipeline.node_epochs(n) for e in executed
