@@ -91,7 +91,8 @@ def test_auto_halves_over_every_candidate_when_a_short_fine_tune_already_meets_t
         return {c.id: leaf(truth[c.id] / epochs, EST[c.id]["encoded_weights_bytes"]) for c in batch}
     rec = screening.run(SPACE, EST, REQ, run_round, min_epochs=1, max_epochs=4, eta=2, auto=True)
     # prune_ptq_s50's screen is at 0.5 <= 1.0 after 1 epoch: halving over the candidates that could meet
-    assert rec["then"] == "halving" and calls[0][:2] == (1, ["prune_ptq_s75", "prune_ptq_s50"])
+    assert rec["strategy"] == "auto" and rec["then"] == "halving"
+    assert calls[0] == (1, ["prune_ptq_s75", "prune_ptq_s50"], False)
     assert calls[1] == (1, ["prune_cluster_ptq_s75_k8", "prune_ptq_s75", "prune_cluster_ptq_s50_k8"], True)
     # its first rung reuses both screened prunings: only the two clusterings are new
     assert [r["cost_epochs"] for r in rec["rounds"]][:2] == [2, 2] and rec["rounds"][0]["screen"]
