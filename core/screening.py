@@ -78,21 +78,20 @@ def run(candidates, estimates, requirements, run_round, *, min_epochs=1, max_epo
     reference = [c for c in alive if not c.stages()]
 
     def cost(batch, epochs):  # each stage node once; a node trained before at these epochs is cached
-        nodes = {(k, epochs) for c in batch for k, s in zip(c.stage_keys(), c.stages()) if s in search.FINE_TUNED}
-        return epochs * len(nodes - trained), nodes
+        return search.round_epochs(batch, epochs, done=trained)
 
     def go(batch, epochs, **mark):
-        spent, nodes = cost(batch, epochs)
+        spent = cost(batch, epochs)
         leaves = run_round(batch, epochs, resume=False)
         search.keep(seen, leaves, requirements)
-        trained.update(nodes)
+        trained.update(search.stage_nodes(batch, epochs))
         record["epochs_spent"] += spent
         record["rounds"].append({"epochs": epochs, "ids": [c.id for c in batch], "cost_epochs": spent,
                                  "leaves": {c.id: leaves[c.id] for c in batch}, **mark})
         return leaves
 
     batch = reference + list(screens.values())
-    if out_of_time() or (budget_epochs is not None and cost(batch, min_epochs)[0] > budget_epochs):
+    if out_of_time() or (budget_epochs is not None and cost(batch, min_epochs) > budget_epochs):
         record["stopped"] = "wall time" if out_of_time() else "budget"
         return search.answer(record, seen, estimates, requirements)
     leaves = go(batch, min_epochs, screen=True)
@@ -117,7 +116,7 @@ def run(candidates, estimates, requirements, run_round, *, min_epochs=1, max_epo
         batch, taken = [], 0
         for g in pending[:per_round]:  # best first, while the budget allows
             more = batch + [screens[g]] + [c for c in group_map[g] if c != screens[g]]
-            if budget_epochs is not None and record["epochs_spent"] + cost(more, max_epochs)[0] > budget_epochs:
+            if budget_epochs is not None and record["epochs_spent"] + cost(more, max_epochs) > budget_epochs:
                 break
             batch, taken = more, taken + 1
         if not batch:

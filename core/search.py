@@ -128,13 +128,17 @@ def closest(candidates, estimates, requirements, keep):
     return sorted(candidates, key=lambda c: (worst(c), c.id))[:keep]
 
 
+def stage_nodes(candidates, epochs):
+    """{(stage key, epochs)}: the distinct fine-tuning nodes that train these candidates from the baseline."""
+    return {(k, epochs) for c in candidates for k, s in zip(c.stage_keys(), c.stages()) if s in FINE_TUNED}
+
+
 def round_epochs(candidates, epochs, previous=0, done=()):
     """Fine-tuning epochs one round costs: each distinct fine-tuned stage node once, but not one in
-    `done` ((stage key, epochs) trained before: cached); with `previous` (the epochs of the rung
-    before, resumed), a candidate that continues costs only the difference."""
+    `done` (stage_nodes trained before: cached); with `previous` (the epochs of the rung before,
+    resumed), a candidate that continues costs only the difference."""
     fresh = [c for c in candidates if not (previous and c.continues())]
-    nodes = {(k, epochs) for c in fresh for k, s in zip(c.stage_keys(), c.stages()) if s in FINE_TUNED}
-    return (epochs - previous) * (len(candidates) - len(fresh)) + epochs * len(nodes - set(done))
+    return (epochs - previous) * (len(candidates) - len(fresh)) + epochs * len(stage_nodes(fresh, epochs) - set(done))
 
 
 def promote(candidates, leaves, keep):
