@@ -71,8 +71,9 @@ def run(candidates, estimates, requirements, run_round, *, min_epochs=1, max_epo
     record as core.search.run, its first round marked "screen" and `then`: "groups" or "halving"."""
     alive = search.order(candidates, estimates, requirements) or search.closest(
         candidates, estimates, requirements, math.ceil(len(candidates) / eta))
-    record = {"considered": len(candidates), "strategy": "auto" if auto else "prefix", "rounds": [], "epochs_spent": 0, "chosen": None,
-              "feasible_by_estimate": len(search.order(candidates, estimates, requirements)), "stopped": "exhausted"}
+    record = {"considered": len(candidates), "strategy": "auto" if auto else "prefix", "rounds": [],
+              "epochs_spent": 0, "chosen": None, "stopped": "exhausted",
+              "feasible_by_estimate": len(search.order(candidates, estimates, requirements))}
     group_map, seen, trained = groups(alive), {}, set()
     screens = {g: screen(cs[0]) for g, cs in group_map.items()}
     reference = [c for c in alive if not c.stages()]

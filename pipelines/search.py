@@ -135,5 +135,6 @@ def first_round(config):
     cfg = tree_config.merge(config)
     cands = space(cfg)
     if cfg["search"]["strategy"] != "halving":  # prefix, auto: the screening round
-        cands = [c for c in cands if not c.stages()] + [screening.screen(g[0]) for g in screening.groups(cands).values()]
+        screens = [screening.screen(g[0]) for g in screening.groups(cands).values()]
+        cands = [c for c in cands if not c.stages()] + screens
     return cands, {**tree_config.DEFAULTS["search"]["epochs"], **cfg["search"]["epochs"]}["min"]
