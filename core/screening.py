@@ -78,11 +78,8 @@ def run(candidates, estimates, requirements, run_round, *, min_epochs=1, max_epo
     screens = {g: screen(cs[0]) for g, cs in group_map.items()}
     reference = [c for c in alive if not c.stages()]
 
-    def cost(batch, epochs):  # each stage node once; a node trained before at these epochs is cached
-        return search.round_epochs(batch, epochs, done=trained)
-
     def go(batch, epochs, **mark):
-        spent = cost(batch, epochs)
+        spent = search.round_epochs(batch, epochs, done=trained)  # a node trained before is cached
         leaves = run_round(batch, epochs, resume=False)
         search.keep(seen, leaves, requirements)
         trained.update(search.stage_nodes(batch, epochs))
@@ -92,12 +89,13 @@ def run(candidates, estimates, requirements, run_round, *, min_epochs=1, max_epo
         return leaves
 
     batch = reference + list(screens.values())
-    if out_of_time() or (budget_epochs is not None and cost(batch, min_epochs) > budget_epochs):
+    if out_of_time() or (budget_epochs is not None and search.round_epochs(batch, min_epochs) > budget_epochs):
         record["stopped"] = "wall time" if out_of_time() else "budget"
         return search.answer(record, seen, estimates, requirements)
     leaves = go(batch, min_epochs, screen=True)
     limit = requirements.get("max_metric_drop")
-    if auto and (limit is None or min(leaves[s.id]["drop"] for s in screens.values()) <= limit):
+    best = min((leaves[s.id]["drop"] for s in screens.values()), default=math.inf)  # no group: nothing to halve
+    if auto and screens and (limit is None or best <= limit):
         return _halving(record, seen, trained, candidates, estimates, requirements, run_round, min_epochs=min_epochs,
                         max_epochs=max_epochs, eta=eta, out_of_time=out_of_time,
                         budget_epochs=None if budget_epochs is None else budget_epochs - record["epochs_spent"])
@@ -117,7 +115,8 @@ def run(candidates, estimates, requirements, run_round, *, min_epochs=1, max_epo
         batch, taken = [], 0
         for g in pending[:per_round]:  # best first, while the budget allows
             more = batch + [screens[g]] + [c for c in group_map[g] if c != screens[g]]
-            if budget_epochs is not None and record["epochs_spent"] + cost(more, max_epochs) > budget_epochs:
+            spent = record["epochs_spent"] + search.round_epochs(more, max_epochs, done=trained)
+            if budget_epochs is not None and spent > budget_epochs:
                 break
             batch, taken = more, taken + 1
         if not batch:

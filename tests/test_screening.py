@@ -22,7 +22,8 @@ DROPS = {1: {"ptq": 0.0, "prune_ptq_s50": 0.5, "prune_ptq_s75": 3.0},  # the scr
 def scripted(calls, drops=DROPS):
     def run_round(batch, epochs, resume=True):
         calls.append((epochs, [c.id for c in batch]))
-        return {c.id: {**leaf(drops[epochs][c.id], EST[c.id]["encoded_weights_bytes"]), "epochs": epochs} for c in batch}
+        return {c.id: {**leaf(drops[epochs][c.id], EST[c.id]["encoded_weights_bytes"]), "epochs": epochs}
+                for c in batch}
     return run_round
 
 
@@ -83,7 +84,8 @@ def test_equal_min_and_max_epochs_count_the_screened_stage_once():
 
 
 def test_auto_halves_over_every_candidate_when_a_short_fine_tune_already_meets_the_drop():
-    truth = {"prune_ptq_s50": 0.5, "prune_cluster_ptq_s50_k8": 1.6, "prune_ptq_s75": 3.0, "prune_cluster_ptq_s75_k8": 4.0}
+    truth = {"prune_ptq_s50": 0.5, "prune_cluster_ptq_s50_k8": 1.6, "prune_ptq_s75": 3.0,
+             "prune_cluster_ptq_s75_k8": 4.0}
     calls = []
 
     def run_round(batch, epochs, resume=True):
@@ -106,3 +108,11 @@ def test_auto_trains_groups_fully_when_no_short_fine_tune_meets_the_drop():
     rec = screening.run(SPACE, EST, REQ, scripted(calls, drops), min_epochs=1, max_epochs=4, eta=2, auto=True)
     assert rec["then"] == "groups" and calls[1] == (4, ["prune_ptq_s50", "prune_cluster_ptq_s50_k8"])
     assert rec["chosen"] == "prune_cluster_ptq_s50_k8"
+
+
+def test_a_space_of_the_reference_alone_answers_with_it():
+    ptq = [search.Candidate("ptq")]
+    for auto in (False, True):
+        rec = screening.run(ptq, {"ptq": leaf(0, 1000)}, {"max_metric_drop": 1.0},
+                            lambda b, e, resume=True: {c.id: leaf(0.0, 1000) for c in b}, auto=auto)
+        assert rec["chosen"] == "ptq" and rec["epochs_spent"] == 0 and rec["then"] == "groups"
