@@ -8,7 +8,6 @@ marked CANCELED (MLMD has no ABANDONED state) with an `abandoned` custom propert
 it ends, its run context gets `state` (complete | failed) and `ended`, and a failed execution its
 error message (`error`), which TFX's launcher does not keep for an executor's exception.
 """
-import contextlib
 import datetime
 import os
 import socket
@@ -16,6 +15,15 @@ import time
 import uuid
 
 RUNNERS = ("local", "beam")
+
+
+class NodeFailed(Exception):
+    """A node of the run failed: `node` (its id) and `error` (what its executor raised, also the cause);
+    str() is the error's."""
+
+    def __init__(self, node, error):
+        super().__init__(str(error))
+        self.node, self.error = node, error
 
 
 class _DropNoise:
@@ -54,13 +62,15 @@ def run(pipeline, runner="local", *, run_id=None):
     mlmd = _sqlite(pipeline)
     with _Lease(mlmd, run_id, ir.pipeline_info.id):
         try:
-            with _test_sigkill_after_nodes(mlmd):
-                _run_ir(ir, runner)
+            _run_ir(ir, runner)
         except BaseException as e:
+            failed = []
             try:
-                _finish(mlmd, run_id, e)
+                failed = _finish(mlmd, run_id, e)
             except Exception:  # noqa: BLE001 - the books must not hide the run's own error
                 logging.getLogger("collabopt").warning("could not record the failure in %s", mlmd, exc_info=True)
+            if isinstance(e, Exception) and failed:
+                raise NodeFailed(failed[0], e) from e
             raise
         _finish(mlmd, run_id, None)
     return run_id
@@ -191,7 +201,7 @@ def mark_abandoned(mlmd, pipeline_name, by_run):
     Returns the ids of the executions marked."""
     from ml_metadata.proto import metadata_store_pb2 as pb
 
-    from collabopt import results
+    from collabopt.mlmd import results
     store, marked = results.connect(mlmd, write=True), []
     for ctx in results.runs(store, pipeline_name):
         if ctx.name == by_run or results.RUN_STATE in ctx.custom_properties or lease(mlmd, ctx.name) != "stopped":
@@ -213,22 +223,25 @@ def mark_abandoned(mlmd, pipeline_name, by_run):
 
 
 def _finish(mlmd, run_id, error):
-    """The run's end in its context (state, ended); a failure's message on its FAILED execution(s)."""
+    """The run's end in its context (state, ended); a failure's message on its FAILED execution(s).
+    Returns the ids of the nodes that failed (those whose error it is first)."""
     if not mlmd or not os.path.exists(mlmd):
-        return
+        return []
     from ml_metadata.proto import metadata_store_pb2 as pb
 
-    from collabopt import results
+    from collabopt.mlmd import results
     store = results.connect(mlmd, write=True)
     ctx = store.get_context_by_type_and_name(results.RUN_CONTEXT, run_id)
     if ctx is None:  # it failed before any node started
-        return
+        return []
+    names = []
     if error is not None:
         message = f"{type(error).__name__}: {error}"[:4000]
         execs = store.get_executions_by_context(ctx.id)
         failed = [e for e in execs
                   if e.last_known_state == pb.Execution.FAILED and results.ERROR not in e.custom_properties]
         failed = [e for e in failed if results.node_name(store, e) in message] or failed  # Beam: several
+        names = [results.node_name(store, e) for e in failed]
         for e in failed:
             e.custom_properties[results.ERROR].string_value = message
         stopped = [e for e in execs if e.last_known_state in (pb.Execution.NEW, pb.Execution.RUNNING)]
@@ -240,41 +253,4 @@ def _finish(mlmd, run_id, error):
     ctx.custom_properties[results.RUN_STATE].string_value = "complete" if error is None else "failed"
     ctx.custom_properties[results.RUN_ENDED].int_value = int(time.time() * 1000)
     store.put_contexts([ctx])
-
-
-@contextlib.contextmanager
-def _test_sigkill_after_nodes(mlmd):
-    """Test support, not a feature: COLLABOPT_TEST_SIGKILL=node:<n> makes the process SIGKILL itself
-    right after the n-th node it executes (not cached, not skipped) is published; core/train.py reads
-    epoch:<stage>:<n> from the same variable. tests/test_resume.py crashes runs this way."""
-    import logging
-    import signal
-
-    from collabopt.core.train import TEST_SIGKILL
-    kind, _, n = os.environ.get(TEST_SIGKILL, "").partition(":")
-    if kind != "node" or not mlmd:
-        yield
-        return
-    from ml_metadata.proto import metadata_store_pb2 as pb
-    from tfx.orchestration.portable import launcher
-
-    from collabopt import results
-    launch, executed = launcher.Launcher.launch, []
-
-    def launch_then_maybe_die(self):
-        info = launch(self)
-        if info is not None and info.execution_id is not None:
-            [ex] = results.connect(mlmd).get_executions_by_id([info.execution_id])
-            if ex.last_known_state == pb.Execution.COMPLETE:
-                executed.append(ex.id)
-                if len(executed) == int(n):
-                    logging.getLogger("collabopt").warning("%s: SIGKILL after node %s", TEST_SIGKILL,
-                                                           results.node_name(results.connect(mlmd), ex))
-                    os.kill(os.getpid(), signal.SIGKILL)
-        return info
-
-    launcher.Launcher.launch = launch_then_maybe_die
-    try:
-        yield
-    finally:
-        launcher.Launcher.launch = launch
+    return names

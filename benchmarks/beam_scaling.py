@@ -49,7 +49,9 @@ def prepare(a, out):
     and a bigger eval split of repeated shards."""
     import numpy as np
 
-    from collabopt.core import artifact_files, data, stages, train
+    from collabopt.core import artifact_files, stages
+    from collabopt.core.data import examples_io
+    from collabopt.core.model import baseline
     work = os.path.join(out, "data")
     if os.path.isdir(work):
         shutil.rmtree(work)
@@ -57,15 +59,15 @@ def prepare(a, out):
                                           size=a.size, num_shards=a.shards)
     big = None
     if a.big_copies:
-        d = data.load_fashion_mnist(train_limit=1, eval_limit=a.eval_limit or None)
+        d = examples_io.load_fashion_mnist(train_limit=1, eval_limit=a.eval_limit or None)
         x, y = d["eval"]
         big = os.path.join(work, "examples_big")
-        data.write_examples(big, {"eval": (np.concatenate([common.pad_to(x, a.size)] * a.big_copies),
+        examples_io.write_examples(big, {"eval": (np.concatenate([common.pad_to(x, a.size)] * a.big_copies),
                                            np.concatenate([y] * a.big_copies))}, num_shards=a.shards * a.big_copies)
     spec = stages.DataSpec(examples, feature_shape=(a.size, a.size, 1))
     tflite, baseline = a.tflite, None
     if not tflite:
-        baseline = common.train_baseline(train.ds_cnn((a.size, a.size, 1)), examples, os.path.join(work, "baseline"),
+        baseline = common.train_baseline(baseline.ds_cnn((a.size, a.size, 1)), examples, os.path.join(work, "baseline"),
                                          feature_shape=(a.size, a.size, 1), epochs=1, final_lr_epochs=0)
         stages.to_tflite(os.path.join(work, "baseline"), spec, os.path.join(work, "leaf"), evaluate=False)
         tflite = os.path.join(work, "leaf", artifact_files.TFLITE_FILE)
@@ -76,9 +78,9 @@ def timed_eval(tflite, examples, mode_args, a, saved_model):
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from collabopt.core import evaluate
+    from collabopt.core.evaluation import beam_eval
     with common.Timer() as t:
-        r = evaluate.accuracy(tflite, examples, "eval", saved_model_dir=saved_model, feature_shape=(a.size, a.size, 1),
+        r = beam_eval.accuracy(tflite, examples, "eval", saved_model_dir=saved_model, feature_shape=(a.size, a.size, 1),
                               make_pipeline=lambda: beam.Pipeline(options=PipelineOptions(mode_args)))
     return t.s, r
 
@@ -87,18 +89,20 @@ def main(argv=None):
     a = parse_args(argv)
     out = common.results_dir("beam_scaling", a.out)
     meta = common.provenance(a)
-    from collabopt.core import analyze, data, keras_io
+    from collabopt.core.tflite import flatbuffer
+    from collabopt.core.data import examples_io
+    from collabopt.core.model import keras_io
     examples, big, tflite, baseline, spec = prepare(a, out)
     saved_model = keras_io.saved_model_dir(os.path.join(out, "data", "baseline")) if a.keras and baseline else None
     modes = a.modes.split(",")
     sets = {"test": examples, **({f"test x{a.big_copies}": big} if big else {})}
 
     # The floor: one process, no Beam, arrays already in memory.
-    x, y = data.read_examples(spec.examples_uri, spec.eval_split, feature_shape=spec.feature_shape)
+    x, y = examples_io.read_examples(spec.examples_uri, spec.eval_split, feature_shape=spec.feature_shape)
     with open(tflite, "rb") as f:
         model = f.read()
     with common.Timer() as t:
-        floor_acc = analyze.int8_accuracy(model, x, y)
+        floor_acc = flatbuffer.int8_accuracy(model, x, y)
     floor = {"seconds": t.s, "int8_accuracy": floor_acc, "examples": int(len(y))}
     print(f"no Beam, arrays in memory: {t.s:.1f} s for {len(y):,} images ({floor_acc:.4f})", flush=True)
 

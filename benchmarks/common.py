@@ -113,7 +113,7 @@ def pad_to(images, size):
 def write_fashion_mnist(uri, *, train_limit=0, eval_limit=0, size=28, num_shards=4, seed=0):
     """A Fashion-MNIST Examples folder (Split-train/, Split-eval/; uint8 pixels as int64 lists, labels)
     at `uri`, optionally padded to size x size; reused if it is already there. 0 = whole split."""
-    from collabopt.core import data
+    from collabopt.core.data import examples_io
     marker = os.path.join(uri, "written.json")
     want = {"train_limit": train_limit, "eval_limit": eval_limit, "size": size, "num_shards": num_shards,
             "seed": seed}
@@ -122,9 +122,9 @@ def write_fashion_mnist(uri, *, train_limit=0, eval_limit=0, size=28, num_shards
             if json.load(f) == want:
                 return uri
         raise FileExistsError(f"{uri} holds Examples written with other parameters; remove it first")
-    d = data.load_fashion_mnist(train_limit=train_limit or None, eval_limit=eval_limit or None, seed=seed)
+    d = examples_io.load_fashion_mnist(train_limit=train_limit or None, eval_limit=eval_limit or None, seed=seed)
     splits = {k: (pad_to(x, size), y) for k, (x, y) in d.items()}
-    data.write_examples(uri, splits, num_shards=num_shards)
+    examples_io.write_examples(uri, splits, num_shards=num_shards)
     write_json(marker, want)
     return uri
 
@@ -141,7 +141,9 @@ def train_baseline(model, examples_uri, out_dir, *, feature_shape, epochs, learn
                    train_limit=0, batch_size=64, seed=0):
     """Train `model` on the Examples' train split (`epochs` at learning_rate, then `final_lr_epochs`
     at a tenth of it) and save it as a tf_keras SavedModel at out_dir. Returns metrics."""
-    from collabopt.core import keras_io, metrics, stages, train
+    from collabopt.core.model import keras_io, train
+    from collabopt.core.evaluation import metrics
+    from collabopt.core import stages
     spec = stages.DataSpec(examples_uri, feature_shape=tuple(feature_shape), train_limit=train_limit)
     with Timer() as t:
         train.fit(model, spec.train_dataset(batch_size, seed=seed), epochs=epochs, learning_rate=learning_rate,

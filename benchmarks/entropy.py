@@ -70,10 +70,10 @@ def file_parts(blob):
 def analyze_tflite(path):
     import numpy as np
 
-    from collabopt.core import analyze
+    from collabopt.core.tflite import flatbuffer
     with open(path, "rb") as f:
         blob = f.read()
-    it = analyze.interpreter(blob)
+    it = flatbuffer.interpreter(blob)
     it.allocate_tensors()
     tensors = {t["index"]: t for t in it.get_tensor_details()}
     kernels, biases, seen = [], [], set()

@@ -44,12 +44,15 @@ def parse_args(argv=None):
 
 def child(mode, examples, model, work, batch_size):
     """One measured run in this (fresh) process; prints {stage: peak RSS MB} as JSON."""
-    from collabopt.core import data, keras_io, leaves, stages, train
+    from collabopt.core.data import examples_io
+    from collabopt.core.model import keras_io, train
+    from collabopt.core.evaluation import leaf_evaluation
+    from collabopt.core import stages
     peaks = {"start": peak_rss_mb()}
     spec = stages.DataSpec(examples)
     fit = stages.FitSpec(epochs=1, batch_size=batch_size)
     if mode == "arrays":  # the former way: the whole train split as one array, fitted from memory
-        x, y = data.read_examples(examples, "train")
+        x, y = examples_io.read_examples(examples, "train")
         peaks["read_examples"] = peak_rss_mb()
         train.fit(keras_io.load_model(model), x, y, epochs=1, batch_size=batch_size)
         peaks["fit"] = peak_rss_mb()
@@ -59,7 +62,7 @@ def child(mode, examples, model, work, batch_size):
         peaks["prune"] = peak_rss_mb()
         stages.to_tflite(d("pruned"), spec, d("tflite"), representative_samples=100)
         peaks["to_tflite"] = peak_rss_mb()
-        leaves.evaluate_leaf("prune_ptq", d("tflite"), d("pruned"), spec, d("leaf"))
+        leaf_evaluation.evaluate_leaf("prune_ptq", d("tflite"), d("pruned"), spec, d("leaf"))
         peaks["evaluate_leaf"] = peak_rss_mb()
     print(json.dumps(peaks))
 
@@ -82,13 +85,13 @@ def main(argv=None):
         return child(*a.child, a.out, a.batch_size)
     out = common.results_dir("memory", a.out)
     meta = common.provenance(a)
-    from collabopt.core import keras_io, train
+    from collabopt.core.model import baseline, keras_io
     sizes = {"N": (a.train, a.eval), f"{a.factor}N": (a.train * a.factor, a.eval * a.factor)}
     folders = {k: common.write_fashion_mnist(os.path.join(out, "data", f"examples_{tr}_{ev}"), train_limit=tr,
                                              eval_limit=ev) for k, (tr, ev) in sizes.items()}
     model = os.path.join(out, "data", "model")
     if not os.path.isdir(model):
-        keras_io.save_model(train.ds_cnn(width=16, blocks=1), os.path.join(model, keras_io.SERVING_DIR))
+        keras_io.save_model(baseline.ds_cnn(width=16, blocks=1), os.path.join(model, keras_io.SERVING_DIR))
     runs = {}
     for mode in ("stages", "arrays") if a.arrays else ("stages",):
         for k, folder in folders.items():

@@ -83,15 +83,15 @@ def prepare(arch, uri, train_limit, eval_limit):
     """An Examples folder (Split-train, Split-eval) of Fashion-MNIST shaped for `arch`; returns uri.
     AD's train split holds the normal class only (label 0); its eval split every class, labelled
     1 = anomaly (not the normal class), as core.metrics' AUC reads it."""
-    from collabopt.core import data
-    d = data.load_fashion_mnist(train_limit=train_limit * (10 if arch == "ad" else 1), eval_limit=eval_limit)
+    from collabopt.core.data import examples_io
+    d = examples_io.load_fashion_mnist(train_limit=train_limit * (10 if arch == "ad" else 1), eval_limit=eval_limit)
     if arch == "ad":
         x, y = d["train"]
         keep = y == AD_NORMAL
         d["train"] = (x[keep][:train_limit], np.zeros(min(keep.sum(), train_limit), np.int64))
         x, y = d["eval"]
         d["eval"] = (x, (y != AD_NORMAL).astype(np.int64))
-    data.write_examples(uri, {k: to_input(arch, *v) for k, v in d.items()}, num_shards=2)
+    examples_io.write_examples(uri, {k: to_input(arch, *v) for k, v in d.items()}, num_shards=2)
     return uri
 
 
@@ -173,7 +173,8 @@ def run_classifier(arch, a, out):
 def run_tree(arch, work, baseline, config):
     """`config` through pipelines/tree.py on LocalDagRunner; every leaf's row, the checks and, per
     path, its .tflite (the Convert_<path> node's output)."""
-    from collabopt import results, runners
+    from collabopt.mlmd import results
+    from collabopt import runners
     from collabopt.components import keys
     from collabopt.core import artifact_files
     from collabopt.pipelines import tree
@@ -225,7 +226,8 @@ def run_autoencoder(a, out):
     """AD through `paths: all` like the classifiers, fine-tuned on its reconstruction MSE; the tree
     evaluates one metric per run (AUC of the reconstruction error, anomaly = label 1), so each leaf's
     INT8 MSE on the normal class is computed here from its .tflite (`leaf_mse`)."""
-    from collabopt.core import keras_io, stages
+    from collabopt.core.model import keras_io
+    from collabopt.core import stages
     from collabopt.core.tfenv import keras
 
     work = os.path.join(out, "ad")
@@ -251,10 +253,12 @@ def run_autoencoder(a, out):
 
 def leaf_mse(tflite_path, spec):
     """Mean reconstruction MSE of the INT8 model (dequantized) over the eval split's normal examples."""
-    from collabopt.core import analyze, data, metrics
-    x, anomaly = data.read_examples(spec.examples_uri, spec.eval_split, feature_shape=spec.feature_shape)
+    from collabopt.core.tflite import flatbuffer
+    from collabopt.core.data import examples_io
+    from collabopt.core.evaluation import metrics
+    x, anomaly = examples_io.read_examples(spec.examples_uri, spec.eval_split, feature_shape=spec.feature_shape)
     with open(tflite_path, "rb") as f:
-        err = metrics.errors(analyze.int8_outputs(f.read(), x), x)
+        err = metrics.errors(flatbuffer.int8_outputs(f.read(), x), x)
     return float(err[anomaly == 0].mean())
 
 

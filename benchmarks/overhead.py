@@ -85,7 +85,9 @@ def pipeline_config(s):
 # ------------------------------------------------------------------------------ child processes
 
 def child_script(s, work, times):
-    from collabopt.core import artifact_files, leaves, stages
+    from collabopt.core import artifact_files, stages
+    from collabopt.core.evaluation import leaf_evaluation
+    from collabopt.core.report import run_report
     cfg = pipeline_config(s)
     spec = stages.DataSpec(s["examples"], feature_shape=tuple(cfg["data"]["feature_shape"]))
     fit = lambda section: stages.FitSpec(epochs=cfg[section]["epochs"], batch_size=64,  # noqa: E731
@@ -108,13 +110,13 @@ def child_script(s, work, times):
     for leaf, short, model in (("ptq", "ptq", base), ("prune_cluster_pcqat", "pcqat", d("pcqat"))):
         timed(f"to_tflite {short}", stages.to_tflite, model, spec, d(f"tflite_{short}"), representative_samples=rep)
         evals[leaf] = d(f"eval_{short}")
-        timed(f"evaluate_leaf {short}", leaves.evaluate_leaf, leaf, d(f"tflite_{short}"), model, spec, evals[leaf],
+        timed(f"evaluate_leaf {short}", leaf_evaluation.evaluate_leaf, leaf, d(f"tflite_{short}"), model, spec, evals[leaf],
               npu_targets=targets, system_config=None, requirements={},
               baseline_dir=None if leaf == "ptq" else evals["ptq"])
         # blessed (no requirements), so the pipeline's Cond compiles it for the NPU
         timed(f"compile_npu {short}", stages.compile_npu, os.path.join(d(f"tflite_{short}"), artifact_files.TFLITE_FILE),
               d(f"npu_{short}"), accelerator_configs=targets, system_config=None, memory_mode=None)
-    timed("report", leaves.write_report, evals, d("report"), title="collabopt optimization report", publish_dir=work)
+    timed("report", run_report.write_report, evals, d("report"), title="collabopt optimization report", publish_dir=work)
 
 
 def child_pipeline(s, work, runner, times):
@@ -240,7 +242,7 @@ def child(a):
 
 def mlmd_times(mlmd):
     """{node: seconds from execution registration to its last update}, plus the span of the run."""
-    from collabopt import results
+    from collabopt.mlmd import results
     store = results.connect(mlmd)
     run = results.latest_run(store)
     out, first, last = {}, None, None
@@ -282,13 +284,13 @@ def med(xs):
 
 
 def prepare(a, out):
-    from collabopt.core import train
+    from collabopt.core.model import baseline
     data_dir = os.path.join(out, "data")
     if os.path.isdir(data_dir):
         shutil.rmtree(data_dir)
     examples = common.write_fashion_mnist(os.path.join(data_dir, "examples"), train_limit=a.train_limit,
                                           eval_limit=a.eval_limit)
-    base = common.train_baseline(train.ds_cnn(), examples, os.path.join(data_dir, "baseline"),
+    base = common.train_baseline(baseline.ds_cnn(), examples, os.path.join(data_dir, "baseline"),
                                  feature_shape=(28, 28, 1), epochs=a.baseline_epochs, final_lr_epochs=0)
     s = {"examples": examples, "baseline": os.path.join(data_dir, "baseline"), "prune_epochs": a.prune_epochs,
          "cluster_epochs": a.cluster_epochs, "qat_epochs": a.qat_epochs, "clusters": a.clusters,

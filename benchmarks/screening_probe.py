@@ -28,7 +28,7 @@ def parse_args(argv):
 
 def stage_outputs(mlmd, key):
     """{node id: uri of its `key` output} over every run on the MLMD."""
-    from collabopt import results
+    from collabopt.mlmd import results
     store = results.connect(mlmd)
     return {e["node"]: e["outputs"][key][0].uri for r in results.runs(store) for e in results.executions(store, r)
             if e["outputs"].get(key)}
@@ -37,8 +37,12 @@ def stage_outputs(mlmd, key):
 def probe(arch, root, eval_limit):
     from collabopt import runners
     from collabopt.components import keys
-    from collabopt.core import keras_io, search, sensitivity, stages
-    from collabopt.pipelines import search as search_pipeline
+    from collabopt.core.model import keras_io
+    from collabopt.search import space, sensitivity
+    from collabopt.core import stages
+    from collabopt.pipelines import config as tree_config, nodes
+    from collabopt.search import trials
+    cfg = tree_config.merge({})  # the search_vs_grid configs keep the prune section's defaults
     work, size = os.path.join(root, arch), SIZE[arch]
     with open(os.path.join(root, "search_vs_grid.json")) as f:
         bench = next(r for r in json.load(f)["results"] if r["arch"] == arch)
@@ -52,11 +56,11 @@ def probe(arch, root, eval_limit):
     def drop(m):
         return 100 * (base["int8_metric"] - m["int8_metric"])
     rows, seen = [], {}  # seen: per pruning node, (its model, its measure): shared by its candidates
-    for c in search.space(["prune_cluster_ptq"], SPACE["sparsities"], SPACE["clusters"], bench["schedules"]):
+    for c in space.space(["prune_cluster_ptq"], SPACE["sparsities"], SPACE["clusters"], bench["schedules"]):
         if c.path != "prune_cluster_ptq":  # the space always holds the ptq reference
             continue
         prune_key = c.stage_keys()[0]
-        node = search_pipeline.stage_id("prune", prune_key, 1)
+        node = nodes.stage_id(("prune",), trials.stage_key(cfg, c, ("prune",), 1))
         if node not in pruned or c.id not in bench["grid_leaves"]:
             continue
         if prune_key not in seen:

@@ -47,7 +47,9 @@ def parse_args(argv):
 
 
 def setup(arch, a, work):
-    from collabopt.core import sensitivity, stages, train
+    from collabopt.search import sensitivity
+    from collabopt.core import stages
+    from collabopt.core.model import baseline
     size = SIZE[arch]
     examples = common.write_fashion_mnist(os.path.join(work, "examples"), train_limit=a.train_limit,
                                           eval_limit=a.eval_limit, size=size)
@@ -55,9 +57,9 @@ def setup(arch, a, work):
     if not os.path.isdir(base):
         base_examples = common.write_fashion_mnist(os.path.join(work, "baseline_examples"),
                                                    train_limit=a.baseline_train_limit, eval_limit=a.eval_limit, size=size)
-        model = train.ds_cnn((size, size, 1)) if arch == "ds_cnn" else common.mobilenet((size, size, 1))
+        model = baseline.ds_cnn((size, size, 1)) if arch == "ds_cnn" else common.mobilenet((size, size, 1))
         common.train_baseline(model, base_examples, base, feature_shape=(size, size, 1), epochs=a.baseline_epochs)
-    from collabopt.core import keras_io
+    from collabopt.core.model import keras_io
     spec = stages.DataSpec(examples, feature_shape=(size, size, 1))
     ptq = sensitivity.measure(keras_io.load_model(base), sensitivity.Sample(spec, representative=100, eval_limit=500),
                               os.path.join(work, "ptq_vela"))
@@ -74,23 +76,26 @@ def setup(arch, a, work):
 
 def grid(cfg, schedules, epochs, work):
     from collabopt import runners
-    from collabopt.core import search
-    from collabopt.pipelines import search as search_pipeline, search_run
-    cands = search_pipeline.space(cfg, schedules)
+    from collabopt.search import driver, space
+    cands = space.of_config(cfg, schedules)
     root, mlmd = runners.paths(os.path.join(work, "grid"))
-    nodes, _ = search_run._run_round(cfg, cands, epochs, root, mlmd, "local")  # noqa: SLF001
+    rnd, nodes, _ = driver._run_round(cfg, cands, epochs, root, mlmd, "local")  # noqa: SLF001
     from collabopt.core.artifact_files import read_leaf
     leaves = {}
     for c in cands:
-        conv_id, _, eval_id = search_pipeline.trial_ids(c, epochs)
-        leaves[c.id] = {**search_run.leaf_numbers(read_leaf(nodes[eval_id][1]["evaluation"]), cfg["search"]["npu_target"]),
-                        "tflite_uri": nodes[conv_id][1]["tflite_model"], "path": c.path, "schedule": c.schedule}
-    return leaves, search.round_epochs(cands, epochs)
+        ids = rnd.leaves[c.id]
+        leaves[c.id] = {**driver.leaf_numbers(read_leaf(nodes[ids.evaluate][1]["evaluation"]), cfg["search"]["npu_target"]),
+                        "tflite_uri": nodes[ids.convert][1]["tflite_model"], "path": c.path, "schedule": c.schedule}
+    return leaves, space.round_epochs(cands, epochs)
 
 
 def confirm(cfg, leaf, reference, work):
     """A fresh Vela compile and a fresh INT8 evaluation (whole eval split, LiteRT) of the chosen leaf."""
-    from collabopt.core import metrics, search, stages, train, vela
+    from collabopt.core.evaluation import metrics
+    from collabopt.search import space
+    from collabopt.core import stages
+    from collabopt.core.model import train
+    from collabopt.core.npu import vela
     spec = stages.DataSpec(cfg["examples"]["uri"], feature_shape=tuple(cfg["data"]["feature_shape"]))
     acc = train.TrainingSpec()  # top-1 accuracy, the benchmark's metric
     out = {}
@@ -99,14 +104,16 @@ def confirm(cfg, leaf, reference, work):
         npu = vela.compile_for_npu(os.path.join(lf["tflite_uri"], TFLITE_FILE), os.path.join(work, "confirm", name))
         out[name] = {"int8_metric": metrics.of_tflite(acc, tfl, spec.eval_dataset().as_numpy_iterator()), **{k: npu[k] for k in (
             "encoded_weights_bytes", "npu_cycles", "inference_time_s", "flash_bytes", "sram_bytes")}}
-    fresh = {**out["chosen"], "drop": search.metric_drop(out["chosen"], out["ptq"], acc.eval_metric)}
-    return {"fresh": fresh, "misses": search.misses(fresh, cfg["search"]["requirements"])}
+    fresh = {**out["chosen"], "drop": space.metric_drop(out["chosen"], out["ptq"], acc.eval_metric)}
+    return {"fresh": fresh, "misses": space.misses(fresh, cfg["search"]["requirements"])}
 
 
 def rescore(leaves, work, size, limit):
     """Each leaf ({id: leaf with tflite_uri}, the ptq leaf among them) with its INT8 accuracy on
     `limit` test images (0: all) and its drop against the ptq leaf's on the same images."""
-    from collabopt.core import metrics, stages, train
+    from collabopt.core.evaluation import metrics
+    from collabopt.core import stages
+    from collabopt.core.model import train
     uri = common.write_fashion_mnist(os.path.join(work, f"rescore_examples_{limit}"), train_limit=10,
                                      eval_limit=limit, size=size)
     spec, acc, done = stages.DataSpec(uri, feature_shape=(size, size, 1)), train.TrainingSpec(), {}
@@ -136,12 +143,13 @@ def coverage(search_leaves, grid_leaves, requirements):
     every resource requirement count, up to (max_metric_drop, that resource's limit, or the ptq
     leaf's value when it has none). "nadir": every leaf of both counts, up to the worst value of any
     of them + 5% (lenient: the search's own poor early leaves widen the box)."""
-    from collabopt.core import pareto, search
+    from collabopt.core.evaluation import pareto
+    from collabopt.search import space
     resources = {r: v for r, v in requirements.items() if r != "max_metric_drop" and v is not None}
-    limit = {search.REQUIREMENTS[r]: v for r, v in resources.items()}
+    limit = {space.REQUIREMENTS[r]: v for r, v in resources.items()}
 
     def within(ls):
-        return [l for l in ls if not search.misses(l, resources)]
+        return [l for l in ls if not space.misses(l, resources)]
     out = {}
     for key in ("encoded_weights_bytes", "inference_time_s"):
         pts = lambda ls: [(l["drop"], l[key]) for l in ls]  # noqa: E731
@@ -160,12 +168,12 @@ def oracle(grid_leaves, cands, requirements, epochs, budget):
     spent on finding them: what a search that knew the answer, and trained as the grid does, reaches."""
     import itertools
 
-    from collabopt.core import search
+    from collabopt.search import space
     ids, by_id = [c.id for c in cands if c.id in grid_leaves and c.id != "ptq"], {c.id: c for c in cands}
     best = {}
     for n in range(1, 5):
         for pick in itertools.combinations(ids, n):
-            cost = search.round_epochs([by_id[i] for i in pick], epochs)
+            cost = space.round_epochs([by_id[i] for i in pick], epochs)
             if cost <= budget:
                 cov = coverage([grid_leaves[i] for i in pick], grid_leaves, requirements)
                 for key, c in cov.items():  # equal coverage: the cheaper
@@ -174,21 +182,22 @@ def oracle(grid_leaves, cands, requirements, epochs, budget):
 
 
 def run_arch(arch, a, out):
-    from collabopt.pipelines import config as tree_config, search as search_pipeline, search_run
+    from collabopt.pipelines import config as tree_config
+    from collabopt.search import driver, space
     work = os.path.join(out, arch)
     cfg = tree_config.merge(setup(arch, a, work))
     with common.Timer() as t:
-        record = search_run.run(cfg, os.path.join(work, "search" if a.strategy == "halving" else f"search_{a.strategy}"))
+        record = driver.run(cfg, os.path.join(work, "search" if a.strategy == "halving" else f"search_{a.strategy}"))
     # every rung's leaf is a real, evaluated model (MLMD): all of them are what the search found
-    searched = [{**leaf, "id": cid} for r in record["rounds"] for cid, leaf in r["leaves"].items()
+    searched = [{**leaf, "id": cid} for r in record.rounds for cid, leaf in r.leaves.items()
                 if leaf["drop"] != float("inf")]
-    grid_leaves, grid_epochs = grid(cfg, record["schedules"], a.max_epochs, work)
+    grid_leaves, grid_epochs = grid(cfg, record.schedules, a.max_epochs, work)
     res = {"arch": arch, "strategy": a.strategy, "budget_epochs": a.budget_epochs,
-           "requirements": cfg["search"]["requirements"], "chosen": record["chosen"],
-           "stopped": record["stopped"], "search_epochs": record["epochs_spent"], "grid_epochs": grid_epochs,
+           "requirements": cfg["search"]["requirements"], "chosen": record.chosen,
+           "stopped": record.stopped, "search_epochs": record.epochs_spent, "grid_epochs": grid_epochs,
            "search_seconds": round(t.s, 1), "coverage": coverage(searched, grid_leaves, cfg["search"]["requirements"]),
-           "schedules": record["schedules"], "search_leaves": searched, "grid_leaves": grid_leaves}
-    cands, budget = search_pipeline.space(cfg, record["schedules"]), int(0.3 * grid_epochs)  # issue 13's 30%
+           "schedules": record.schedules, "search_leaves": searched, "grid_leaves": grid_leaves}
+    cands, budget = space.of_config(cfg, record.schedules), int(0.3 * grid_epochs)  # issue 13's 30%
     res["oracle"] = oracle(grid_leaves, cands, cfg["search"]["requirements"], a.max_epochs, budget)
     if a.rescore_limit >= 0:  # the same leaves (the search's by rung) on more test images
         leaves = rescore({**grid_leaves, **{f"{l['id']}@{l['epochs']}": l for l in searched}}, work, SIZE[arch],
@@ -200,8 +209,8 @@ def run_arch(arch, a, out):
             {k: leaves[k] for k in grid_leaves})
         res["rescored"]["oracle"] = oracle({k: leaves[k] for k in grid_leaves}, cands,
                                            cfg["search"]["requirements"], a.max_epochs, budget)
-    if record["chosen"]:  # the reference: the grid's ptq leaf (the same PTQ conversion of the same baseline)
-        res["confirmed"] = confirm(cfg, record["leaf"], grid_leaves["ptq"], work)
+    if record.chosen:  # the reference: the grid's ptq leaf (the same PTQ conversion of the same baseline)
+        res["confirmed"] = confirm(cfg, record.leaf, grid_leaves["ptq"], work)
     res["per_layer"], res["per_layer_wins"] = per_layer_vs_uniform(grid_leaves)
     return res
 

@@ -90,15 +90,15 @@ def per_arch(spec, arch):
 
 
 def build(arch, a):
-    from collabopt.core import train
+    from collabopt.core.model import baseline
     if arch == "ds_cnn":
-        return train.ds_cnn((SIZE[arch], SIZE[arch], 1), 10, width=a.ds_width, blocks=a.ds_blocks)
+        return baseline.ds_cnn((SIZE[arch], SIZE[arch], 1), 10, width=a.ds_width, blocks=a.ds_blocks)
     return common.mobilenet((SIZE[arch], SIZE[arch], 1), 10)
 
 
 def tflite_paths(store):
     """{path: .tflite file} from the Convert_<path> executions of the latest run."""
-    from collabopt import results
+    from collabopt.mlmd import results
     from collabopt.core import artifact_files
     out = {}
     for ex in results.executions(store):
@@ -109,7 +109,7 @@ def tflite_paths(store):
 
 def component_seconds(store):
     """{node: wall seconds} from MLMD execution timestamps (create -> last update)."""
-    from collabopt import results
+    from collabopt.mlmd import results
     run = results.latest_run(store)
     secs = {}
     for ex in store.get_executions_by_context(run.id):
@@ -120,7 +120,8 @@ def component_seconds(store):
 
 
 def run_arch(arch, a, out):
-    from collabopt import results, runners
+    from collabopt.mlmd import results
+    from collabopt import runners
     from collabopt.core import artifact_files
     from collabopt.pipelines import tree
 

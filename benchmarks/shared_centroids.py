@@ -9,17 +9,20 @@ import json
 import os
 import tempfile
 
-from collabopt.core import analyze, convert, optimize, train, vela
-from collabopt.core.data import load_fashion_mnist
+from collabopt.core.tflite import flatbuffer, convert
+from collabopt.core.techniques import optimize
+from collabopt.core.model import baseline, train
+from collabopt.core.npu import vela
+from collabopt.core.data.examples_io import load_fashion_mnist
 
 
 def leaf(name, tflite, xe, ye, workdir):
-    s = analyze.summarize(tflite)
+    s = flatbuffer.summarize(tflite)
     path = os.path.join(workdir, f"{name}.tflite")
     with open(path, "wb") as f:
         f.write(tflite)
     v = vela.compile_for_npu(path, os.path.join(workdir, name), "ethos-u55-128")
-    return {"leaf": name, "int8_accuracy": analyze.int8_accuracy(tflite, xe, ye), "tflite_bytes": s["tflite_bytes"],
+    return {"leaf": name, "int8_accuracy": flatbuffer.int8_accuracy(tflite, xe, ye), "tflite_bytes": s["tflite_bytes"],
             "gzip_bytes": s["gzip_bytes"], "saving_pct": round(s["saving_pct"], 2),
             "max_unique_per_channel": s["max_unique_per_channel"], "max_unique_per_tensor": s["max_unique_per_tensor"],
             "unique_per_tensor": {l["layer"]: l["unique_per_tensor"] for l in s["layers"] if l["op"] != "DEPTHWISE_CONV_2D"},
@@ -38,7 +41,7 @@ def main():
     d = load_fashion_mnist(train_limit=a.train, eval_limit=a.eval)
     (x, y), (xe, ye) = d["train"], d["eval"]
     x, xe = x[..., None].astype("float32") / 255, xe[..., None].astype("float32") / 255
-    m = train.ds_cnn()
+    m = baseline.ds_cnn()
     train.fit(m, x, y, epochs=3, learning_rate=1e-3, stage="baseline")
     p = optimize.prune(m, x, y, target_sparsity=0.5, epochs=2)
     c = optimize.cluster(p, x, y, number_of_clusters=8, epochs=1)

@@ -29,7 +29,7 @@ def _mlmd(args):
 
 
 def _store(mlmd, command):
-    from collabopt import results
+    from collabopt.mlmd import results
     if not os.path.isfile(mlmd):
         raise SystemExit(f"collabopt {command}: no ML Metadata store at {mlmd}")
     return results.connect(mlmd)
@@ -41,7 +41,8 @@ def report(args):
 
 
 def list_runs(args):
-    from collabopt import results, runners
+    from collabopt.mlmd import results
+    from collabopt import runners
     mlmd = _mlmd(args)
     store = _store(mlmd, "runs")
     summaries = results.run_summaries(store, args.pipeline_name, lease=lambda run_id: runners.lease(mlmd, run_id))
@@ -52,7 +53,7 @@ def show(mlmd, pipeline_name=None, fmt="table", output=None, run_id=None):
     """Print (or write to `output`) the leaves of run `run_id` (default: the newest run) in the
     SQLite MLMD at `mlmd`; in a table, also the paths and nodes that failed or were abandoned, with
     why. Returns the leaves (results.leaves)."""
-    from collabopt import results
+    from collabopt.mlmd import results
 
     store = _store(mlmd, "report")
     try:
@@ -64,9 +65,10 @@ def show(mlmd, pipeline_name=None, fmt="table", output=None, run_id=None):
     if fmt == "json":
         text = json.dumps(leaves, indent=1)
     elif fmt == "html":
-        from collabopt.core import artifact_files, kernel_trace, report_page
+        from collabopt.core import artifact_files
+        from collabopt.core.report import kernel_trace, html_page
         kernels = {l["path"]: kernel_trace.history(l["uri"]) for l in leaves}
-        text = report_page.render([artifact_files.read_leaf(l["uri"]) for l in leaves], kernels,
+        text = html_page.render([artifact_files.read_leaf(l["uri"]) for l in leaves], kernels,
                                   meta={"pipeline run": run.name, "ML Metadata": mlmd})
     else:
         text = results.leaf_table(leaves) if leaves else results.table(results.stage_rows(execs))

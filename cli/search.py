@@ -4,7 +4,7 @@ Exit code 0 with the chosen leaf; NOT_MET (4) when no leaf meets every requireme
 the best leaf per objective and, per requirement, by how much the best leaf misses it."""
 import os
 
-from collabopt.core import metrics
+from collabopt.core.evaluation import metrics
 
 NOT_MET = 4
 UNITS = {"encoded_weights_bytes": "B", "npu_cycles": "cycles", "inference_time_s": "s",
@@ -32,21 +32,22 @@ def _value(name, key, v):
 
 def summary(record):
     """The search's outcome as printed lines."""
-    name = record.get("eval_metric", metrics.ACCURACY)
-    lines = [f"space: {record['considered']} candidates, {record['feasible_by_estimate']} within the resource "
-             f"requirements by one-shot estimate; strategy: {record.get('strategy', 'halving')}"
-             + (f", then {record['then']}" if record.get("then") else "")]
-    for r in record["rounds"]:
-        kind = "screening round" if r.get("screen") else "round"
-        lines.append(f"{kind} at {r['epochs']} epoch(s), {r['cost_epochs']} fine-tuning epochs:")
-        lines += [f"  {cid:36s} {_leaf(leaf, name)}" for cid, leaf in r["leaves"].items()]
-    lines.append(f"fine-tuning epochs: {record['epochs_spent']} planned, {record['epochs_executed']} executed "
-                 f"(the rest CACHED); stopped: {record['stopped']}")
-    if record["chosen"]:
-        at = f" ({record['leaf']['epochs']} epoch(s))" if "epochs" in record["leaf"] else ""
-        lines.append(f"chosen: {record['chosen']}{at}: {_leaf(record['leaf'], name)}")
+    name = record.eval_metric
+    lines = [f"space: {record.considered} candidates, {record.feasible_by_estimate} within the resource "
+             f"requirements by one-shot estimate; strategy: {record.strategy}"
+             + (f", then {record.then}" if record.then else "")]
+    lines += [f"left out: {cid}: {why}" for cid, why in record.failed.items()]
+    for r in record.rounds:
+        kind = "screening round" if r.screen else "round"
+        lines.append(f"{kind} at {r.epochs} epoch(s), {r.cost_epochs} fine-tuning epochs:")
+        lines += [f"  {cid:36s} {_leaf(leaf, name)}" for cid, leaf in r.leaves.items()]
+    lines.append(f"fine-tuning epochs: {record.epochs_spent} planned, {record.epochs_executed} executed "
+                 f"(the rest CACHED); stopped: {record.stopped}")
+    if record.chosen:
+        at = f" ({record.leaf['epochs']} epoch(s))" if "epochs" in record.leaf else ""
+        lines.append(f"chosen: {record.chosen}{at}: {_leaf(record.leaf, name)}")
         return lines
-    best = record.get("best_so_far", {"best": {}, "misses": {}})
+    best = record.best_so_far or {"best": {}, "misses": {}}
     lines.append("no leaf meets every requirement; best so far:")
     lines += [f"  {k}: {cid} ({_value(name, k, v)})" for k, (cid, v) in best["best"].items()]
     lines += [f"  {req}: missed by {m:,.4g}" for req, m in best["misses"].items()]
@@ -54,12 +55,13 @@ def summary(record):
 
 
 def run(args):
-    from collabopt.pipelines import config as tree_config, search_run
+    from collabopt.pipelines import config as tree_config
+    from collabopt.search import driver
 
     cfg = tree_config.load(args.config)
     root = args.root or os.path.join("runs", cfg["name"] + "-search")
-    record = search_run.run(cfg, root, args.runner)
+    record = driver.run(cfg, root, args.runner)
     print("\n".join(summary(record)), flush=True)
-    print(f"record: {os.path.join(root, search_run.RECORD_FILE)}\nreport: {os.path.join(root, search_run.REPORT_FILE)}")
-    if not record["chosen"]:
+    print(f"record: {os.path.join(root, driver.RECORD_FILE)}\nreport: {os.path.join(root, driver.REPORT_FILE)}")
+    if not record.chosen:
         raise SystemExit(NOT_MET)

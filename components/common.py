@@ -10,21 +10,20 @@ from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from collabopt import schemas
+from collabopt.schemas import defaults
 from collabopt.components import keys
-from collabopt.core import data, inputs, keras_io, stages, user_module, vela
+from collabopt.core import stages, tree_paths
+from collabopt.core.data import inputs, user_module
 
 # Every model stage reads a standard Model and the Examples it fine-tunes/evaluates on.
 MODEL_STAGE_INPUTS = {keys.MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
                       keys.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples)}
-DATA_DEFAULTS = {"feature_key": "image", "label_key": "label", "feature_shape": list(data.FASHION_MNIST_SHAPE),
-                 "train_split": "train", "eval_split": "eval", "train_limit": 0, "eval_limit": 0,
-                 "scale": data.INT_SCALE}
-FIT_KEYS = ("epochs", "batch_size", "learning_rate", "seed")
+DATA_DEFAULTS = defaults.DEFAULTS["data"]
+FIT_KEYS = defaults.FIT_KEYS
 # The config's `training` section: how the records reach the model (target, module_file: inputs.DataSpec)
 # and the fine-tuning loss/metrics and eval metric (core.train.TrainingSpec; a module_file's hooks too).
 DATA_TRAINING_KEYS = ("target", "module_file")
-TRAINING_DEFAULTS = {"target": inputs.LABEL, "module_file": None, "loss": "auto", "metrics": None,
-                     "eval_metric": "accuracy", "top_k": 5}
+TRAINING_DEFAULTS = defaults.DEFAULTS["training"]
 
 
 def _types(section, key):
@@ -99,7 +98,7 @@ def training_params(training=None):
 
 def training_spec(props):
     """core.train.TrainingSpec of the `training` parameters, with the module_file's loss_fn/metrics_fn."""
-    from collabopt.core import train
+    from collabopt.core.model import train
     t = decode("training", props, TRAINING_DEFAULTS)
     module = t["module_file"]
     return train.TrainingSpec(
@@ -118,7 +117,7 @@ def data_params(**kwargs):
     return encode("data", **{**DATA_DEFAULTS, **kwargs})
 
 
-def fit_params(section, epochs, batch_size=64, learning_rate=1e-4, seed=0):
+def fit_params(section, epochs, batch_size, learning_rate, seed):
     return encode(section, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed)
 
 
@@ -174,7 +173,7 @@ class StageExecutor(base_executor.BaseExecutor):
         one stopped, and nothing else does. Deleted once the stage has written its output."""
         import hashlib
 
-        from collabopt.core import train
+        from collabopt.core.model import train
         key = json.dumps({"executor": f"{type(self).__module__}.{type(self).__qualname__}",
                           "inputs": {k: sorted(a.uri for a in v) for k, v in input_dict.items()},
                           "properties": {k: str(v) for k, v in exec_properties.items()}}, sort_keys=True)
@@ -189,13 +188,10 @@ def output(output_dict, key):
 
 
 # ---------------------------------------------------------------- one path's failure
-# Errors that are not one path's own: bad input (the tree's model or Examples every path shares, a
-# float .tflite given to Vela: core/checks.py), a parameter mistake or a broken module_file, the machine (files, memory: a rerun
-# may not meet them again, so they must not be cached). They fail the node and the run, as before. Any
-# other error of a path's stage (TFMOT refusing a layer, strict layer checks, the converter) marks the
-# path failed instead.
-NOT_THE_PATHS = (keras_io.ModelError, data.ExamplesError, vela.NotInt8Error, schemas.ConfigError,
-                 user_module.UserModuleError, OSError, MemoryError)
+# Only a path's own failure that the same inputs would meet again (core.tree_paths.PathError: TFMOT,
+# the converter or Vela refusing the model, `strict` layer checks) marks the path failed and is cached
+# as a result. Anything else - bad input every path shares, a config mistake, a broken module_file, the
+# machine (files, memory, a service), the deployed tree - fails the execution: not cached, tried again.
 MAX_ERROR = 1000  # characters of a failure's one-line reason
 
 
@@ -224,11 +220,11 @@ class PathStage:
     """Mixin of the executors of a path's own nodes, whose `stage` does the work. Like TFX's Pusher
     ("not pushed") and Evaluator ("not blessed"), a path that failed is an outcome, not a failed
     execution: on KFP a FAILED task would stop every downstream task, the other paths' and the report
-    included. So when `stage` raises an error of the path's own (not NOT_THE_PATHS), it is logged and
-    every output is marked `failed` = 1 with `error` = "<node>: <reason>"; a node with an input marked
-    failed does no work and passes that error on. The execution is COMPLETE: TFX's cache keeps the
-    failure (deterministic on the same inputs and parameters, as a "not blessed" is) and
-    `collabopt run --no-cache` executes it again."""
+    included. So when `stage` raises a PathError (the path's own, deterministic failure), it is logged
+    and every output is marked `failed` = 1 with `error` = "<node>: <reason>"; a node with an input
+    marked failed does no work and passes that error on. The execution is COMPLETE: TFX's cache keeps
+    the failure (the same inputs and parameters meet it again, as a "not blessed" is kept) and
+    `collabopt run --no-cache` executes it again. Any other error fails the execution (not cached)."""
     REFERENCE_INPUTS = ()  # inputs that are not this path's (LeafEvaluator's baseline): they do not pass on
 
     def Do(self, input_dict, output_dict, exec_properties):
@@ -237,9 +233,7 @@ class PathStage:
         if error is None:
             try:
                 return self.stage(input_dict, output_dict, exec_properties)
-            except NOT_THE_PATHS:
-                raise
-            except Exception as e:  # noqa: BLE001 - the path's own failure: reported, the others go on
+            except tree_paths.PathError as e:  # the path's own failure: reported, the others go on
                 error = f"{self.node_id()}: {reason(e)}"
                 logging.getLogger("collabopt").warning("path failed: %s", error, exc_info=True)
         else:

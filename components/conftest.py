@@ -6,7 +6,8 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import pytest  # noqa: E402
 
-from collabopt.core import leaves, stages  # noqa: E402
+from collabopt.core.evaluation import leaf_evaluation  # noqa: E402
+from collabopt.core import stages
 from collabopt.tests.helpers import data_spec, fashion_mnist_examples, sparse_model, tiny_model  # noqa: E402
 
 
@@ -43,7 +44,7 @@ def npu_uri(tmp_path_factory, tflite_uri):
 def evaluation_uri(tmp_path_factory, tflite_uri, model_uri, examples_uri, npu_uri):
     """A LeafEvaluation artifact folder of the ptq leaf (leaf.json, kernels.npz), blessed."""
     uri = str(tmp_path_factory.mktemp("evaluation"))
-    leaf = leaves.evaluate_leaf("ptq", tflite_uri, model_uri, data_spec(examples_uri), uri, npu_dir=npu_uri)
+    leaf = leaf_evaluation.evaluate_leaf("ptq", tflite_uri, model_uri, data_spec(examples_uri), uri, npu_dir=npu_uri)
     assert leaf["blessed"], leaf["reasons"]
     return uri
 

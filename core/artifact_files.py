@@ -21,8 +21,11 @@ ERROR = "error"                   # leaf.json (and MLMD): "<node>: <one-line rea
 
 
 def write_json(path, obj):
-    with open(path, "w") as f:
+    """`obj` as JSON at `path`, atomically: a reader (or a run killed meanwhile) sees the old file or the new."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
         json.dump(obj, f, indent=1, sort_keys=True)
+    os.replace(tmp, path)
 
 
 def write_failed_leaf(evaluation_dir, path, error):

@@ -12,7 +12,7 @@ import os
 import time
 import uuid
 
-from collabopt.core import keras_io
+from collabopt.core.model import keras_io
 from collabopt.core.artifact_files import LEAF_FILE, MODEL_DIR, TFLITE_FILE, read_leaf
 
 LATEST = "LATEST"  # <destination>/<path>/LATEST: the name of the version deployed now

@@ -9,13 +9,21 @@ import os
 
 import numpy as np
 
-from collabopt.core import (analyze, checks, convert, gates, kernel_trace, keras_io, layer_support, metrics,
-                            optimize, train, vela)
-from collabopt.core.inputs import DataSpec  # noqa: F401 (stages.DataSpec for callers)
+from collabopt.schemas.defaults import DEFAULTS, FIT_KEYS
+from collabopt.core.tflite import convert, flatbuffer
+from collabopt.core.data import checks
+from collabopt.core.evaluation import gates, metrics
+from collabopt.core.report import kernel_trace
+from collabopt.core.model import baseline, keras_io, train
+from collabopt.core.techniques import layer_support, optimize
+from collabopt.core.npu import vela
+from collabopt.core.data.inputs import DataSpec  # noqa: F401 (stages.DataSpec for callers)
 from collabopt.core.artifact_files import (EXCLUDED_LAYERS, INT8_STAGE, LOG_DIR, MODEL_DIR, STATS_FILE, TFLITE_FILE,
                                            excluded_layers, promises, write_json)
 
 log = logging.getLogger("collabopt")
+BASELINE, PRUNE, CLUSTER, QAT, CONVERT = (DEFAULTS[s] for s in ("baseline", "prune", "cluster", "qat", "convert"))
+
 
 @dataclasses.dataclass
 class FitSpec:
@@ -23,6 +31,11 @@ class FitSpec:
     batch_size: int = 64
     learning_rate: float = 1e-4
     seed: int = 0
+
+
+def fit_defaults(section):
+    """The fine-tuning of a config section when the config says nothing (schemas/defaults.py)."""
+    return FitSpec(**{k: DEFAULTS[section][k] for k in FIT_KEYS})
 
 
 def keras_metrics(model, data_spec, training=train.TrainingSpec()):
@@ -76,19 +89,20 @@ def _save(model, out_dir, metrics, *, trace=(None, {}), stage=None):
     return metrics
 
 
-def train_baseline(data_spec, out_dir, *, width=64, blocks=4, num_classes=10, fit=FitSpec(epochs=3, learning_rate=1e-3),
-                   training=train.TrainingSpec()):
+def train_baseline(data_spec, out_dir, *, width=BASELINE["width"], blocks=BASELINE["blocks"],
+                   num_classes=BASELINE["num_classes"], fit=fit_defaults("baseline"), training=train.TrainingSpec()):
     """Train the DS-CNN-style baseline on the Examples; SavedModel under out_dir/Format-Serving."""
     checks.stage_inputs(data_spec, num_classes=num_classes)  # named errors before training
-    model = train.ds_cnn(tuple(data_spec.feature_shape), num_classes, width=width, blocks=blocks)
+    model = baseline.ds_cnn(tuple(data_spec.feature_shape), num_classes, width=width, blocks=blocks)
     train.fit(model, _train(data_spec, fit), epochs=fit.epochs, learning_rate=fit.learning_rate,
               stage="baseline", log_dir=os.path.join(out_dir, LOG_DIR), seed=fit.seed, training=training)
     return _save(model, out_dir, keras_metrics(model, data_spec, training), stage="baseline")
 
 
-def prune(model_path, data_spec, out_dir, *, target_sparsity=0.5, schedule="polynomial", frequency=100,
-          m_by_n=None, exclude_layers=(), strict=False, fit=FitSpec(epochs=2), training=train.TrainingSpec(),
-          layer_sparsity=None):
+def prune(model_path, data_spec, out_dir, *, target_sparsity=PRUNE["target_sparsity"], schedule=PRUNE["schedule"],
+          frequency=PRUNE["frequency"], m_by_n=PRUNE["m_by_n"], exclude_layers=PRUNE["exclude_layers"],
+          strict=PRUNE["strict"], fit=fit_defaults("prune"), training=train.TrainingSpec(),
+          layer_sparsity=PRUNE["layer_sparsity"]):
     checks.stage_inputs(data_spec, model_path, classes=metrics.class_labels(training, data_spec.target))
     model, trace = _load(model_path)
     left_out = layer_support.plan(model, "prune", exclude_layers, strict)  # before any fine-tuning
@@ -105,9 +119,10 @@ def prune(model_path, data_spec, out_dir, *, target_sparsity=0.5, schedule="poly
                  trace=trace, stage="pruned")
 
 
-def cluster(model_path, data_spec, out_dir, *, number_of_clusters=8, centroid_init="kmeans++",
-            preserve_sparsity=True, per_channel=False, exclude_layers=(), strict=False, fit=FitSpec(epochs=1),
-            training=train.TrainingSpec(), layer_clusters=None):
+def cluster(model_path, data_spec, out_dir, *, number_of_clusters=CLUSTER["number_of_clusters"],
+            centroid_init=CLUSTER["centroid_init"], preserve_sparsity=True, per_channel=CLUSTER["per_channel"],
+            exclude_layers=CLUSTER["exclude_layers"], strict=CLUSTER["strict"], fit=fit_defaults("cluster"),
+            training=train.TrainingSpec(), layer_clusters=CLUSTER["layer_clusters"]):
     checks.stage_inputs(data_spec, model_path, classes=metrics.class_labels(training, data_spec.target))
     model, trace = _load(model_path)
     left_out = layer_support.plan(model, "cluster", exclude_layers, strict)
@@ -126,8 +141,9 @@ def cluster(model_path, data_spec, out_dir, *, number_of_clusters=8, centroid_in
         trace=trace, stage="clustered")
 
 
-def preserving_qat(model_path, data_spec, out_dir, *, scheme="auto", shared_centroids=True, exclude_layers=(),
-                   strict=False, fit=FitSpec(epochs=1, learning_rate=1e-5), training=train.TrainingSpec()):
+def preserving_qat(model_path, data_spec, out_dir, *, scheme=QAT["scheme"], shared_centroids=QAT["shared_centroids"],
+                   exclude_layers=QAT["exclude_layers"], strict=QAT["strict"], fit=fit_defaults("qat"),
+                   training=train.TrainingSpec()):
     """QAT with the scheme that preserves what the model has; saves the QAT SavedModel."""
     checks.stage_inputs(data_spec, model_path, classes=metrics.class_labels(training, data_spec.target))
     model, trace = _load(model_path)
@@ -149,8 +165,8 @@ def is_qat_saved_model(saved_model_dir):
         return b"FakeQuantWithMinMaxVars" in f.read()
 
 
-def to_tflite(model_path, data_spec, out_dir, *, representative_samples=200, evaluate=True,
-              training=train.TrainingSpec()):
+def to_tflite(model_path, data_spec, out_dir, *, representative_samples=CONVERT["representative_samples"],
+              evaluate=True, training=train.TrainingSpec()):
     """Full-INT8 .tflite (QAT ranges if the model is a QAT model, else PTQ) and its analysis."""
     checks.stage_inputs(data_spec, model_path, train=representative_samples, evaluation=evaluate,
                         classes=metrics.class_labels(training, data_spec.target))
@@ -163,13 +179,13 @@ def to_tflite(model_path, data_spec, out_dir, *, representative_samples=200, eva
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, TFLITE_FILE), "wb") as f:
         f.write(tflite)
-    stats = analyze.summarize(tflite)
+    stats = flatbuffer.summarize(tflite)
     stats["mode"] = "qat" if qat else "ptq"
     stats["promises"], stats[EXCLUDED_LAYERS] = promises(model_path), excluded_layers(model_path)
     stats["preservation_failures"] = gates.preservation(stats["layers"], stats["promises"], stats[EXCLUDED_LAYERS])
     layer, history = kernel_trace.history(model_path, kernel_trace.model_without_history(model_path))
     if layer:
-        w = analyze.kernel_codes(tflite, layer)
+        w = flatbuffer.kernel_codes(tflite, layer)
         if w is not None:
             history = {**history, INT8_STAGE: w}
         kernel_trace.save(out_dir, layer, history)

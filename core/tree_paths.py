@@ -3,6 +3,8 @@
 A path is the tuple of stages applied before INT8 conversion; a path without "qat" ends in PTQ.
 Paths that share a prefix share its stages (one pruned model feeds all its children).
 """
+import contextlib
+
 PATHS = {
     "ptq": (),
     "qat": ("qat",),
@@ -42,3 +44,36 @@ def label(path):
     else:
         names.append("PTQ")
     return " -> ".join(names)
+
+
+class PathError(Exception):
+    """A failure of one path's own stage that the same inputs and parameters would meet again: TFMOT or
+    the converter refusing the model, `strict` layer checks, Vela refusing it. The path is marked failed
+    (components.common.PathStage) and its siblings go on; any other error fails the execution, which
+    is not cached and runs again next time."""
+
+
+class RefusedError(PathError):
+    """A technique, the converter or the compiler refused the model (`refused`)."""
+
+
+# Errors whose cause may be gone on the next run (memory, storage, a service): never a path's result.
+TRANSIENT = (OSError, MemoryError, TimeoutError, ConnectionError)
+TRANSIENT_TF = ("ResourceExhaustedError", "UnavailableError", "DeadlineExceededError", "AbortedError",
+                "CancelledError")
+
+
+@contextlib.contextmanager
+def refused(what):
+    """Errors in the block are `what` refusing the model (RefusedError, a PathError), except collabopt's
+    own (bad input, a config mistake: they say what they are) and transient ones (TRANSIENT)."""
+    try:
+        yield
+    except PathError:
+        raise
+    except Exception as e:
+        if isinstance(e, TRANSIENT) or type(e).__name__ in TRANSIENT_TF or type(e).__module__.startswith("collabopt."):
+            raise
+        text = " ".join(str(e).split())
+        raise RefusedError(f"{what}: {type(e).__name__}: {text[:600]}" if text else f"{what}: {type(e).__name__}") \
+            from e

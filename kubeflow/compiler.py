@@ -76,9 +76,10 @@ def compile_config(config, output, image=None, pipeline_root=None, allow_local_p
     tree.create_pipeline builds it for KFP (no local MLMD, no local report folder), the
     RUNTIME_PARAMETERS as pipeline parameters, the `kubeflow` section applied. A local path among
     LOCAL_PATH_KEYS is refused unless `allow_local_paths`. With `search`, the first round of the
-    config's search instead (pipelines/search.py: its trials are parallel tasks; no runtime
+    config's search instead (search/trials.py: its trials are parallel tasks; no runtime
     parameters). Returns the PipelineSpec as a dict."""
-    from collabopt.pipelines import config as tree_config, search as search_pipeline, tree
+    from collabopt.pipelines import config as tree_config, tree
+    from collabopt.search import trials
 
     cfg = tree_config.merge(config)
     local = local_paths(cfg)
@@ -87,8 +88,8 @@ def compile_config(config, output, image=None, pipeline_root=None, allow_local_p
                        "and sees none of this machine's files; use URIs (gs://, s3://, ...), or pass "
                        "--allow-local-paths if these are paths in the image or a mounted volume")
     if search:
-        pipe = search_pipeline.create_round(cfg, *search_pipeline.first_round(cfg), pipeline_root or "",
-                                            enable_cache=False)  # KFP caching: the kubeflow section
+        pipe = trials.create_round(cfg, *trials.first_round(cfg), pipeline_root or "",
+                                   enable_cache=False).pipeline  # KFP caching: the kubeflow section
     else:
         pipe = tree.create_pipeline(cfg, pipeline_root or "", metadata_path=None, publish_dir="",
                                     parameters=runtime_parameters(cfg))

@@ -7,32 +7,9 @@ import os
 import yaml
 
 from collabopt import schemas
+from collabopt.schemas import defaults
 
-DEFAULTS = {
-    "name": "collabopt-tree",
-    "paths": "all",
-    "baseline": {"model_uri": None, "pushed_models": None, "epochs": 3, "learning_rate": 1e-3, "width": 64, "blocks": 4},
-    "examples": {"uri": None, "data_dir": None, "seed": 0},
-    "data": {"train_limit": 0, "eval_limit": 0},  # 0: whole split
-    "training": {"target": "label", "module_file": None, "loss": "auto", "metrics": None, "eval_metric": "accuracy",
-                 "top_k": 5},
-    "prune": {"target_sparsity": 0.5, "schedule": "polynomial", "epochs": 2, "learning_rate": 1e-4},
-    "cluster": {"number_of_clusters": 8, "centroid_init": "kmeans++", "epochs": 1, "learning_rate": 1e-4},
-    "qat": {"scheme": "auto", "epochs": 1, "learning_rate": 1e-5},
-    "convert": {"representative_samples": 200},
-    "requirements": {"max_int8_accuracy_drop_pp": None, "max_metric_drop": None, "max_gzip_bytes": None,
-                     "max_npu_inference_time_s": None, "npu_target": None},
-    "npu": {"targets": ["ethos-u55-128"], "system_config": "", "memory_mode": ""},
-    "push": {"destination": None},
-    "report": {"title": "collabopt optimization report"},
-    "beam_pipeline_args": ["--direct_running_mode=in_memory"],
-    "kubeflow": {"resources": {}, "service_account": None, "enable_caching": False},  # compile only
-    "search": {"paths": None, "sparsities": [0.5, 0.75], "clusters": [16, 8],
-               "per_layer": True, "schedule_budgets": [1.0, 2.0], "sensitivity_sample": 500,
-               "npu_target": "ethos-u55-128", "requirements": {}, "strategy": "halving",
-               "epochs": {"min": 1, "max": 2, "eta": 2},
-               "budget": {"max_epochs": None, "max_wall_time_s": None}},  # collabopt search only
-}
+DEFAULTS = defaults.DEFAULTS  # the one table of defaults (schemas/defaults.py)
 CONFIG_DIR = os.path.join(os.path.dirname(__file__), "configs")
 SCALARS = ("name", "paths", "beam_pipeline_args")
 MAX_BYTES = 1 << 20  # 1 MiB: a config is a page of YAML; a larger file is refused before it is parsed
@@ -135,13 +112,16 @@ def _parse(text):
 
 
 def _overlay(base, sections):
-    """A copy of `base` with each of `sections` replacing a scalar or updating a section's keys."""
+    """A copy of `base` with `sections` merged in, as deep as both are mappings (search.epochs.min alone
+    keeps search.epochs.max); a scalar or list replaces."""
     out = copy.deepcopy(base)
-    for key, value in sections.items():
-        if key in SCALARS:
-            out[key] = value
+    for key, value in (sections or {}).items():
+        if isinstance(out.get(key), dict) and isinstance(value, dict) and key not in SCALARS:
+            out[key] = _overlay(out[key], value)
+        elif isinstance(out.get(key), dict) and value is None:
+            pass  # an empty section: its defaults
         else:
-            out[key].update(value or {})
+            out[key] = copy.deepcopy(value)
     return out
 
 
@@ -179,8 +159,9 @@ def merge(config):
 def _model_problems(uri, data):
     """What the first stage would refuse in the model at `uri` (the same check, core.checks.model), now
     rather than after the pipeline has started: not a tf_keras model, Keras 3, subclassed, wrong shapes."""
-    from collabopt.core import checks, keras_io  # TensorFlow only when there is a model to look at
-    from collabopt.core.data import FASHION_MNIST_SHAPE
+    from collabopt.core.data import checks  # TensorFlow only when there is a model to look at
+    from collabopt.core.model import keras_io
+    from collabopt.core.data.examples_io import FASHION_MNIST_SHAPE
 
     try:
         checks.model(uri, data.get("feature_shape") or FASHION_MNIST_SHAPE)

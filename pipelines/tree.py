@@ -9,7 +9,7 @@ import os
 
 from collabopt.components import keys
 from collabopt.core import tree_paths
-from collabopt.pipelines import config as tree_config
+from collabopt.pipelines import config as tree_config, nodes
 
 
 def data_params(cfg):
@@ -83,11 +83,6 @@ def _inputs(cfg, examples=None, model=None, model_blessing=None):
     return comps, examples, trainer.outputs[keys.MODEL_KEY]
 
 
-def node_ids(path):
-    """TFX node ids of a path's own nodes: converter, evaluator, NPU compiler."""
-    return f"Convert_{path}", f"Evaluate_{path}", f"NPU_{path}"
-
-
 def create_pipeline(config, pipeline_root, metadata_path=None, beam_pipeline_args=None, publish_dir=None, *,
                     examples=None, model=None, model_blessing=None, components=(), parameters=None,
                     enable_cache=False):
@@ -103,8 +98,7 @@ def create_pipeline(config, pipeline_root, metadata_path=None, beam_pipeline_arg
     components whose CACHEABLE is False)."""
     from tfx.dsl.experimental.conditionals import conditional
 
-    from collabopt.components import (LeafEvaluator, LeafPusher, NPUCompiler, PreservingQAT, Pruner, Reporter,
-                                      SparseClusterer, TFLiteConverter)
+    from collabopt.components import LeafPusher, Reporter
 
     cfg = tree_config.merge(config)  # validated every time: a dict with every section is no exception
     for key, value in (parameters or {}).items():
@@ -115,55 +109,33 @@ def create_pipeline(config, pipeline_root, metadata_path=None, beam_pipeline_arg
             cfg[section] = value
     comps, examples, baseline = _inputs(cfg, examples, model, model_blessing)
     comps = [*components, *comps]
-    data = data_params(cfg)
     models = {(): baseline}  # stage prefix -> its Model channel; shared by every path through it
 
     def model_for(prefix):
-        if prefix in models:
-            return models[prefix]
-        parent = model_for(prefix[:-1])
-        step = prefix[-1]
-        if step == "prune":
-            node = Pruner(model=parent, examples=examples, **data, **cfg["prune"], training=cfg["training"]).with_id("Pruner")
-            out = node.outputs[keys.PRUNED_MODEL_KEY]
-        elif step == "cluster":
-            sparse = "prune" in prefix
-            node = SparseClusterer(model=parent, examples=examples, preserve_sparsity=sparse, **data, training=cfg["training"],
-                                   **cfg["cluster"]).with_id("SparseClusterer" if sparse else "Clusterer")
-            out = node.outputs[keys.CLUSTERED_MODEL_KEY]
-        else:
-            node = PreservingQAT(model=parent, examples=examples, **data, **cfg["qat"], training=cfg["training"]).with_id(
-                tree_paths.QAT_SCHEME[prefix[:-1]].upper())
-            out = node.outputs[keys.QAT_MODEL_KEY]
-        comps.append(node)
-        models[prefix] = out
-        return out
+        if prefix not in models:
+            node, models[prefix] = nodes.stage_node(cfg, prefix, model_for(prefix[:-1]), examples,
+                                                    nodes.stage_id(prefix))
+            comps.append(node)
+        return models[prefix]
 
-    npu, push_to = cfg["npu"], cfg["push"]["destination"]
+    push_to = cfg["push"]["destination"]
     requirements = cfg["requirements"]
     if isinstance(requirements, dict):
         requirements = {k: v for k, v in requirements.items() if v is not None}
     evaluations = {}
     for path in tree_paths.expand(cfg["paths"]):  # the reference (ptq) first: the others compare with it
-        conv_id, eval_id, npu_id = node_ids(path)
-        model = model_for(tree_paths.PATHS[path])
-        conv = TFLiteConverter(model=model, examples=examples, **data, **cfg["convert"], training=cfg["training"]).with_id(conv_id)
-        tflite = conv.outputs[keys.TFLITE_MODEL_KEY]
-        # One Vela compile per leaf and target, with the configured options: the gate judges it, the push deploys it.
-        npu_node = NPUCompiler(tflite_model=tflite, targets=npu["targets"], system_config=npu["system_config"],
-                               memory_mode=npu["memory_mode"]).with_id(npu_id)
-        ev = LeafEvaluator(
-            tflite_model=tflite, model=model, examples=examples, path=path,
-            npu_model=npu_node.outputs[keys.NPU_MODEL_KEY], baseline=evaluations.get(tree_paths.REFERENCE),
-            requirements=requirements, destination=push_to, training=cfg["training"], **data).with_id(eval_id)
-        evaluations[path] = ev.outputs[keys.EVALUATION_KEY]
-        comps += [conv, npu_node, ev]
+        leaf = nodes.leaf_nodes(cfg, path, model_for(tree_paths.PATHS[path]), examples,
+                                reference=evaluations.get(tree_paths.REFERENCE), requirements=requirements,
+                                destination=push_to)
+        evaluations[path] = leaf.evaluate.outputs[keys.EVALUATION_KEY]
+        comps += list(leaf)
         if push_to:  # only a blessed leaf is pushed
-            with conditional.Cond(ev.outputs[keys.BLESSING_KEY].future()[0].custom_property(keys.BLESSED) == 1):
+            ev, tflite = leaf.evaluate.outputs, leaf.convert.outputs[keys.TFLITE_MODEL_KEY]
+            with conditional.Cond(ev[keys.BLESSING_KEY].future()[0].custom_property(keys.BLESSED) == 1):
                 comps.append(LeafPusher(
-                    tflite_model=tflite, evaluation=ev.outputs[keys.EVALUATION_KEY],
-                    blessing=ev.outputs[keys.BLESSING_KEY], npu_model=npu_node.outputs[keys.NPU_MODEL_KEY],
-                    path=path, destination=push_to).with_id(f"Push_{path}"))
+                    tflite_model=tflite, evaluation=ev[keys.EVALUATION_KEY], blessing=ev[keys.BLESSING_KEY],
+                    npu_model=leaf.npu.outputs[keys.NPU_MODEL_KEY], path=path, destination=push_to
+                ).with_id(f"Push_{path}"))
     if publish_dir is None and "://" not in str(pipeline_root):
         publish_dir = os.path.dirname(os.path.abspath(str(pipeline_root)))
     comps.append(Reporter(evaluations, title=cfg["report"]["title"], publish_dir=publish_dir or ""))
@@ -175,10 +147,10 @@ def tfx_pipeline(cfg, pipeline_root, comps, metadata_path=None, beam_pipeline_ar
     (None: the orchestrator's, e.g. KFP), the config's Beam args unless given."""
     from tfx.orchestration import metadata, pipeline
 
-    from collabopt.core import evaluate  # Beam's args
+    from collabopt.core.evaluation import beam_eval  # Beam's args
     return pipeline.Pipeline(
         pipeline_name=cfg["name"], pipeline_root=str(pipeline_root), components=comps,
         metadata_connection_config=(metadata.sqlite_metadata_connection_config(str(metadata_path))
                                     if metadata_path else None),
-        beam_pipeline_args=evaluate.beam_args(beam_pipeline_args or cfg["beam_pipeline_args"]),
+        beam_pipeline_args=beam_eval.beam_args(beam_pipeline_args or cfg["beam_pipeline_args"]),
         enable_cache=enable_cache)

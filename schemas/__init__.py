@@ -79,7 +79,7 @@ def rule_problems(doc):
                 problems.append(f"{section}.exclude_layers.{i}: {pattern!r} is not a regular expression ({e})")
     module_file = (doc.get("training") or {}).get("module_file")
     if isinstance(module_file, str) and module_file:
-        from collabopt.core import user_module  # imports the user's file: only when one is set
+        from collabopt.core.data import user_module  # imports the user's file: only when one is set
         why = user_module.problem(module_file)
         if why:
             problems.append(f"training.module_file: {why}")

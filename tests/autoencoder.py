@@ -2,7 +2,7 @@
 anomaly = class 8, bag) and its Examples, for the tests that fine-tune and judge by MSE or AUC."""
 import numpy as np
 
-from collabopt.core import data
+from collabopt.core.data import examples_io
 from collabopt.tests.helpers import save_model_dir
 
 ANOMALY = 8  # bag
@@ -19,11 +19,11 @@ def trained(tmp_path_factory, train_limit=600, eval_limit=200, epochs=20):
     """(Examples uri, autoencoder SavedModel): trained on normal examples only; eval split mixed, its
     label 1 for an anomaly."""
     from collabopt.core.tfenv import keras
-    fm = data.load_fashion_mnist(train_limit=train_limit, eval_limit=eval_limit)
+    fm = examples_io.load_fashion_mnist(train_limit=train_limit, eval_limit=eval_limit)
     (xt, yt), (xe, ye) = fm["train"], fm["eval"]
     normal = yt != ANOMALY
     uri = str(tmp_path_factory.mktemp("ae_examples"))
-    data.write_examples(uri, {"train": (pooled(xt[normal]), np.zeros(normal.sum(), np.int64)),
+    examples_io.write_examples(uri, {"train": (pooled(xt[normal]), np.zeros(normal.sum(), np.int64)),
                               "eval": (pooled(xe), (ye == ANOMALY).astype(np.int64))}, num_shards=2)
     keras.utils.set_random_seed(0)
     inp = keras.Input((FEATURES,), name="features")

@@ -12,7 +12,7 @@ import sys
 
 HEAVY = ["collabopt.core.tfenv", "tensorflow_model_optimization", "apache_beam",
          "tfx.orchestration.local.local_dag_runner", "collabopt.components", "collabopt.pipelines.tree",
-         "collabopt.core.stages", "collabopt.core.evaluate", "collabopt.runners", "collabopt.results", "collabopt.cli"]
+         "collabopt.core.stages", "collabopt.core.evaluation.beam_eval", "collabopt.runners", "collabopt.mlmd.results", "collabopt.cli"]
 RUN_ID = re.compile(r"run (\d{8}-\d{6}-[0-9a-f]{6})")
 _CONTEXT = None
 
@@ -25,13 +25,15 @@ def _context():
     return _CONTEXT
 
 
-def _main(argv, log, env):
+def _main(argv, log, env, faults):
     os.environ.update(env)
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     code = 1
     try:
+        from collabopt.tests import faults as test_faults
+        test_faults.install(faults)
         from collabopt.cli import main
         code = main(argv) or 0
     except SystemExit as e:
@@ -48,11 +50,12 @@ def _main(argv, log, env):
 
 
 class Command:
-    """A started `collabopt <argv>`; `wait()` returns (exit code, log text); -9 is SIGKILL."""
+    """A started `collabopt <argv>`; `wait()` returns (exit code, log text); -9 is SIGKILL. `faults`:
+    [(name, args)] of tests/faults.py installed in the child first."""
 
-    def __init__(self, argv, log, env=None):
+    def __init__(self, argv, log, env=None, faults=()):
         self.log = str(log)
-        self.process = _context().Process(target=_main, args=(list(argv), self.log, dict(env or {})))
+        self.process = _context().Process(target=_main, args=(list(argv), self.log, dict(env or {}), list(faults)))
         self.process.start()
 
     def wait(self, timeout=600):
@@ -65,9 +68,9 @@ class Command:
             return self.process.exitcode, f.read()
 
 
-def collabopt(*argv, log, env=None, timeout=600):
+def collabopt(*argv, log, env=None, timeout=600, faults=()):
     """Run `collabopt <argv>` in a child process: (exit code, log text)."""
-    return Command(argv, log, env).wait(timeout)
+    return Command(argv, log, env, faults).wait(timeout)
 
 
 def run_id(log_text):

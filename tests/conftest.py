@@ -5,7 +5,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import pytest  # noqa: E402
 
-from collabopt.core import data  # noqa: E402
+from collabopt.core.data import examples_io  # noqa: E402
 from collabopt.tests.helpers import PCQAT_CONFIG, TREE_CONFIG, run_tree  # noqa: E402
 
 
@@ -13,7 +13,7 @@ from collabopt.tests.helpers import PCQAT_CONFIG, TREE_CONFIG, run_tree  # noqa:
 def examples_uri(tmp_path_factory):
     """An Examples artifact folder (Split-train, Split-eval) of 600/200 real Fashion-MNIST images."""
     uri = str(tmp_path_factory.mktemp("examples"))
-    data.write_examples(uri, data.load_fashion_mnist(train_limit=600, eval_limit=200))
+    examples_io.write_examples(uri, examples_io.load_fashion_mnist(train_limit=600, eval_limit=200))
     return uri
 
 

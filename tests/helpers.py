@@ -6,7 +6,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 from ml_metadata.proto import metadata_store_pb2  # noqa: E402
 
-from collabopt import results  # noqa: E402
+from collabopt.mlmd import results  # noqa: E402
 
 # Small but real: enough for the baseline to learn (~70%) and for every stage to run.
 TREE_CONFIG = {
@@ -162,8 +162,8 @@ def config_error(make, **params):
 def tiny_model(uri, width=16, blocks=1):
     """A user's model, from outside collabopt: a DS-CNN SavedModel under `uri`/Format-Serving (as a TFX
     Trainer writes it), with no kernels.npz or stats.json next to it. Returns `uri`."""
-    from collabopt.core import keras_io, train
-    keras_io.save_model(train.ds_cnn(width=width, blocks=blocks), os.path.join(str(uri), keras_io.SERVING_DIR))
+    from collabopt.core.model import baseline, keras_io
+    keras_io.save_model(baseline.ds_cnn(width=width, blocks=blocks), os.path.join(str(uri), keras_io.SERVING_DIR))
     return str(uri)
 
 
@@ -210,7 +210,7 @@ def kernel_history(uri):
 
 def saved_kernel(uri, layer):
     """The kernel of `layer` in the SavedModel of a Model artifact (or plain SavedModel) at `uri`."""
-    from collabopt.core import keras_io
+    from collabopt.core.model import keras_io
     return keras_io.load_model(uri).get_layer(layer).get_weights()[0]
 
 
@@ -238,7 +238,7 @@ def sparse_model(uri, model_uri, sparsity):
     with the stats.json a Pruner writes (promises target_sparsity). Returns `uri`."""
     import numpy as np
 
-    from collabopt.core import keras_io
+    from collabopt.core.model import keras_io
     from collabopt.core.artifact_files import STATS_FILE, write_json
     model = keras_io.load_model(model_uri)
     for layer in model.layers:
@@ -272,8 +272,8 @@ def run_model_stage(executor, component_cls, model_uri, examples_uri, out_root, 
 
 def fashion_mnist_examples(uri, train_limit, eval_limit):
     """An Examples artifact folder of real Fashion-MNIST images (class-balanced subsets); returns `uri`."""
-    from collabopt.core import data
-    data.write_examples(str(uri), data.load_fashion_mnist(train_limit=train_limit, eval_limit=eval_limit))
+    from collabopt.core.data import examples_io
+    examples_io.write_examples(str(uri), examples_io.load_fashion_mnist(train_limit=train_limit, eval_limit=eval_limit))
     return str(uri)
 
 

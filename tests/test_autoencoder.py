@@ -8,9 +8,13 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from collabopt.core import analyze, data, keras_io, leaves, metrics, stages  # noqa: E402
+from collabopt.core.tflite import flatbuffer  # noqa: E402
+from collabopt.core.data import examples_io
+from collabopt.core.model import keras_io
+from collabopt.core.evaluation import leaf_evaluation, metrics
+from collabopt.core import stages
 from collabopt.core.artifact_files import TFLITE_FILE  # noqa: E402
-from collabopt.core.train import TrainingSpec  # noqa: E402
+from collabopt.core.model.train import TrainingSpec  # noqa: E402
 from collabopt.tests import autoencoder  # noqa: E402
 
 
@@ -30,14 +34,14 @@ def test_an_autoencoder_is_pruned_converted_and_evaluated_by_mse_and_auc(ae, tmp
                              training=mse)
     with open(tmp_path / "tflite" / TFLITE_FILE, "rb") as f:
         tflite = f.read()
-    xe, labels = data.read_examples(uri, "eval", feature_shape=(64,))
-    int8_out = analyze.int8_outputs(tflite, xe)
+    xe, labels = examples_io.read_examples(uri, "eval", feature_shape=(64,))
+    int8_out = flatbuffer.int8_outputs(tflite, xe)
     keras_out = keras_io.load_model(str(tmp_path / "pruned")).predict(xe, verbose=0)
     int8_err, keras_err = (np.mean((o - xe) ** 2, axis=1) for o in (int8_out, keras_out))
     assert stats["int8_metric"] == pytest.approx(np.mean(int8_err), rel=1e-6)
     assert pruned["metric"] == pytest.approx(np.mean(keras_err), rel=1e-5)
 
-    leaf = leaves.evaluate_leaf("prune_ptq", str(tmp_path / "tflite"), str(tmp_path / "pruned"), spec,
+    leaf = leaf_evaluation.evaluate_leaf("prune_ptq", str(tmp_path / "tflite"), str(tmp_path / "pruned"), spec,
                                 str(tmp_path / "eval_mse"), training=mse, requirements={"max_metric_drop": 0.0})
     assert leaf["eval_metric"] == "mse" and leaf["eval_examples"] == 200 and "int8_accuracy" not in leaf
     assert leaf["int8_metric"] == pytest.approx(np.mean(int8_err), rel=1e-6)  # Beam over 2 shards
@@ -45,7 +49,7 @@ def test_an_autoencoder_is_pruned_converted_and_evaluated_by_mse_and_auc(ae, tmp
     assert leaf["metric_drop"] == 0.0 and leaf["blessed"]  # its own baseline: at the limit passes
 
     auc = TrainingSpec(loss="mse", eval_metric="auc")
-    leaf = leaves.evaluate_leaf("prune_ptq", str(tmp_path / "tflite"), str(tmp_path / "pruned"), spec,
+    leaf = leaf_evaluation.evaluate_leaf("prune_ptq", str(tmp_path / "tflite"), str(tmp_path / "pruned"), spec,
                                 str(tmp_path / "eval_auc"), training=auc)
     pairs = [(e_pos > e_neg) + 0.5 * (e_pos == e_neg) for e_pos in int8_err[labels == 1] for e_neg in int8_err[labels == 0]]
     bins = metrics._bins(int8_err)  # noqa: SLF001  the histogram's resolution bounds the difference

@@ -3,7 +3,8 @@
 import pytest
 from ml_metadata.proto import metadata_store_pb2
 
-from collabopt import results, runners
+from collabopt.mlmd import results
+from collabopt import runners
 from collabopt.components import NPUCompiler, Pruner, SparseClusterer, TFLiteModel
 from collabopt.core.tfenv import keras, tf
 from collabopt.tests.helpers import dense_model, save_model_dir, subclassed_model

@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from collabopt.core import data
+from collabopt.core.data import examples_io
 from collabopt.tests.bad_input_fixtures import Case, assert_intact, assert_one_line, check, collabopt, write
 from collabopt.tests.bad_input_fixtures import earlier  # noqa: F401 - a fixture
 from collabopt.tests.helpers import dense_model, save_model_dir, subclassed_model
@@ -116,9 +116,9 @@ MODEL_CASES = [
 
 def examples(e, tmp, change):
     """The earlier run's Examples, re-written with `change(x, y)` applied to the train split."""
-    x, y = data.read_examples(e.examples, "train", scale=1.0)
-    data.write_examples(str(tmp / "examples"), {"train": change(x.copy(), y.copy()),
-                                                "eval": data.read_examples(e.examples, "eval", scale=1.0)})
+    x, y = examples_io.read_examples(e.examples, "train", scale=1.0)
+    examples_io.write_examples(str(tmp / "examples"), {"train": change(x.copy(), y.copy()),
+                                                "eval": examples_io.read_examples(e.examples, "eval", scale=1.0)})
     return str(tmp / "examples")
 
 
@@ -135,7 +135,7 @@ def label_12_at_42(x, y):
 def damaged(e, tmp, split, damage):
     """A copy of the earlier run's Examples with the file of `split` damaged: damage(bytes) -> bytes."""
     shutil.copytree(e.examples, tmp / "examples")
-    (path,) = data.split_files(str(tmp / "examples"), split)
+    (path,) = examples_io.split_files(str(tmp / "examples"), split)
     with open(path, "rb") as f:
         content = f.read()
     write(path, damage(content))

@@ -51,7 +51,7 @@ def test_messages_are_distinct_and_several_mistakes_are_listed_together():
 
 
 def test_schema_targets_are_velas_own():
-    from collabopt.core import vela
+    from collabopt.core.npu import vela
     schema = schemas.load("tree_config")
     assert schema["properties"]["npu"]["properties"]["targets"]["items"]["enum"] == list(vela.valid_accelerator_configs())
 
@@ -91,3 +91,15 @@ def test_a_dict_with_every_section_is_validated_too(tmp_path):
     cfg["cluster"]["number_of_clusters"] = 1
     with pytest.raises(schemas.ConfigError, match="cluster.number_of_clusters: 1 is less than the minimum of 2"):
         tree.create_pipeline(cfg, str(tmp_path / "root"))
+
+
+def test_the_defaults_table_names_every_key_of_the_schema_and_nothing_else():
+    """One table of defaults (schemas/defaults.py) for the one schema: a key the schema adds without a
+    default, or a default the schema does not know, fails here."""
+    from collabopt.schemas.defaults import DEFAULTS
+    props = schemas.load("tree_config")["properties"]
+    assert set(DEFAULTS) == set(props)
+    for section, default in DEFAULTS.items():
+        if isinstance(default, dict) and "properties" in props[section]:
+            assert set(default) == set(props[section]["properties"]), section
+    schemas.validate(DEFAULTS)  # and every default is a valid value

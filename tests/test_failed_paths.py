@@ -12,10 +12,10 @@ import os
 import pytest
 import yaml
 
-from collabopt import results
+from collabopt.mlmd import results
 from collabopt.cli import main
 from collabopt.components import keys
-from collabopt.core import keras_io
+from collabopt.core.model import keras_io
 from collabopt.tests.kfp_fixtures import compile_config
 from collabopt.tests.test_kfp_emulator import task_env  # noqa: F401 - a fixture
 from collabopt.tests.test_layer_support import preprocessing

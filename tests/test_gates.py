@@ -1,5 +1,5 @@
 """The gate functions on their own: each requirement, preservation, and the retraining comparison."""
-from collabopt.core import gates
+from collabopt.core.evaluation import gates
 
 LEAF = {"int8_accuracy": 0.85, "gzip_bytes": 20_000, "preservation_failures": [],
         "npu": {"ethos-u55-128": {"inference_time_s": 0.0020}, "ethos-u65-256": {"inference_time_s": 0.0010}}}

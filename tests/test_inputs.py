@@ -7,7 +7,11 @@ import numpy as np
 import pytest
 
 from collabopt import schemas
-from collabopt.core import data, inputs, metrics, optimize, stages, train, user_module
+from collabopt.core.data import examples_io, inputs, user_module
+from collabopt.core.evaluation import metrics
+from collabopt.core.techniques import optimize
+from collabopt.core import stages
+from collabopt.core.model import train
 from collabopt.core.tfenv import keras, tf
 from collabopt.pipelines import config as tree_config
 from collabopt.tests.helpers import dense_model, fashion_mnist_examples
@@ -36,18 +40,18 @@ def test_fine_tuning_streams_batches_with_a_known_number_of_steps(examples):
 
 
 def test_eval_batches_and_representative_read_what_read_examples_reads(examples):
-    x, y = data.read_examples(examples, "eval", limit=70)
+    x, y = examples_io.read_examples(examples, "eval", limit=70)
     spec = inputs.DataSpec(examples, eval_limit=70)
     got = list(spec.eval_dataset(32).as_numpy_iterator())
     np.testing.assert_array_equal(np.concatenate([f for f, _ in got]), x)
     np.testing.assert_array_equal(np.concatenate([t for _, t in got]), y)
-    files = data.split_files(examples, "eval")
+    files = examples_io.split_files(examples, "eval")
     per_file = list(spec.batches("eval", files, batch_size=40))  # no limit: the caller chose the files
     assert [len(t) for _, t in per_file] == [40, 40, 20]
     assert list(spec.batches("eval", [])) == []
     rep = list(inputs.DataSpec(examples).representative(3)())
     assert len(rep) == 3 and all(len(r) == 1 and r[0].shape == (1, 28, 28, 1) for r in rep)
-    xt, _ = data.read_examples(examples, "train", limit=3)
+    xt, _ = examples_io.read_examples(examples, "train", limit=3)
     np.testing.assert_array_equal(np.concatenate([r[0] for r in rep]), xt)
 
 
@@ -65,7 +69,7 @@ def test_target_features_fine_tunes_an_autoencoder_with_mse(examples):
     features, targets = next(iter(spec.train_dataset(32)))
     np.testing.assert_array_equal(features, targets)
     (xe, ye), = spec.eval_dataset(100).as_numpy_iterator()
-    np.testing.assert_array_equal(ye, data.read_examples(examples, "eval", feature_shape=(784,))[1])
+    np.testing.assert_array_equal(ye, examples_io.read_examples(examples, "eval", feature_shape=(784,))[1])
     i = keras.Input((784,), name="x")
     auto = keras.Model(i, keras.layers.Dense(784, name="decode")(keras.layers.Dense(32, name="code")(i)))
     mse = train.TrainingSpec(eval_metric="mse")
@@ -79,7 +83,7 @@ def test_target_features_fine_tunes_an_autoencoder_with_mse(examples):
 
 def test_an_autoencoder_through_the_prune_stage(examples, tmp_path):
     """checks, fine-tuning and stats of a stage with target=features: the output is no class logits."""
-    from collabopt.core import keras_io
+    from collabopt.core.model import keras_io
     i = keras.Input((784,), name="x")
     auto = keras.Model(i, keras.layers.Dense(784, name="decode")(keras.layers.Dense(64, name="code")(i)))
     keras_io.save_model(auto, os.path.join(str(tmp_path / "ae"), keras_io.SERVING_DIR))

@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 
-from collabopt.core import analyze, convert
+from collabopt.core.tflite import flatbuffer, convert
 from collabopt.core.tfenv import keras, tf
 
 
@@ -49,23 +49,23 @@ def test_interpreter_is_silent_and_predicts_int8(int8_model, tmp_path):
     path.write_bytes(blob)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        its = [analyze.interpreter(blob), analyze.interpreter(model_path=path),
-               analyze.interpreter(blob, preserve_all_tensors=True)]
-        preds = analyze.int8_predictions(blob, x)
-        stats = analyze.layer_stats(blob)
+        its = [flatbuffer.interpreter(blob), flatbuffer.interpreter(model_path=path),
+               flatbuffer.interpreter(blob, preserve_all_tensors=True)]
+        preds = flatbuffer.int8_predictions(blob, x)
+        stats = flatbuffer.layer_stats(blob)
     assert [str(w.message) for w in caught] == []  # no "deprecated", no "experimental_preserve_all_tensors"
     assert all(it.get_input_details()[0]["dtype"] == np.int8 for it in its)
     assert preds.shape == (len(x),) and set(preds) <= set(range(5))
     np.testing.assert_array_equal(preds, _reference_predictions(blob, x))  # same kernels, same INT8 result
-    np.testing.assert_array_equal(analyze.int8_predictions(None, x, interp=its[1]), preds)
+    np.testing.assert_array_equal(flatbuffer.int8_predictions(None, x, interp=its[1]), preds)
     assert [s["op"] for s in stats] == ["CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"]
 
 
 def test_interpreter_needs_exactly_one_source(int8_model, tmp_path):
     with pytest.raises(ValueError, match="exactly one of model_content, model_path"):
-        analyze.interpreter()
+        flatbuffer.interpreter()
     with pytest.raises(ValueError, match="exactly one of model_content, model_path"):
-        analyze.interpreter(int8_model[0], model_path=tmp_path / "m.tflite")
+        flatbuffer.interpreter(int8_model[0], model_path=tmp_path / "m.tflite")
 
 
 def test_int8_conversion_is_silent(int8_model):

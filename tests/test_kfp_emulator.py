@@ -12,7 +12,7 @@ import pytest
 import yaml
 from ml_metadata.proto import metadata_store_pb2
 
-from collabopt import results
+from collabopt.mlmd import results
 from collabopt.core import deploy
 from collabopt.kubeflow import KfpError, emulator
 from collabopt.kubeflow.compiler import load_package, schema_title

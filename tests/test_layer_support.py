@@ -4,7 +4,9 @@ import os
 
 import pytest
 
-from collabopt.core import analyze, artifact_files, layer_support, stages
+from collabopt.core.tflite import flatbuffer
+from collabopt.core import artifact_files, stages
+from collabopt.core.techniques import layer_support
 from collabopt.core.tfenv import keras
 from collabopt.tests.helpers import fashion_mnist_examples
 
@@ -88,7 +90,7 @@ def test_the_pcqat_path_runs_with_the_layers_left_out_and_named(make, left_out, 
     assert artifact_files.excluded_layers(str(tmp_path / "q")) == expected
     assert stats["preservation_failures"] == []
     with open(os.path.join(tmp_path, "t", artifact_files.TFLITE_FILE), "rb") as f:
-        layers = analyze.layer_stats(f.read())
+        layers = flatbuffer.layer_stats(f.read())
     assert all(l["dtype"] == "int8" for l in layers)
     judged = [l for l in layers if l["op"] in ("CONV_2D", "FULLY_CONNECTED") and l["layer"] not in expected["prune"]]
     assert judged and all(l["sparsity"] >= 0.48 and l["max_unique_per_channel"] <= 8 for l in judged)
@@ -104,24 +106,25 @@ def test_strict_fails_the_stage_before_fine_tuning(examples, tmp_path):
 
 
 def keras_io_save(model, path):
-    from collabopt.core import keras_io
+    from collabopt.core.model import keras_io
     keras_io.save_model(model, os.path.join(path, keras_io.SERVING_DIR))
 
 
 def test_the_report_names_the_layers_left_out():
-    from collabopt.core import report_page
+    from collabopt.core.report import html_page
     leaf = {"path": "prune_cluster_pcqat", artifact_files.EXCLUDED_LAYERS: {"prune": {}, "qat": {"bn_after_add": QAT_BN}}}
-    page = report_page.left_out([leaf, {"path": "ptq"}])
+    page = html_page.left_out([leaf, {"path": "ptq"}])
     assert page.startswith("<h2 id='left-out'>Layers left out</h2>") and page.count("<tr>") == 2
     assert f'<td class="l">prune_cluster_pcqat</td><td class="l">qat</td><td class="l">bn_after_add</td>' in page
-    assert report_page.left_out([{"path": "ptq"}]) == ""
+    assert html_page.left_out([{"path": "ptq"}]) == ""
 
 
 def test_a_softmax_model_is_fine_tuned_on_probabilities_a_logits_model_on_logits(examples):
     """The loss follows the model (issue 11): keras.applications and MLPerf Tiny classifiers end in a
     softmax, and cross-entropy from logits on probabilities trains the wrong thing."""
-    from collabopt.core import data, train
-    x, y = data.read_examples(examples, "train", limit=64)
+    from collabopt.core.data import examples_io
+    from collabopt.core.model import train
+    x, y = examples_io.read_examples(examples, "train", limit=64)
     softmax, logits = resnet(), preprocessing()
     assert train.loss_for(softmax, x).get_config()["from_logits"] is False
     assert train.loss_for(logits, x).get_config()["from_logits"] is True

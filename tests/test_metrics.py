@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from collabopt import schemas
-from collabopt.core import gates, metrics
-from collabopt.core.train import TrainingSpec
+from collabopt.core.evaluation import gates, metrics
+from collabopt.core.model.train import TrainingSpec
 
 OUT = np.array([[0.1, 0.7, 0.2],   # top-1: 1, top-2: {1, 2}
                 [0.5, 0.2, 0.3],   # top-1: 0, top-2: {0, 2}
@@ -147,7 +147,7 @@ def test_a_requirement_that_does_not_fit_the_metric_is_a_config_error(doc, probl
 
 
 def test_the_training_section_picks_the_loss_and_metrics_and_hooks_override_them():
-    from collabopt.core import train
+    from collabopt.core.model import train
     from collabopt.core.tfenv import keras
     rng = np.random.default_rng(3)
     x = rng.random((32, 8)).astype(np.float32)
@@ -170,18 +170,18 @@ def test_the_training_section_picks_the_loss_and_metrics_and_hooks_override_them
 
 
 def test_the_report_and_the_leaf_table_show_the_configured_metric():
-    from collabopt import results
-    from collabopt.core import report_page
+    from collabopt.mlmd import results
+    from collabopt.core.report import html_page
     leaf = {**{k: None for k in results.LEAF_FIELDS}, "path": "prune_ptq", "eval_metric": "mse", "top_k": 5,
             "fp32_metric": 0.0123, "int8_metric": 0.0125, "baseline_int8_metric": 0.0124, "metric_drop": 0.0001,
             "tflite_bytes": 4000, "gzip_bytes": 3000, "saving_pct": 25.0, "sparsity": 0.5,
             "max_unique_per_channel": 200, "max_unique_per_tensor": 250, "blessed": True, "reasons": [], "npu": {}}
-    page = report_page.table([leaf])
+    page = html_page.table([leaf])
     assert "<th>FP32 / QAT MSE</th><th>INT8 MSE</th><th>drop</th>" in page
     assert "<td>0.0123</td><td>0.0125</td><td>+0.0001</td>" in page
     lines = results.leaf_table([leaf]).splitlines()
     assert lines[0].split()[:5] == ["path", "fp32", "MSE", "int8", "MSE"] and "drop" in lines[0]
     assert lines[1].split()[:4] == ["prune_ptq", "0.0123", "0.0125", "+0.0001"]
     top1 = {**leaf, "eval_metric": "accuracy", "fp32_metric": 0.9, "int8_metric": 0.89, "metric_drop": 0.01}
-    assert "<td>90.00%</td><td>89.00%</td><td>+1.00</td>" in report_page.table([top1])
+    assert "<td>90.00%</td><td>89.00%</td><td>+1.00</td>" in html_page.table([top1])
     assert results.leaf_table([top1]).splitlines()[1].split()[:4] == ["prune_ptq", "90.00%", "89.00%", "+1.00"]

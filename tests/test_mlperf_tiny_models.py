@@ -9,10 +9,11 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from collabopt.benchmarks.mlperf_tiny_models import ARCHITECTURES, ic_resnet8  # noqa: E402
-from collabopt.core import convert, layer_support  # noqa: E402
-from collabopt.core.analyze import interpreter  # noqa: E402
+from collabopt.core.tflite import convert  # noqa: E402
+from collabopt.core.techniques import layer_support
+from collabopt.core.tflite.flatbuffer import interpreter  # noqa: E402
 from collabopt.core.tfenv import keras  # noqa: E402
-from collabopt.core.vela import compile_for_npu  # noqa: E402
+from collabopt.core.npu.vela import compile_for_npu  # noqa: E402
 
 # Parameter counts worked out by hand from the reference definitions (every conv/dense has a bias;
 # BN has 4 x channels, 2 x channels of them non-trainable), then checked against Keras:
@@ -115,18 +116,21 @@ def test_each_classifier_through_the_pcqat_path(name, tiny_examples, tmp_path):
     """prune -> sparsity-preserving cluster -> PCQAT -> INT8 -> Vela on the benchmark's data: every layer
     handled (nothing left out), the flatbuffer int8, sparse and clustered, every operator on the NPU."""
     from collabopt.benchmarks import mlperf_tiny
-    from collabopt.core import analyze, data, keras_io, stages
+    from collabopt.core.tflite import flatbuffer
+    from collabopt.core.data import examples_io
+    from collabopt.core.model import keras_io
+    from collabopt.core import stages
     from collabopt.tests.helpers import pcqat_stages
     shape = ARCHITECTURES[name].input_shape
     spec = stages.DataSpec(tiny_examples[name], feature_shape=shape)
-    x, y = data.read_examples(spec.examples_uri, "train", feature_shape=shape)
+    x, y = examples_io.read_examples(spec.examples_uri, "train", feature_shape=shape)
     assert x.shape == (192, *shape) and 0 <= x.min() < x.max() <= 1
     assert set(y.tolist()) == ({0, 1} if name == "vww" else set(range(10)))
     base = keras_io.save_model(mlperf_tiny.build(name), str(tmp_path / "model"))
     qat, stats, tflite, npu = pcqat_stages(base, spec, tmp_path / "run")
     assert qat["scheme"] == "pcqat" and stats["excluded_layers"] == {"prune": {}, "cluster": {}, "qat": {}}
     with open(tflite, "rb") as f:
-        layers = analyze.layer_stats(f.read())
+        layers = flatbuffer.layer_stats(f.read())
     assert all(l["dtype"] == "int8" for l in layers)
     kernels = [l for l in layers if l["op"] != "DEPTHWISE_CONV_2D"]
     assert kernels and all(l["sparsity"] >= 0.45 and l["max_unique_per_channel"] <= 8 for l in kernels), \
@@ -139,24 +143,28 @@ def test_autoencoder_through_the_pcqat_path_with_its_metric(tiny_examples, tmp_p
     MSE through prune -> cluster -> PCQAT -> INT8 -> Vela, the leaf evaluated (Beam) by the AUC of its
     reconstruction error, and the script's INT8 MSE equal to the one the tree's mse metric computes."""
     from collabopt.benchmarks import mlperf_tiny
-    from collabopt.core import analyze, data, keras_io, leaves, stages
-    from collabopt.core.train import TrainingSpec
+    from collabopt.core.tflite import flatbuffer
+    from collabopt.core.data import examples_io
+    from collabopt.core.model import keras_io
+    from collabopt.core.evaluation import leaf_evaluation
+    from collabopt.core import stages
+    from collabopt.core.model.train import TrainingSpec
     from collabopt.tests.helpers import pcqat_stages
     spec = stages.DataSpec(tiny_examples["ad"], feature_shape=(640,), target="features")
-    (x, y), (xe, ye) = (data.read_examples(spec.examples_uri, s, feature_shape=(640,)) for s in ("train", "eval"))
+    (x, y), (xe, ye) = (examples_io.read_examples(spec.examples_uri, s, feature_shape=(640,)) for s in ("train", "eval"))
     assert x.shape == (192, 640) and set(y.tolist()) == {0} and set(ye.tolist()) == {0, 1}
     auc = TrainingSpec(**{k: v for k, v in mlperf_tiny.AD_TRAINING.items() if k != "target"})
     base = keras_io.save_model(mlperf_tiny.build("ad"), str(tmp_path / "model"))
     qat, stats, tflite, npu = pcqat_stages(base, spec, tmp_path / "run", training=auc)
     assert qat["scheme"] == "pcqat" and qat["eval_metric"] == "auc" and "accuracy" not in qat
     assert all(l["dtype"] == "int8" for l in stats["layers"]) and (npu["npu_op_pct"], npu["cpu_ops"]) == (100.0, 0)
-    leaf = leaves.evaluate_leaf("prune_cluster_pcqat", tmp_path / "run" / "t", tmp_path / "run" / "q", spec,
+    leaf = leaf_evaluation.evaluate_leaf("prune_cluster_pcqat", tmp_path / "run" / "t", tmp_path / "run" / "q", spec,
                                 str(tmp_path / "leaf"), training=auc)
     assert leaf["eval_metric"] == "auc" and 0 <= leaf["int8_metric"] <= 1 and leaf["eval_examples"] == 32
     with open(tflite, "rb") as f:
-        recon = analyze.int8_outputs(f.read(), xe)
+        recon = flatbuffer.int8_outputs(f.read(), xe)
     err = np.mean((recon - xe) ** 2, axis=1)
     assert mlperf_tiny.leaf_mse(tflite, spec) == pytest.approx(err[ye == 0].mean(), rel=1e-6)
-    mse = leaves.evaluate_leaf("prune_cluster_pcqat", tmp_path / "run" / "t", tmp_path / "run" / "q", spec,
+    mse = leaf_evaluation.evaluate_leaf("prune_cluster_pcqat", tmp_path / "run" / "t", tmp_path / "run" / "q", spec,
                                str(tmp_path / "leaf_mse"), training=TrainingSpec(loss="mse", eval_metric="mse"))
     assert mse["int8_metric"] == pytest.approx(err.mean(), rel=1e-5)

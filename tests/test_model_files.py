@@ -6,7 +6,10 @@ import os
 
 import pytest
 
-from collabopt.core import analyze, keras_io, leaves, stages, train
+from collabopt.core.tflite import flatbuffer
+from collabopt.core.model import baseline, keras_io
+from collabopt.core.evaluation import leaf_evaluation
+from collabopt.core import stages
 from collabopt.core.artifact_files import MODEL_DIR, TFLITE_FILE
 from collabopt.tests.helpers import TINY_FIT, data_spec
 
@@ -16,7 +19,7 @@ def models(tmp_path_factory):
     """One small trained DS-CNN saved three ways: SavedModel folder, .h5 and .keras file."""
     d = tmp_path_factory.mktemp("files")
     keras_io.keras.utils.set_random_seed(0)
-    model = train.ds_cnn(width=8, blocks=1)
+    model = baseline.ds_cnn(width=8, blocks=1)
     keras_io.save_model(model, str(d / "saved"))
     model.save(str(d / "model.h5"))
     model.save(str(d / "model.keras"))
@@ -30,7 +33,7 @@ def ptq(models, examples_uri, tmp_path_factory):
     by_form = {}
     for form, path in models.items():
         stages.to_tflite(path, spec, str(out / form / "tflite"), representative_samples=50, evaluate=False)
-        leaf = leaves.evaluate_leaf("ptq", str(out / form / "tflite"), path, spec, str(out / form / "eval"))
+        leaf = leaf_evaluation.evaluate_leaf("ptq", str(out / form / "tflite"), path, spec, str(out / form / "eval"))
         with open(out / form / "tflite" / TFLITE_FILE, "rb") as f:
             by_form[form] = (f.read(), leaf)
     return by_form
@@ -40,7 +43,7 @@ def ptq(models, examples_uri, tmp_path_factory):
 def test_a_model_file_converts_and_evaluates_as_its_saved_model(ptq, form):
     tflite, leaf = ptq[form]
     reference, expected = ptq["saved"]
-    assert analyze.summarize(tflite)["layers"] == analyze.summarize(reference)["layers"]
+    assert flatbuffer.summarize(tflite)["layers"] == flatbuffer.summarize(reference)["layers"]
     assert (leaf["fp32_accuracy"], leaf["int8_accuracy"]) == (expected["fp32_accuracy"], expected["int8_accuracy"])
     assert leaf["eval_examples"] == expected["eval_examples"] > 0
 

@@ -8,7 +8,11 @@ import os
 import numpy as np
 import pytest
 
-from collabopt.core import analyze, artifact_files, keras_io, leaves, stages, train
+from collabopt.core.tflite import flatbuffer
+from collabopt.core import artifact_files, stages
+from collabopt.core.model import keras_io, train
+from collabopt.core.evaluation import leaf_evaluation
+from collabopt.core.report import run_report
 from collabopt.core.tfenv import keras
 from collabopt.tests.helpers import fashion_mnist_examples
 
@@ -67,12 +71,12 @@ def test_a_two_input_model_goes_through_the_pcqat_path(spec, tmp_path):
     conv = stages.to_tflite(d("q"), spec, d("t"), representative_samples=32)
     with open(os.path.join(d("t"), artifact_files.TFLITE_FILE), "rb") as f:
         tflite = f.read()
-    it = analyze.interpreter(tflite)
+    it = flatbuffer.interpreter(tflite)
     assert sorted(it.get_signature_runner().get_input_details()) == ["image", "stats"]
     assert all(i["dtype"] == np.int8 for i in it.get_input_details())
     layers = {l["layer"]: l for l in conv["layers"]}
     assert layers["conv_2"]["sparsity"] >= 0.48 and layers["conv_2"]["max_unique_per_channel"] <= 8
-    leaf = leaves.evaluate_leaf("prune_cluster_pcqat", d("t"), d("q"), spec, d("e"))
+    leaf = leaf_evaluation.evaluate_leaf("prune_cluster_pcqat", d("t"), d("q"), spec, d("e"))
     # Beam (per file) and the in-process interpreter agree, each feeding every input by its name.
     assert leaf["int8_accuracy"] == pytest.approx(conv["int8_accuracy"])
     assert leaf["int8_accuracy"] > 0.4 and leaf["eval_examples"] == 128
@@ -81,7 +85,7 @@ def test_a_two_input_model_goes_through_the_pcqat_path(spec, tmp_path):
            "qat": "Rescaling is not in TFMOT's 8-bit quantization registry"}
     assert leaf[artifact_files.EXCLUDED_LAYERS] == {"prune": {"stats_scale": why["prune"]}, "cluster": {},
                                                     "qat": {"stats_scale": why["qat"]}}
-    leaves.write_report({"prune_cluster_pcqat": d("e")}, d("r"))
+    run_report.write_report({"prune_cluster_pcqat": d("e")}, d("r"))
     with open(os.path.join(d("r"), artifact_files.REPORT_FILE)) as f:
         page = f.read()
     for technique, reason in why.items():

@@ -2,8 +2,11 @@
 import numpy as np
 import pytest
 
-from collabopt.core import analyze, convert, gates, optimize, train
-from collabopt.core.data import load_fashion_mnist
+from collabopt.core.tflite import flatbuffer, convert
+from collabopt.core.evaluation import gates
+from collabopt.core.techniques import optimize
+from collabopt.core.model import baseline
+from collabopt.core.data.examples_io import load_fashion_mnist
 from collabopt.core.tfenv import keras
 
 
@@ -17,7 +20,7 @@ def xy():
 def clustered(xy):
     """A pruned (50%) + per-tensor clustered (8) DS-CNN, trained only briefly."""
     x, y = xy
-    m = train.ds_cnn(width=32, blocks=2)
+    m = baseline.ds_cnn(width=32, blocks=2)
     p = optimize.prune(m, x, y, target_sparsity=0.5, schedule="constant", frequency=1, epochs=1)
     return optimize.cluster(p, x, y, number_of_clusters=8, epochs=1)
 
@@ -25,7 +28,7 @@ def clustered(xy):
 def test_a_constant_schedule_prunes_from_the_first_step(xy):
     """5 steps, pruning every 100: the mask is set at step 1 and kept (a resumed search rung's case)."""
     x, y = xy
-    p = optimize.prune(train.ds_cnn(width=16, blocks=1), x, y, target_sparsity=0.5, schedule="constant", epochs=1)
+    p = optimize.prune(baseline.ds_cnn(width=16, blocks=1), x, y, target_sparsity=0.5, schedule="constant", epochs=1)
     again = optimize.prune(p, x, y, target_sparsity=0.5, schedule="constant", epochs=1)
     for m in (p, again):
         kernels = [layer.get_weights()[0] for layer in m.layers
@@ -35,7 +38,7 @@ def test_a_constant_schedule_prunes_from_the_first_step(xy):
 
 
 def test_describe_and_scheme(xy, clustered):
-    dense = train.ds_cnn(width=32, blocks=2)
+    dense = baseline.ds_cnn(width=32, blocks=2)
     assert optimize.describe(dense) == {"sparse": False, "clustered": False, "per_channel": False}
     assert optimize.pick_scheme(dense) == "qat"
     assert optimize.describe(clustered) == {"sparse": True, "clustered": True, "per_channel": False}
@@ -79,7 +82,7 @@ def test_shared_ranges_give_one_int8_code_per_centroid():
 
     def codes(per_channel):
         q, _ = optimize.preserving_qat(m, xs, ys, scheme="cqat", epochs=1, per_channel_clusters=per_channel)
-        pw = next(l for l in analyze.layer_stats(convert.to_int8(q, rep)) if l["layer"] == "pw")
+        pw = next(l for l in flatbuffer.layer_stats(convert.to_int8(q, rep)) if l["layer"] == "pw")
         return pw["unique_per_tensor"], pw["max_unique_per_channel"]
 
     assert optimize.per_tensor_clustered(m) == ["pw"]
@@ -91,14 +94,14 @@ def test_shared_ranges_give_one_int8_code_per_centroid():
 @pytest.mark.parametrize("m_by_n,expected", [((2, 4), 0.5), ((1, 4), 0.25)])
 def test_m_by_n_sparsity_in_the_flatbuffer(xy, m_by_n, expected):
     x, y = xy
-    p = optimize.prune(train.ds_cnn(width=32, blocks=1), x, y, m_by_n=m_by_n, epochs=1)
-    layers = analyze.layer_stats(convert.to_int8(p, convert.representative(x, 20)))
+    p = optimize.prune(baseline.ds_cnn(width=32, blocks=1), x, y, m_by_n=m_by_n, epochs=1)
+    layers = flatbuffer.layer_stats(convert.to_int8(p, convert.representative(x, 20)))
     pw = next(l for l in layers if l["layer"] == "pw_1")
     assert pw["sparsity"] == pytest.approx(expected, abs=0.01)
 
 
 def test_bad_parameters():
-    m = train.ds_cnn(width=8, blocks=1)
+    m = baseline.ds_cnn(width=8, blocks=1)
     x, y = np.zeros((4, 28, 28, 1), np.float32), np.zeros(4, np.int64)
     # The config schema's rules and messages, also when core is called directly (benchmarks, scripts).
     with pytest.raises(ValueError, match=r"^prune.target_sparsity: 1 is greater than or equal to the maximum of 1$"):

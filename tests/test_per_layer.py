@@ -6,7 +6,10 @@ import os
 import pytest
 
 from collabopt import schemas
-from collabopt.core import analyze, artifact_files, gates, keras_io, stages, train
+from collabopt.core.tflite import flatbuffer
+from collabopt.core import artifact_files, stages
+from collabopt.core.evaluation import gates
+from collabopt.core.model import baseline, keras_io
 from collabopt.tests.helpers import fashion_mnist_examples
 
 SPARSITY = {"pw_1": 0.8, "pw_2": 0.4}
@@ -20,7 +23,7 @@ def examples(tmp_path_factory):
 
 def test_flatbuffer_holds_each_layers_own_target(examples, tmp_path):
     base = str(tmp_path / "base")
-    keras_io.save_model(train.ds_cnn(width=32, blocks=2), os.path.join(base, artifact_files.MODEL_DIR))
+    keras_io.save_model(baseline.ds_cnn(width=32, blocks=2), os.path.join(base, artifact_files.MODEL_DIR))
     spec, fit = stages.DataSpec(examples), stages.FitSpec(epochs=1, batch_size=64)
     stages.prune(base, spec, str(tmp_path / "p"), schedule="constant", frequency=1, layer_sparsity=SPARSITY, fit=fit)
     stages.cluster(str(tmp_path / "p"), spec, str(tmp_path / "c"), layer_clusters=CLUSTERS, fit=fit)
@@ -29,7 +32,7 @@ def test_flatbuffer_holds_each_layers_own_target(examples, tmp_path):
     assert stats["promises"] == {"target_sparsity": None, "layer_sparsity": SPARSITY, "number_of_clusters": None,
                                  "layer_clusters": CLUSTERS, "per_channel": False}
     assert stats["preservation_failures"] == []
-    layers = {l["layer"]: l for l in analyze.layer_stats(open(tmp_path / "t" / artifact_files.TFLITE_FILE, "rb").read())}
+    layers = {l["layer"]: l for l in flatbuffer.layer_stats(open(tmp_path / "t" / artifact_files.TFLITE_FILE, "rb").read())}
     for name, s in SPARSITY.items():
         assert layers[name]["sparsity"] == pytest.approx(s, abs=0.02)
     # not named: dense (a few int8 codes round to 0; logits is clustered, not pruned)

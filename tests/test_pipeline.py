@@ -2,8 +2,9 @@
 import json
 import os
 
-from collabopt import results
-from collabopt.core import analyze, artifact_files
+from collabopt.mlmd import results
+from collabopt.core.tflite import flatbuffer
+from collabopt.core import artifact_files
 
 from collabopt.tests.helpers import TREE_CONFIG, by_node, lineage
 
@@ -32,7 +33,7 @@ def _tflite(nodes, node):
 def test_flatbuffer_keeps_sparsity_and_clusters(local_run):
     _, nodes = by_node(local_run)
     art, tflite = _tflite(nodes, "Convert_prune_cluster_pcqat")
-    layers = analyze.layer_stats(tflite)  # measured again here, from the flatbuffer itself
+    layers = flatbuffer.layer_stats(tflite)  # measured again here, from the flatbuffer itself
     judged = [l for l in layers if l["op"] in ("CONV_2D", "FULLY_CONNECTED")]
     assert len(judged) == 6 and all(l["dtype"] == "int8" for l in layers)
     # Clustered per tensor, so at most k int8 values in the whole kernel (hence in each channel too).
@@ -53,7 +54,7 @@ def test_depthwise_kernels_are_reported_not_clustered(local_run):
     """TFMOT clusters no DepthwiseConv2D kernel: the component lists them with their real counts."""
     _, nodes = by_node(local_run)
     _, tflite = _tflite(nodes, "Convert_prune_cluster_pcqat")
-    dw = [l for l in analyze.layer_stats(tflite) if l["op"] == "DEPTHWISE_CONV_2D"]
+    dw = [l for l in flatbuffer.layer_stats(tflite) if l["op"] == "DEPTHWISE_CONV_2D"]
     assert [l["layer"] for l in dw] == [f"dw_{i}" for i in range(1, 5)]
     assert all(l["unique_per_tensor"] > CLUSTERS for l in dw)
 

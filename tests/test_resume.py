@@ -7,10 +7,11 @@ import os
 import pytest
 import yaml
 
-from collabopt import results, runners
+from collabopt.mlmd import results
+from collabopt import runners
 from collabopt.cli import main
 from collabopt.core import deploy
-from collabopt.core.train import TEST_SIGKILL
+from collabopt.tests import faults
 from collabopt.tests.cli_processes import collabopt, printed_table, run_id
 
 # The smallest real tree: one leaf (ptq), seven nodes, three short baseline epochs, pushed.
@@ -27,11 +28,12 @@ def crashed(tmp_path_factory):
               "baseline": {"epochs": 3, "width": 16, "blocks": 1}, "npu": {"targets": ["ethos-u55-128"]},
               "push": {"destination": str(d / "deployed")}}
     (d / "crash.yaml").write_text(yaml.safe_dump(config))
-    kills = ["node:1", "epoch:baseline:2"] + ["node:1"] * (len(NODES) - 1) + [None]
+    kills = [("sigkill_after_node", (1,)), ("sigkill_after_epoch", ("baseline", 2))] + \
+        [("sigkill_after_node", (1,))] * (len(NODES) - 1) + [None]
     out = []
     for i, kill in enumerate(kills):
         code, log = collabopt("run", str(d / "crash.yaml"), "--root", str(d / "root"), log=d / f"run{i}.log",
-                              env={TEST_SIGKILL: kill} if kill else {})
+                              faults=[kill] if kill else [])
         out.append((kill, code, log, run_id(log)))
     return d, str(d / "root" / "metadata.sqlite"), out
 
@@ -53,8 +55,8 @@ def test_each_rerun_executes_only_what_did_not_finish(crashed):
         done = NODES[:NODES.index(node)] if node else NODES
         expected = {n: "CACHED" for n in done}
         if node:
-            expected[node] = "CANCELED" if kill.startswith("epoch") else "COMPLETE"
-            assert f"{TEST_SIGKILL}: SIGKILL after " in log
+            expected[node] = "CANCELED" if kill[0] == "sigkill_after_epoch" else "COMPLETE"
+            assert "test fault: SIGKILL after " in log
         assert {n: e["state"] for n, e in execs[rid].items()} == expected, (i, kill)
     # every node executed exactly once, but the trainer: once killed (abandoned), once to the end
     counts = {}
@@ -104,7 +106,7 @@ def test_the_last_run_prints_its_own_leaves_and_the_crashed_runs_are_abandoned(c
     assert not os.listdir(d / "root" / ".runs")  # every lock gone: the runs ended or were found dead
 
 
-def test_pruning_resumes_with_its_schedule(tmp_path, monkeypatch, caplog):
+def test_pruning_resumes_with_its_schedule(tmp_path, caplog):
     """In process, the pruner's fit stopped after epoch 1 (an exception: the checkpoint is kept) and
     run again resumes at epoch 2 with the pruning step restored: the polynomial schedule reaches its
     target at step 5 of 8, which a restarted step count (0-3 in the second epoch) would never reach."""
@@ -112,13 +114,10 @@ def test_pruning_resumes_with_its_schedule(tmp_path, monkeypatch, caplog):
 
     import numpy as np
 
-    from collabopt.core import optimize, train
+    from collabopt.core.techniques import optimize
+    from collabopt.core.model import train
     from collabopt.core.tfenv import keras
     from collabopt.tests.helpers import dense_model
-
-    class Stop(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            raise RuntimeError("stopped after epoch 1")
 
     x = np.random.default_rng(0).random((256, 28, 28, 1), dtype=np.float32)
     y = np.arange(256) % 10
@@ -130,11 +129,13 @@ def test_pruning_resumes_with_its_schedule(tmp_path, monkeypatch, caplog):
             return optimize.prune(dense_model(), x, y, target_sparsity=0.5, epochs=2, batch_size=64)
 
     caplog.set_level(logging.INFO, "collabopt")
-    monkeypatch.setattr(train, "_test_sigkill", lambda stage: [Stop()])
-    with pytest.raises(RuntimeError, match="stopped after epoch 1"):
-        prune()
+    remove = faults.raise_after_epoch("prune", 1, RuntimeError("stopped after epoch 1"))
+    try:
+        with pytest.raises(RuntimeError, match="stopped after epoch 1"):
+            prune()
+    finally:
+        remove()
     assert os.listdir(backup / "prune") and "[prune] epoch 1/2" in caplog.text
-    monkeypatch.undo()
     caplog.clear()
     pruned = prune()
     assert "[prune] resumed at epoch 2/2 from its checkpoint" in caplog.text and "epoch 1/2" not in caplog.text

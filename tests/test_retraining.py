@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from collabopt import results
+from collabopt.mlmd import results
 from collabopt.core import artifact_files, deploy
 
 from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact

@@ -6,7 +6,8 @@ import os
 import pytest
 import yaml
 
-from collabopt import results, runners
+from collabopt.mlmd import results
+from collabopt import runners
 from collabopt.cli import main
 from collabopt.pipelines import tree
 from collabopt.tests.cli_processes import Command, printed_table, run_id

@@ -2,20 +2,21 @@
 it redoes no finished trial (MLMD CACHED), it stops with a leaf that meets the requirements, an
 infeasible requirement set exits 4 naming the misses, and the compiled KFP package of a search round
 has trial tasks that depend on no other trial."""
-import json
 import os
 
 import pytest
 import yaml
 
-from collabopt import results
+from collabopt.mlmd import results
 from collabopt.cli.search import NOT_MET
 from collabopt.components import keys
-from collabopt.core import analyze, search
+from collabopt.core.tflite import flatbuffer
+from collabopt.search import space
 from collabopt.core.artifact_files import TFLITE_FILE
-from collabopt.core.train import TEST_SIGKILL
 from collabopt.kubeflow import compiler
-from collabopt.pipelines import search as search_pipeline, search_run
+from collabopt.pipelines import config as tree_config, nodes as pipeline_nodes
+from collabopt.search import driver, trials
+from collabopt.search.record import Record
 from collabopt.tests.cli_processes import collabopt
 
 SIGKILL = -9
@@ -40,12 +41,14 @@ def searched(tmp_path_factory):
     out = []
     infeasible = {**CONFIG, "search": {**CONFIG["search"], "requirements": {"max_npu_cycles": 1}}}
     # round 0 (inputs and the ptq reference) executes 5 nodes; its 6th is in the trial round
-    for i, (cfg, env) in enumerate([(CONFIG, {TEST_SIGKILL: "node:6"}), (CONFIG, {}), (infeasible, {})]):
+    kill = [("sigkill_after_node", (6,))]
+    for i, (cfg, fault) in enumerate([(CONFIG, kill), (CONFIG, []), (infeasible, [])]):
         (d / f"c{i}.yaml").write_text(yaml.safe_dump(cfg))
-        code, log = collabopt("search", str(d / f"c{i}.yaml"), "--root", str(d / "root"), log=d / f"s{i}.log", env=env)
+        code, log = collabopt("search", str(d / f"c{i}.yaml"), "--root", str(d / "root"), log=d / f"s{i}.log",
+                              faults=fault)
         record = d / "root" / "search.json"
         out.append((code, log, _all_executions(str(d / "root" / "metadata.sqlite")),
-                    json.loads(record.read_text()) if record.is_file() else None))
+                    Record.load(record) if record.is_file() else None))
         record.unlink(missing_ok=True)
     return out
 
@@ -63,19 +66,19 @@ def test_a_restarted_search_redoes_no_finished_trial(searched):
     # every node executed exactly once over both processes
     complete = [n for states in after.values() for n, s in states.items() if s == "COMPLETE"]
     assert sorted(complete) == sorted(set(complete))
-    assert record["chosen"] and record["stopped"] == "met" and not search.misses(record["leaf"], record["requirements"])
-    assert record["epochs_executed"] == sum(1 for n in complete if n.startswith(("Pruner_", "Clusterer_", "QAT_"))
+    assert record.chosen and record.stopped == "met" and not space.misses(record.leaf, record.requirements)
+    assert record.epochs_executed == sum(1 for n in complete if n.startswith(("Pruner_", "Clusterer_", "QAT_"))
                                             and n not in finished)  # the second process's share, 1 epoch each
-    assert f"chosen: {record['chosen']} (1 epoch(s)): " in log
+    assert f"chosen: {record.chosen} (1 epoch(s)): " in log
 
 
 def test_an_infeasible_search_exits_4_with_the_misses(searched):
     code, log, _, record = searched[2]
     assert code == NOT_MET, log[-3000:]
-    leaves = {cid: leaf for r in record["rounds"] for cid, leaf in r["leaves"].items()}
-    assert record["chosen"] is None and record["feasible_by_estimate"] == 0 and leaves
+    leaves = {cid: leaf for r in record.rounds for cid, leaf in r.leaves.items()}
+    assert record.chosen is None and record.feasible_by_estimate == 0 and leaves
     fewest = min(leaf["npu_cycles"] for leaf in leaves.values())
-    assert record["best_so_far"]["misses"] == {"max_npu_cycles": fewest - 1}
+    assert record.best_so_far["misses"] == {"max_npu_cycles": fewest - 1}
     assert "no leaf meets every requirement; best so far:" in log
     assert f"max_npu_cycles: missed by {fewest - 1:,.4g}" in log
 
@@ -98,27 +101,28 @@ PREFIX = {**CONFIG, "search": {**CONFIG["search"], "paths": ["prune_cluster_ptq"
 def test_compiled_search_round_has_independent_trials(tmp_path, config):
     spec = compiler.compile_config(config, str(tmp_path / "search.yaml"), search=True)
     tasks = spec["root"]["dag"]["tasks"]
-    cands, epochs = search_pipeline.first_round(config)  # prefix: each pruning's one-stage screen
+    cands, epochs = trials.first_round(config)  # prefix: each pruning's one-stage screen
     assert [c.id for c in cands] == ["ptq", "prune_ptq_s50", "prune_ptq_s75"] and epochs == 1
-    leaf_tasks = {c.id: set(search_pipeline.trial_ids(c, epochs)) for c in cands}
+    cfg = tree_config.merge(config)
+    leaf_tasks = {c.id: set(trials.trial_ids(cfg, c, epochs)) for c in cands}
+    assert leaf_tasks["prune_ptq_s50"] == {"Convert_prune_ptq_s50_e1", "NPU_prune_ptq_s50_e1", "Evaluate_prune_ptq_s50_e1"}
+    own = {"ptq": set(), "prune_ptq_s50": {"Pruner_s50_e1"}, "prune_ptq_s75": {"Pruner_s75_e1"}}
     for c in cands:
-        deps = _closure(tasks, search_pipeline.trial_ids(c, epochs)[2])
+        deps = _closure(tasks, trials.trial_ids(cfg, c, epochs).evaluate)
         others = set().union(*(ids for cid, ids in leaf_tasks.items() if cid not in (c.id, "ptq")))
         assert not deps & others, (c.id, deps & others)  # no other trial's converter, compiler, evaluator
-        stage_tasks = {t for t in deps if t.startswith(tuple(search_pipeline.STAGE_NODE.values()))}
-        assert stage_tasks == {f"Pruner_{k}_e1" for k in c.stage_keys()}  # only its own fine-tuning
+        assert {t for t in deps if t.startswith("Pruner")} == own[c.id]  # only its own fine-tuning
 
 
 def test_a_later_rung_goes_on_from_the_previous_models(tmp_path):
-    cands, _ = search_pipeline.first_round(CONFIG)
-    pipe = search_pipeline.create_round(CONFIG, cands, 2, str(tmp_path), resume={"prune_ptq_s50": ("/m/s50", 1)})
-    by_id = {c.id: c for c in pipe.components}
-    resumed = by_id["Pruner_prune_ptq_s50_e1to2"]
+    cands, _ = trials.first_round(CONFIG)
+    rnd = trials.create_round(CONFIG, cands, 2, str(tmp_path), resume={"prune_ptq_s50": ("/m/s50", 1)})
+    by_id = {c.id: c for c in rnd.pipeline.components}
+    resumed = by_id["Pruner_s50_e1to2"]
     assert resumed.exec_properties["epochs"] == 1 and resumed.exec_properties["schedule"] == "constant"
     assert by_id["Resume_prune_ptq_s50_e1"].exec_properties["artifact_uri"] == "/m/s50"
-    assert "Pruner_s75_prune_e2" in by_id and "Pruner_s50_prune_e2" not in by_id  # s75 starts from the baseline
-    assert [search_pipeline.node_epochs(n) for n in ("Pruner_prune_ptq_s50_e1to2", "Pruner_s75_prune_e2",
-                                                     "Clusterer_s50_prune_k8_cluster_e1to4")] == [1, 2, 3]
+    assert "Pruner_s75_e2" in by_id and "Pruner" not in by_id  # s75 starts from the baseline; s50 does not
+    assert rnd.epochs == {"Pruner_s50_e1to2": 1, "Pruner_s75_e2": 2}
 
 
 def test_a_later_rung_goes_on_with_the_last_stage(tmp_path):
@@ -127,20 +131,20 @@ def test_a_later_rung_goes_on_with_the_last_stage(tmp_path):
     (tmp_path / "c.yaml").write_text(yaml.safe_dump({**CONFIG, "name": "search-rungs", "search": s}))
     code, log = collabopt("search", str(tmp_path / "c.yaml"), "--root", str(tmp_path / "root"), log=tmp_path / "s.log")
     assert code == NOT_MET, log[-3000:]  # nothing meets 1 cycle: both rungs run
-    record = json.loads((tmp_path / "root" / "search.json").read_text())
-    assert [r["epochs"] for r in record["rounds"]] == [1, 2]
+    record = Record.load(tmp_path / "root" / "search.json")
+    assert [r.epochs for r in record.rounds] == [1, 2]
     store = results.connect(str(tmp_path / "root" / "metadata.sqlite"))
     nodes = {e["node"]: e for r in results.runs(store) for e in results.executions(store, r)}
-    clustered = nodes["Clusterer_s50_prune_k8_cluster_e1"]["outputs"][keys.CLUSTERED_MODEL_KEY][0].uri
+    clustered = nodes["SparseClusterer_s50_k8_e1"]["outputs"][keys.CLUSTERED_MODEL_KEY][0].uri
     assert nodes["Resume_prune_cluster_ptq_s50_k8_e1"]["outputs"]["result"][0].uri == clustered
-    resumed = nodes["Clusterer_prune_cluster_ptq_s50_k8_e1to2"]
-    assert search_run._events(store, resumed["id"], ("INPUT",))[keys.MODEL_KEY] == clustered  # noqa: SLF001
+    resumed = nodes["SparseClusterer_s50_k8_e1to2"]
+    assert driver._events(store, resumed["id"], ("INPUT",))[keys.MODEL_KEY] == clustered  # noqa: SLF001
     # rung 1 prunes and clusters (1 + 1); rung 2 clusters 1 more epoch; each executed once
-    assert record["epochs_spent"] == record["epochs_executed"] == 3
+    assert record.epochs_spent == record.epochs_executed == 3
     # the second rung's leaf keeps the sparsity and the clusters
-    with open(os.path.join(record["rounds"][1]["leaves"]["prune_cluster_ptq_s50_k8"]["tflite_uri"], TFLITE_FILE),
+    with open(os.path.join(record.rounds[1].leaves["prune_cluster_ptq_s50_k8"]["tflite_uri"], TFLITE_FILE),
               "rb") as f:
-        stats = analyze.layer_stats(f.read())
+        stats = flatbuffer.layer_stats(f.read())
     sparse = {layer["layer"]: layer["max_unique_per_channel"] for layer in stats if layer["sparsity"] >= 0.49}
     assert set(sparse) == {"conv_1", "pw_1", "logits"} and max(sparse.values()) <= 9, stats  # 0 and 8 centroids
 
@@ -151,25 +155,25 @@ def test_a_prefix_search_trains_its_best_group_from_the_baseline(tmp_path):
     (tmp_path / "c.yaml").write_text(yaml.safe_dump({**PREFIX, "name": "search-prefix", "search": s}))
     code, log = collabopt("search", str(tmp_path / "c.yaml"), "--root", str(tmp_path / "root"), log=tmp_path / "s.log")
     assert code == NOT_MET, log[-3000:]  # nothing meets 1 cycle: the one group runs
-    record = json.loads((tmp_path / "root" / "search.json").read_text())
-    (group,) = record["rounds"][1]["ids"][1:]  # after its screen
-    screen = record["rounds"][0]["ids"]
-    assert record["strategy"] == "prefix" and [r["epochs"] for r in record["rounds"]] == [1, 2]
-    assert screen == [group.replace("prune_cluster_ptq", "prune_ptq").rsplit("_", 1)[0]] == record["rounds"][1]["ids"][:1]
-    assert "screening round at 1 epoch(s), 1 fine-tuning epochs:" in log and record["stopped"] == "exhausted"
+    record = Record.load(tmp_path / "root" / "search.json")
+    (group,) = record.rounds[1].ids[1:]  # after its screen
+    screen = record.rounds[0].ids
+    assert record.strategy == "prefix" and [r.epochs for r in record.rounds] == [1, 2]
+    assert screen == [group.replace("prune_cluster_ptq", "prune_ptq").rsplit("_", 1)[0]] == record.rounds[1].ids[:1]
+    assert "screening round at 1 epoch(s), 1 fine-tuning epochs:" in log and record.stopped == "exhausted"
     store = results.connect(str(tmp_path / "root" / "metadata.sqlite"))
     nodes = {e["node"]: e for r in results.runs(store) for e in results.executions(store, r)}
     assert not [n for n in nodes if n.startswith("Resume_")]
     target = int(screen[0].rsplit("_s", 1)[1]) / 100
-    key = search.Candidate("prune_ptq", target).stage_keys()[0]
-    reference = nodes[search_pipeline.trial_ids(search.Candidate("ptq"), 0)[2]]
-    baseline = search_run._events(store, reference["id"], ("INPUT",))[keys.MODEL_KEY]  # noqa: SLF001
+    reference = nodes[pipeline_nodes.leaf_ids("ptq").evaluate]
+    baseline = driver._events(store, reference["id"], ("INPUT",))[keys.MODEL_KEY]  # noqa: SLF001
+    cfg, screened = tree_config.merge(PREFIX), space.Candidate("prune_ptq", target)
     for epochs in (1, 2):  # the screen and the group's own pruning both start from the baseline
-        pruner = nodes[search_pipeline.stage_id("prune", key, epochs)]
-        assert search_run._events(store, pruner["id"], ("INPUT",))[keys.MODEL_KEY] == baseline  # noqa: SLF001
+        pruner = nodes[pipeline_nodes.stage_id(("prune",), trials.stage_key(cfg, screened, ("prune",), epochs))]
+        assert driver._events(store, pruner["id"], ("INPUT",))[keys.MODEL_KEY] == baseline  # noqa: SLF001
     # screening: 1 epoch of pruning; the group: 2 of pruning + 2 of clustering; each executed once
-    assert record["epochs_spent"] == record["epochs_executed"] == 5
-    with open(os.path.join(record["rounds"][1]["leaves"][group]["tflite_uri"], TFLITE_FILE), "rb") as f:
-        stats = analyze.layer_stats(f.read())
+    assert record.epochs_spent == record.epochs_executed == 5
+    with open(os.path.join(record.rounds[1].leaves[group]["tflite_uri"], TFLITE_FILE), "rb") as f:
+        stats = flatbuffer.layer_stats(f.read())
     sparse = {layer["layer"]: layer["max_unique_per_channel"] for layer in stats if layer["sparsity"] >= target - 0.01}
     assert set(sparse) == {"conv_1", "pw_1", "logits"} and max(sparse.values()) <= 9, stats  # 0 and 8 centroids

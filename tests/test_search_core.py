@@ -1,7 +1,8 @@
 """The search's pure parts on hand-made inputs: Pareto fronts, hypervolume, schedules, halving, stop rule."""
 import pytest
 
-from collabopt.core import pareto, schedule, search
+from collabopt.core.evaluation import pareto
+from collabopt.search import halving, per_layer, space
 
 MM = (pareto.MIN, pareto.MIN)
 
@@ -44,26 +45,26 @@ def test_schedule_spends_the_budget_where_the_npu_saves_most():
             row("b", "prune", 0.5, 0.1, 200, 10),  # saving 0.2 + 0.1 = 0.3 for 0.1 pp: best ratio
             row("c", "prune", 0.5, -0.1, 50),      # a gain: taken first
             row("d", "prune", 0.5, 0.0, 0)]        # saves nothing: never taken
-    sched, spent = schedule.build(rows, "prune", 0.9, TOTALS)
+    sched, spent = per_layer.build(rows, "prune", 0.9, TOTALS)
     # c (gain 0.1 pp), b (ratio 3), a@0.5 (0.1 / 0.2 = 0.5): spent -0.1 + 0.1 + 0.2; moving a to 0.8
     # costs 0.8 more: 1.0 > 0.9
     assert sched == {"a": 0.5, "b": 0.5, "c": 0.5}
     assert spent == pytest.approx(0.2)
-    sched, spent = schedule.build(rows, "prune", 1.0, TOTALS)
+    sched, spent = per_layer.build(rows, "prune", 1.0, TOTALS)
     assert sched == {"a": 0.8, "b": 0.5, "c": 0.5} and spent == pytest.approx(1.0)
     # what counts as saving: x saves bytes (0.2 of the total), y some bytes and cycles (0.05 + 0.3)
     xy = [row("x", "prune", 0.5, 0.1, 200), row("y", "prune", 0.5, 0.1, 50, 30)]
-    assert schedule.build(xy, "prune", 0.1, TOTALS)[0] == {"y": 0.5}
-    assert schedule.build(xy, "prune", 0.1, TOTALS, {"encoded_weights_bytes": 1.0})[0] == {"x": 0.5}
+    assert per_layer.build(xy, "prune", 0.1, TOTALS)[0] == {"y": 0.5}
+    assert per_layer.build(xy, "prune", 0.1, TOTALS, {"encoded_weights_bytes": 1.0})[0] == {"x": 0.5}
     # clustering: fewer clusters is stronger
     crow = [row("a", "cluster", 16, 0.1, 100), row("a", "cluster", 4, 0.5, 400)]
-    assert schedule.build(crow, "cluster", 0.5, TOTALS)[0] == {"a": 4}
-    assert schedule.build(crow, "cluster", 0.3, TOTALS)[0] == {"a": 16}
+    assert per_layer.build(crow, "cluster", 0.5, TOTALS)[0] == {"a": 4}
+    assert per_layer.build(crow, "cluster", 0.3, TOTALS)[0] == {"a": 16}
 
 
 def test_space_ids_and_shared_stages():
     sch = {"name": "sched1", "prune": {"pw_1": 0.7, "pw_2": 0.3}, "cluster": {"pw_1": 4}}
-    cands = search.space(["prune_ptq", "prune_cluster_ptq"], [0.5, 0.75], [8], [sch])
+    cands = space.space(["prune_ptq", "prune_cluster_ptq"], [0.5, 0.75], [8], [sch])
     assert [c.id for c in cands] == ["ptq", "prune_ptq_s50", "prune_ptq_s75", "prune_ptq_sched1",
                                      "prune_cluster_ptq_s50_k8", "prune_cluster_ptq_s75_k8",
                                      "prune_cluster_ptq_sched1"]
@@ -71,11 +72,11 @@ def test_space_ids_and_shared_stages():
     assert by_id["prune_cluster_ptq_sched1"].layer_clusters == (("pw_1", 4),)
     assert by_id["prune_cluster_ptq_s50_k8"].stage_keys() == ["s50_prune", "s50_prune_k8_cluster"]
     # prune_ptq_s50 and prune_cluster_ptq_s50_k8 share the pruning: 3 fine-tuned nodes, not 4
-    assert search.round_epochs([by_id["prune_ptq_s50"], by_id["prune_cluster_ptq_s50_k8"],
+    assert space.round_epochs([by_id["prune_ptq_s50"], by_id["prune_cluster_ptq_s50_k8"],
                                 by_id["prune_ptq_s75"]], 2) == 6  # 2 epochs x s50_prune, s50..cluster, s75_prune
     # resumed from 1 epoch: each candidate goes on by 1 epoch in its last stage; a QAT leaf starts again
-    pqat = search.Candidate("prune_pqat", 0.5)
-    assert search.round_epochs([by_id["prune_ptq_s50"], by_id["prune_cluster_ptq_s50_k8"], pqat], 2, 1) == 2 + 4
+    pqat = space.Candidate("prune_pqat", 0.5)
+    assert space.round_epochs([by_id["prune_ptq_s50"], by_id["prune_cluster_ptq_s50_k8"], pqat], 2, 1) == 2 + 4
 
 
 def leaf(drop, size, cycles, sram=0):
@@ -84,7 +85,7 @@ def leaf(drop, size, cycles, sram=0):
 
 
 def test_halving_stops_at_the_cheapest_leaf_that_meets_everything():
-    cands = [search.Candidate("prune_ptq", s) for s in (0.25, 0.5, 0.75, 0.9)]
+    cands = [space.Candidate("prune_ptq", s) for s in (0.25, 0.5, 0.75, 0.9)]
     est = {c.id: leaf(10, 1000 * (1 - c.sparsity), 100) for c in cands}
     # drop after fine-tuning: larger sparsity hurts; more epochs help
     truth = {"prune_ptq_s25": 0.1, "prune_ptq_s50": 0.5, "prune_ptq_s75": 1.5, "prune_ptq_s90": 4.0}
@@ -94,60 +95,64 @@ def test_halving_stops_at_the_cheapest_leaf_that_meets_everything():
         calls.append((epochs, [c.id for c in batch]))
         return {c.id: leaf(truth[c.id] / epochs, est[c.id]["encoded_weights_bytes"], 100) for c in batch}
     req = {"max_metric_drop": 1.0, "max_encoded_weights_bytes": 700}
-    rec = search.run(cands, est, req, run_round, min_epochs=1, max_epochs=4, eta=2)
+    rec = halving.run(cands, est, req, run_round, min_epochs=1, max_epochs=4, eta=2)
     # s25's estimate (750 B) is over 700 B + 5% slack: never fine-tuned; at 1 epoch s50 meets all but
     # s75/s90 are estimated cheaper and alive; halving keeps 2 of the 3 front leaves: the extremes
     # (s90 smallest, s50 lowest drop), not the lower drop s75; at 2 epochs s90 is still cheaper than the
     # meeting s50 and kept (extremes tie, the cheaper goes on); at 4 epochs it meets (1.0 pp)
     assert calls == [(1, ["prune_ptq_s90", "prune_ptq_s75", "prune_ptq_s50"]),
                      (2, ["prune_ptq_s90", "prune_ptq_s50"]), (4, ["prune_ptq_s90"])]
-    assert rec["chosen"] == "prune_ptq_s90" and rec["stopped"] == "met" and rec["leaf"]["drop"] == 1.0
+    assert rec.chosen == "prune_ptq_s90" and rec.stopped == "met" and rec.leaf["drop"] == 1.0
     # later rounds go on from the previous round's models: 1, then 2 more epochs each
-    assert rec["epochs_spent"] == 3 + 2 + 2 and rec["feasible_by_estimate"] == 3
-    assert search.run(cands, est, req, run_round, max_epochs=4, resume=False)["epochs_spent"] == 3 + 4 + 4
+    assert rec.epochs_spent == 3 + 2 + 2 and rec.feasible_by_estimate == 3
+    assert halving.run(cands, est, req, run_round, max_epochs=4, resume=False).epochs_spent == 3 + 4 + 4
 
 
 def test_infeasible_returns_best_so_far_and_misses():
-    cands = [search.Candidate("prune_ptq", s) for s in (0.5, 0.75)]
+    cands = [space.Candidate("prune_ptq", s) for s in (0.5, 0.75)]
     est = {"prune_ptq_s50": leaf(5, 500, 88), "prune_ptq_s75": leaf(9, 250, 80)}
     leaves = {"prune_ptq_s50": leaf(2.0, 500, 90, sram=10), "prune_ptq_s75": leaf(3.0, 250, 80, sram=10)}
     req = {"max_metric_drop": 1.0, "max_npu_cycles": 85, "max_sram_bytes": 20}  # s50: 88 est. is within 5% slack
-    rec = search.run(cands, est, req, lambda b, e: {c.id: leaves[c.id] for c in b}, max_epochs=1)
-    assert rec["chosen"] is None and rec["stopped"] == "exhausted"
-    assert rec["best_so_far"] == {
+    rec = halving.run(cands, est, req, lambda b, e: {c.id: leaves[c.id] for c in b}, max_epochs=1)
+    assert rec.chosen is None and rec.stopped == "exhausted"
+    assert rec.best_so_far == {
         "best": {"drop": ("prune_ptq_s50", 2.0), "encoded_weights_bytes": ("prune_ptq_s75", 250),
                  "npu_cycles": ("prune_ptq_s75", 80)},
         "misses": {"max_metric_drop": 1.0}}  # cycles: s75 meets 85; SRAM: both meet
     # a budget smaller than the first round runs nothing
-    rec = search.run(cands, est, req, lambda b, e: pytest.fail("ran"), max_epochs=1, budget_epochs=1)
-    assert rec["stopped"] == "budget" and rec["rounds"] == []
+    rec = halving.run(cands, est, req, lambda b, e: pytest.fail("ran"), max_epochs=1, budget_epochs=1)
+    assert rec.stopped == "budget" and rec.rounds == []
 
 
 def test_nothing_fits_by_estimate_still_answers_with_the_closest():
-    cands = [search.Candidate("prune_ptq", s) for s in (0.5, 0.75, 0.9)]
+    cands = [space.Candidate("prune_ptq", s) for s in (0.5, 0.75, 0.9)]
     est = {"prune_ptq_s50": leaf(1, 500, 300), "prune_ptq_s75": leaf(2, 250, 200), "prune_ptq_s90": leaf(3, 100, 400)}
     req = {"max_npu_cycles": 100}
     ran = []
-    rec = search.run(cands, est, req, lambda b, e: ran.extend(c.id for c in b) or {c.id: est[c.id] for c in b},
+    rec = halving.run(cands, est, req, lambda b, e: ran.extend(c.id for c in b) or {c.id: est[c.id] for c in b},
                      max_epochs=1, eta=2)
-    assert rec["feasible_by_estimate"] == 0
+    assert rec.feasible_by_estimate == 0
     assert ran == ["prune_ptq_s75", "prune_ptq_s50"]  # ceil(3 / 2) closest: 200 and 300 cycles vs 100
-    assert rec["best_so_far"]["misses"] == {"max_npu_cycles": 100}
+    assert rec.best_so_far["misses"] == {"max_npu_cycles": 100}
 
 
 def test_search_report_fronts_and_tables():
-    from collabopt.core import search_report
+    import dataclasses
+
+    from collabopt.search import record as search_record, report
     lf = {"a": leaf(0.5, 900, 100), "b": leaf(1.0, 500, 120), "c": leaf(1.5, 950, 90), "d": leaf(2.0, 600, 200)}
-    record = {"rounds": [{"epochs": 1, "leaves": lf}], "chosen": "b", "considered": 4, "feasible_by_estimate": 4,
-              "epochs_spent": 3, "stopped": "met", "requirements": {"max_metric_drop": 1.0}, "npu_target": "u55",
-              "sensitivity": [row("pw_1", "prune", 0.5, 0.0025, 120, 7)],
-              "schedules": [{"name": "pl1", "budget": 0.01, "prune": {"pw_1": 0.5}, "cluster": {}}]}
-    assert search_report.front_ids(lf, "encoded_weights_bytes") == ["a", "b"]  # c: worse than a; d: than b
-    assert search_report.front_ids(lf, "inference_time_s") == ["a", "c"]  # a is faster than b and d
-    page = search_report.render(record)
+    record = search_record.Record.from_json({
+        "strategy": "halving", "rounds": [{"epochs": 1, "ids": list(lf), "cost_epochs": 3, "leaves": lf}],
+        "chosen": "b", "considered": 4, "feasible_by_estimate": 4, "epochs_spent": 3, "stopped": "met",
+        "requirements": {"max_metric_drop": 1.0}, "npu_target": "u55",
+        "sensitivity": [row("pw_1", "prune", 0.5, 0.0025, 120, 7)],
+        "schedules": [{"name": "pl1", "budget": 0.01, "prune": {"pw_1": 0.5}, "cluster": {}}]})
+    assert report.front_ids(lf, "encoded_weights_bytes") == ["a", "b"]  # c: worse than a; d: than b
+    assert report.front_ids(lf, "inference_time_s") == ["a", "c"]  # a is faster than b and d
+    page = report.render(record)
     assert "chosen: <b>b</b>" in page and page.count("<img") == 2
     # drops in the configured metric's units: an MSE's increase is no percentage
-    mse = search_report.render({**record, "eval_metric": "mse"})
+    mse = report.render(dataclasses.replace(record, eval_metric="mse"))
     assert '<td>0.5</td><td>+0.0025</td><td>120</td>' in mse
     assert '<td class="l">pw_1</td><td>prune</td><td>0.5</td><td>+0.25 pp</td><td>120</td><td>7</td>' in page
     assert '<td class="l">pl1</td><td>+1.00 pp</td><td>pw_1: 0.5</td><td>-</td>' in page
@@ -164,30 +169,30 @@ def test_search_section_is_checked():
 
 
 def test_a_leaf_that_met_before_it_was_eliminated_can_still_be_chosen():
-    cands = [search.Candidate("prune_ptq", s) for s in (0.5, 0.6, 0.75, 0.9)]
+    cands = [space.Candidate("prune_ptq", s) for s in (0.5, 0.6, 0.75, 0.9)]
     est = {c.id: leaf(10, 1000 * (1 - c.sparsity), 100) for c in cands}
     # 1 epoch: s75 (250 B) and s60 (400 B) meet, but s90 is estimated cheaper and alive; halving keeps
     # the front's extremes, s90 (smallest) and s50 (lowest drop), and cuts s75; 2 epochs: s90 misses
     # (1.2 pp), yet s75's 1-epoch model met and is the cheapest leaf that did
     drops = {1: {"prune_ptq_s50": 0.1, "prune_ptq_s60": 0.9, "prune_ptq_s75": 0.8, "prune_ptq_s90": 5.0},
              2: {"prune_ptq_s50": 0.1, "prune_ptq_s90": 1.2}}
-    rec = search.run(cands, est, {"max_metric_drop": 1.0}, lambda b, e: {
+    rec = halving.run(cands, est, {"max_metric_drop": 1.0}, lambda b, e: {
         c.id: {**leaf(drops[e][c.id], est[c.id]["encoded_weights_bytes"], 100), "epochs": e} for c in b}, max_epochs=2)
-    assert [r["ids"] for r in rec["rounds"]][1] == ["prune_ptq_s90", "prune_ptq_s50"]
-    assert rec["chosen"] == "prune_ptq_s75" and rec["leaf"]["epochs"] == 1 and rec["leaf"]["drop"] == 0.8
+    assert [r.ids for r in rec.rounds][1] == ["prune_ptq_s90", "prune_ptq_s50"]
+    assert rec.chosen == "prune_ptq_s75" and rec.leaf["epochs"] == 1 and rec.leaf["drop"] == 0.8
 
 
 def test_a_failed_trial_meets_nothing_and_is_promoted_last():
-    from collabopt.pipelines import search_run
-    failed = search_run.leaf_numbers({"path": "prune_ptq_s75", "failed": True, "error": "Pruner_s75_prune_e1: boom"},
+    from collabopt.search import driver
+    failed = driver.leaf_numbers({"path": "prune_ptq_s75", "failed": True, "error": "Pruner_s75_prune_e1: boom"},
                                      "ethos-u55-128")
-    assert failed["error"] == "Pruner_s75_prune_e1: boom" and set(search.misses(failed, {
+    assert failed["error"] == "Pruner_s75_prune_e1: boom" and set(space.misses(failed, {
         "max_metric_drop": 1.0, "max_npu_cycles": 10})) == {"max_metric_drop", "max_npu_cycles"}
-    a, b = search.Candidate("prune_ptq", 0.75), search.Candidate("prune_ptq", 0.5)
-    assert search.promote([a, b], {a.id: failed, b.id: leaf(2.0, 900, 90)}, 1) == [b]
+    a, b = space.Candidate("prune_ptq", 0.75), space.Candidate("prune_ptq", 0.5)
+    assert halving.promote([a, b], {a.id: failed, b.id: leaf(2.0, 900, 90)}, 1) == [b]
     # a leaf measured by MSE: its own direction-aware metric_drop is the drop
     ok = {"path": "p", "metric_drop": 0.25, "int8_metric": 1.5,
-          "npu": {"u55": {k: 1 for k in search.NPU_NUMBERS}}}
-    assert search_run.leaf_numbers(ok, "u55")["drop"] == 0.25
-    assert search.metric_drop({"int8_metric": 1.5}, {"int8_metric": 1.25}, "mse") == 0.25
-    assert search.metric_drop({"int8_metric": 0.80}, {"int8_metric": 0.85}, "accuracy") == pytest.approx(0.05)
+          "npu": {"u55": {k: 1 for k in space.NPU_NUMBERS}}}
+    assert driver.leaf_numbers(ok, "u55")["drop"] == 0.25
+    assert space.metric_drop({"int8_metric": 1.5}, {"int8_metric": 1.25}, "mse") == 0.25
+    assert space.metric_drop({"int8_metric": 0.80}, {"int8_metric": 0.85}, "accuracy") == pytest.approx(0.05)

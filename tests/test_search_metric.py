@@ -1,12 +1,12 @@
 """`collabopt search` on a model judged by a metric that is not accuracy: an autoencoder fine-tuned on
 MSE and scored by INT8 reconstruction MSE (lower is better), through the sensitivity pass, the per-layer
 schedule and a trial round (real TFX, MLMD, TFMOT, LiteRT, Vela)."""
-import json
 
 import pytest
 import yaml
 
-from collabopt.core import search
+from collabopt.search import space
+from collabopt.search.record import Record
 from collabopt.tests import autoencoder
 from collabopt.tests.cli_processes import collabopt
 
@@ -28,28 +28,28 @@ def searched(tmp_path_factory):
                       "requirements": {"max_metric_drop": LIMIT}}}
     (d / "c.yaml").write_text(yaml.safe_dump(cfg))
     code, log = collabopt("search", str(d / "c.yaml"), "--root", str(d / "root"), log=d / "search.log")
-    return code, log, json.loads((d / "root" / "search.json").read_text())
+    return code, log, Record.load(d / "root" / "search.json")
 
 
 def test_a_search_judged_by_mse_measures_drops_as_mse_increases(searched):
     code, log, record = searched
-    assert record["eval_metric"] == "mse"
-    leaves = record["rounds"][0]["leaves"]
+    assert record.eval_metric == "mse"
+    leaves = record.rounds[0].leaves
     ref = leaves["ptq"]["int8_metric"]
     assert leaves["ptq"]["drop"] == 0.0 and 0 < ref < 0.05
     for cid, leaf in leaves.items():  # a drop is the MSE's increase over the ptq leaf's, in MSE units
         assert leaf["drop"] == pytest.approx(leaf["int8_metric"] - ref, abs=1e-9), cid
-        assert ("max_metric_drop" in search.misses(leaf, record["requirements"])) == (leaf["drop"] > LIMIT + 1e-9)
+        assert ("max_metric_drop" in space.misses(leaf, record.requirements)) == (leaf["drop"] > LIMIT + 1e-9)
     # one-shot pruning of 90% of a layer's kernel, no fine-tuning, reconstructs worse: a positive drop
-    worst = {r["layer"]: r["drop"] for r in record["sensitivity"] if r["technique"] == "prune" and r["value"] == 0.9}
+    worst = {r["layer"]: r["drop"] for r in record.sensitivity if r["technique"] == "prune" and r["value"] == 0.9}
     assert len(worst) == 4 and all(d > 0 for d in worst.values()), worst
     # the schedule spent the budget in MSE units: its layers' summed one-shot drops fit LIMIT
-    rows = {(r["layer"], r["value"]): r["drop"] for r in record["sensitivity"] if r["technique"] == "prune"}
-    assert any(sch["prune"] for sch in record["schedules"])
-    for sch in record["schedules"]:
+    rows = {(r["layer"], r["value"]): r["drop"] for r in record.sensitivity if r["technique"] == "prune"}
+    assert any(sch["prune"] for sch in record.schedules)
+    for sch in record.schedules:
         assert sch["budget"] == LIMIT and sum(rows[(n, s)] for n, s in sch["prune"].items()) <= LIMIT + 1e-12
-    met = {cid: leaf for cid, leaf in leaves.items() if not search.misses(leaf, record["requirements"])}
-    assert code == 0 and record["chosen"] in met, log[-3000:]
+    met = {cid: leaf for cid, leaf in leaves.items() if not space.misses(leaf, record.requirements)}
+    assert code == 0 and record.chosen in met, log[-3000:]
     # the smallest leaf that meets the MSE limit: a pruned one, while a heavier pruned one misses
-    assert record["chosen"] != "ptq" and len(met) < len(leaves), leaves
-    assert leaves[record["chosen"]]["encoded_weights_bytes"] == min(l["encoded_weights_bytes"] for l in met.values())
+    assert record.chosen != "ptq" and len(met) < len(leaves), leaves
+    assert leaves[record.chosen]["encoded_weights_bytes"] == min(l["encoded_weights_bytes"] for l in met.values())

@@ -2,7 +2,10 @@
 import numpy as np
 import pytest
 
-from collabopt.core import analyze, convert, inputs, schedule, sensitivity, train
+from collabopt.core.tflite import flatbuffer, convert
+from collabopt.core.data import inputs
+from collabopt.search import per_layer, sensitivity
+from collabopt.core.model import baseline, train
 
 
 def test_one_shot_kernels():
@@ -17,7 +20,7 @@ def test_one_shot_kernels():
 @pytest.fixture(scope="module")
 def trained(examples_uri):
     spec = inputs.DataSpec(examples_uri, feature_shape=(28, 28, 1), train_limit=300)
-    m = train.ds_cnn(width=32, blocks=2)
+    m = baseline.ds_cnn(width=32, blocks=2)
     train.fit(m, spec.train_dataset(32), epochs=1, batch_size=32, learning_rate=1e-3)
     return m, sensitivity.Sample(spec, representative=50, eval_limit=100)
 
@@ -36,7 +39,7 @@ def test_table_measures_each_layer_alone_on_vela(trained, tmp_path):
     assert by["pw_2", "cluster"]["saved"]["encoded_weights_bytes"] > 0
     # the change really is in the flatbuffer: only pw_2 became 75% sparse
     tfl = convert.to_int8(sensitivity.one_shot(model, {"pw_2": 0.75}), sample.data_spec.representative(50))
-    sparsity = {l["layer"]: l["sparsity"] for l in analyze.layer_stats(tfl)}
+    sparsity = {l["layer"]: l["sparsity"] for l in flatbuffer.layer_stats(tfl)}
     assert sparsity["pw_2"] >= 0.75 and sparsity["pw_1"] < 0.1
     # the saved numbers are Vela's totals diffed: changed = unchanged - saved
     m = sensitivity.measure(sensitivity.one_shot(model, {"pw_2": 0.75}), sample, str(tmp_path / "again"))
@@ -46,5 +49,5 @@ def test_table_measures_each_layer_alone_on_vela(trained, tmp_path):
     assert 0.0 <= base["int8_metric"] <= 1.0 and all(abs(r["drop"] * 100 - round(r["drop"] * 100)) < 1e-9 for r in rows)
     # a schedule from the real table stays within its budget (drops summed)
     totals = {k: base[k] for k in ("encoded_weights_bytes", "npu_cycles")}
-    sched, spent = schedule.build(rows, "prune", 0.02, totals)
+    sched, spent = per_layer.build(rows, "prune", 0.02, totals)
     assert spent <= 0.02 and sum(by[l, "prune"]["drop"] for l in sched) == pytest.approx(spent)

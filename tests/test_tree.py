@@ -13,8 +13,12 @@ import numpy as np
 import pytest
 from ml_metadata.proto import metadata_store_pb2
 
-from collabopt import cli, results
-from collabopt.core import analyze, artifact_files, data, evaluate, tree_paths
+from collabopt import cli
+from collabopt.mlmd import results
+from collabopt.core.tflite import flatbuffer
+from collabopt.core import artifact_files, tree_paths
+from collabopt.core.data import examples_io
+from collabopt.core.evaluation import beam_eval
 
 from collabopt.tests.helpers import TREE_CONFIG, by_node, node_of, run_tree
 
@@ -89,14 +93,14 @@ def test_beam_evaluation_on_two_worker_processes(local_run, examples_uri, tmp_pa
     _, nodes = by_node(local_run)
     tflite_dir = nodes["Convert_prune_cluster_pcqat"]["outputs"]["tflite_model"][0].uri
     tflite_path = os.path.join(tflite_dir, artifact_files.TFLITE_FILE)
-    x, y = data.read_examples(examples_uri, "eval")
+    x, y = examples_io.read_examples(examples_uri, "eval")
     sharded = str(tmp_path / "sharded")
-    data.write_examples(sharded, {"eval": (x, y)}, num_shards=3)
+    examples_io.write_examples(sharded, {"eval": (x, y)}, num_shards=3)
     opts = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
-    got = evaluate.accuracy(tflite_path, sharded, "eval",
+    got = beam_eval.accuracy(tflite_path, sharded, "eval",
                             make_pipeline=lambda: beam.Pipeline(options=PipelineOptions(opts)))
     with open(tflite_path, "rb") as f:
-        expected = analyze.int8_accuracy(f.read(), x, y)
+        expected = flatbuffer.int8_accuracy(f.read(), x, y)
     assert got["examples"] == len(y) == 200
     assert got["int8_accuracy"] == expected and got["keras_accuracy"] is None
 
@@ -146,7 +150,7 @@ def test_preservation_gate_names_the_layers(gated_run, capsys):
     _, nodes = by_node(gated_run)
     with open(os.path.join(nodes["Convert_cluster_cqat"]["outputs"]["tflite_model"][0].uri, artifact_files.TFLITE_FILE),
               "rb") as f:
-        layers = [l for l in analyze.layer_stats(f.read()) if l["op"] != "DEPTHWISE_CONV_2D"]
+        layers = [l for l in flatbuffer.layer_stats(f.read()) if l["op"] != "DEPTHWISE_CONV_2D"]
     over = {l["layer"]: str(l["max_unique_per_channel"]) for l in layers if l["max_unique_per_channel"] > 8}
     assert named == over and len(named) >= 2, reason
 

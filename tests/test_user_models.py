@@ -18,8 +18,14 @@ import os
 import numpy as np
 import pytest
 
-from collabopt import results
-from collabopt.core import analyze, artifact_files, data, keras_io, layer_support, leaves, stages, train
+from collabopt.mlmd import results
+from collabopt.core.tflite import flatbuffer
+from collabopt.core import artifact_files, stages
+from collabopt.core.data import examples_io
+from collabopt.core.model import keras_io, train
+from collabopt.core.techniques import layer_support
+from collabopt.core.evaluation import leaf_evaluation
+from collabopt.core.report import run_report
 from collabopt.core.tfenv import keras
 from collabopt.tests.helpers import by_node, pcqat_stages, run_tree
 
@@ -64,13 +70,13 @@ def _kernel_layers(tflite_path, left_out=()):
     """The flatbuffer's Conv2D/Dense kernels (TFMOT neither prunes nor clusters depthwise ones), except
     those of layers a technique left out; and whether every kernel is int8."""
     with open(tflite_path, "rb") as f:
-        layers = analyze.layer_stats(f.read())
+        layers = flatbuffer.layer_stats(f.read())
     return [l for l in layers if l["op"] != "DEPTHWISE_CONV_2D" and l["layer"] not in left_out], \
         all(l["dtype"] == "int8" for l in layers)
 
 
 def _assert_int8_io(tflite_path):
-    it = analyze.interpreter(model_path=tflite_path)
+    it = flatbuffer.interpreter(model_path=tflite_path)
     assert [d["dtype"] for d in it.get_input_details() + it.get_output_details()] == [np.int8, np.int8]
 
 
@@ -82,8 +88,8 @@ def resnet_run(tmp_path_factory):
     `paths: [prune_cluster_pcqat]` (and the ptq reference) on LocalDagRunner; the log lines it wrote."""
     root = tmp_path_factory.mktemp("resnet")
     examples = str(root / "examples")
-    data.write_examples(examples, data.load_fashion_mnist(train_limit=3000, eval_limit=1000), num_shards=2)
-    x, y = data.read_examples(examples, "train")
+    examples_io.write_examples(examples, examples_io.load_fashion_mnist(train_limit=3000, eval_limit=1000), num_shards=2)
+    x, y = examples_io.read_examples(examples, "train")
     keras.utils.set_random_seed(0)  # the initial weights too: unseeded, 3 epochs gave 66-73%
     model = user_resnet()
     train.fit(model, x, y, epochs=6, batch_size=64, learning_rate=3e-3, stage="user-training")
@@ -168,11 +174,11 @@ def test_softmax_model_is_fine_tuned_on_probabilities_and_pcqat_stays_within_1_5
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """320 / 64 Fashion-MNIST images, as they are (28x28x1) and zero-padded to 32x32x3 (MobileNetV2)."""
-    d = data.load_fashion_mnist(train_limit=320, eval_limit=64)
+    d = examples_io.load_fashion_mnist(train_limit=320, eval_limit=64)
     gray = str(tmp_path_factory.mktemp("gray"))
-    data.write_examples(gray, d)
+    examples_io.write_examples(gray, d)
     rgb = str(tmp_path_factory.mktemp("rgb"))
-    data.write_examples(rgb, {k: (np.repeat(np.pad(x, ((0, 0), (2, 2), (2, 2)))[..., None], 3, -1), y)
+    examples_io.write_examples(rgb, {k: (np.repeat(np.pad(x, ((0, 0), (2, 2), (2, 2)))[..., None], 3, -1), y)
                               for k, (x, y) in d.items()})
     return {(28, 28, 1): gray, (32, 32, 3): rgb}
 
@@ -215,8 +221,8 @@ def test_rescaling_normalization_dropout(tiny, tmp_path):
     assert stats["preservation_failures"] == [] and npu["npu_op_pct"] == 100.0
     # The leaf and its report name them too (tmp_path/t: pcqat_stages' INT8 output, q: its QAT model).
     spec = stages.DataSpec(tiny[(28, 28, 1)])
-    leaves.evaluate_leaf("prune_cluster_pcqat", str(tmp_path / "t"), str(tmp_path / "q"), spec, str(tmp_path / "e"))
-    leaves.write_report({"prune_cluster_pcqat": str(tmp_path / "e")}, str(tmp_path / "r"))
+    leaf_evaluation.evaluate_leaf("prune_cluster_pcqat", str(tmp_path / "t"), str(tmp_path / "q"), spec, str(tmp_path / "e"))
+    run_report.write_report({"prune_cluster_pcqat": str(tmp_path / "e")}, str(tmp_path / "r"))
     with open(tmp_path / "r" / artifact_files.REPORT_FILE) as f:
         page = f.read()
     for technique, layers in expected.items():
@@ -248,7 +254,7 @@ def test_a_kernel_that_feeds_a_relu_layer_keeps_its_quantizer_and_clusters_in_qa
     so PCQAT trained it freely and the ResNet above lost that layer's sparsity and clusters (found by
     this file; core/layer_support.kernels_before_relu). The kernel is quantized and clustered, and no
     fake-quant sits between it and its ReLU."""
-    from collabopt.core import optimize
+    from collabopt.core.techniques import optimize
     i = keras.Input((8, 8, 1), name="image")
     x = L.Activation("relu", name="act")(L.Conv2D(4, 3, name="conv2")(L.ReLU(name="relu")(L.Conv2D(4, 3, name="conv")(i))))
     model = keras.Model(i, L.Dense(2, name="head")(L.Flatten(name="flat")(x)))

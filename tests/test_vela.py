@@ -10,9 +10,9 @@ import re
 import numpy as np
 import pytest
 
-from collabopt.core import convert
-from collabopt.core.analyze import interpreter
-from collabopt.core.vela import NotInt8Error, VelaError, check_int8, compile_for_npu, parse_summary
+from collabopt.core.tflite import convert
+from collabopt.core.tflite.flatbuffer import interpreter
+from collabopt.core.npu.vela import NotInt8Error, VelaError, check_int8, compile_for_npu, parse_summary
 
 
 @pytest.fixture(scope="session")

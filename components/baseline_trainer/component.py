@@ -5,10 +5,10 @@ from tfx.types import component_spec, standard_artifacts
 from tfx.types.component_spec import ChannelParameter
 
 from collabopt.components import common, keys
-from collabopt.components.baseline_trainer import executor
+from collabopt.components.baseline_trainer import PARAMETERS, SECTION, executor
+from collabopt.schemas.defaults import DEFAULTS
 
-SECTION = "baseline"
-PARAMETERS = ("width", "blocks", "num_classes")
+D = DEFAULTS[SECTION]  # the config's defaults: one table (schemas/defaults.py)
 
 
 class BaselineTrainerSpec(component_spec.ComponentSpec):
@@ -32,8 +32,9 @@ class BaselineTrainer(base_component.BaseComponent):
     SPEC_CLASS = BaselineTrainerSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
 
-    def __init__(self, examples: types.BaseChannel, width=64, blocks=4, num_classes=10, epochs=3,
-                 batch_size=64, learning_rate=1e-3, seed=0, training=None, **data_kwargs):
+    def __init__(self, examples: types.BaseChannel, width=D["width"], blocks=D["blocks"],
+                 num_classes=D["num_classes"], epochs=D["epochs"], batch_size=D["batch_size"],
+                 learning_rate=D["learning_rate"], seed=D["seed"], training=None, **data_kwargs):
         super().__init__(spec=BaselineTrainerSpec(
             examples=examples, model=types.Channel(type=standard_artifacts.Model),
             **common.encode(SECTION, width=width, blocks=blocks, num_classes=num_classes),

@@ -1,8 +1,8 @@
 """BaselineTrainer executor: decode (and check again), call core.stages.train_baseline, record metrics."""
 from collabopt.components import common, keys
+from collabopt.components.baseline_trainer import PARAMETERS, SECTION
 from collabopt.core import stages
 
-SECTION = "baseline"
 
 
 class Executor(common.StageExecutor):
@@ -11,6 +11,6 @@ class Executor(common.StageExecutor):
         with self.resumable(input_dict, out, exec_properties):  # epoch checkpoints: a rerun resumes
             metrics = stages.train_baseline(
                 common.data_spec(input_dict, exec_properties), out.uri,
-                **common.decode(SECTION, exec_properties, ("width", "blocks", "num_classes")),
+                **common.decode(SECTION, exec_properties, PARAMETERS),
                 fit=common.fit_spec(SECTION, exec_properties), training=common.training_spec(exec_properties))
         common.record(out, metrics)

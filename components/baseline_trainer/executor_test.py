@@ -9,7 +9,8 @@ from tfx.types import standard_artifacts
 
 from collabopt.components import BaselineTrainer, keys
 from collabopt.components.baseline_trainer.executor import Executor
-from collabopt.core import data, keras_io, train
+from collabopt.core.data import examples_io
+from collabopt.core.model import keras_io, train
 from collabopt.core.tfenv import keras
 from collabopt.schemas import ConfigError
 from collabopt.tests.helpers import (TINY_DATA, channel, examples_artifact, kernel_history, read_json,
@@ -31,7 +32,7 @@ def test_trains_the_baseline(tmp_path, examples_uri):
     assert [l.name for l in model.layers if isinstance(l, keras.layers.DepthwiseConv2D)] == ["dw_1"]  # blocks
     assert model.output_shape == (None, 10)
 
-    x, y = data.read_examples(examples_uri, "eval", limit=TINY_DATA["eval_limit"])
+    x, y = examples_io.read_examples(examples_uri, "eval", limit=TINY_DATA["eval_limit"])
     accuracy = out.get_float_custom_property("accuracy")
     assert accuracy == pytest.approx(train.accuracy(model, x, y))
     assert accuracy > 0.3  # learned something from 200 images (chance: 0.1)

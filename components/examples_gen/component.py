@@ -7,7 +7,7 @@ from tfx.types.component_spec import ChannelParameter
 
 from collabopt.components import common, keys
 from collabopt.components.examples_gen import executor
-from collabopt.core.data import FASHION_MNIST_DIR
+from collabopt.core.data.examples_io import FASHION_MNIST_DIR
 
 
 class FashionMnistExampleGenSpec(component_spec.ComponentSpec):

@@ -5,7 +5,7 @@ from tfx.types import standard_artifacts
 
 from collabopt.components import FashionMnistExampleGen, keys
 from collabopt.components.examples_gen import executor
-from collabopt.core.data import FASHION_MNIST_DIR
+from collabopt.core.data.examples_io import FASHION_MNIST_DIR
 from collabopt.tests.helpers import config_error, output_types
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from collabopt.components import FashionMnistExampleGen, keys
 from collabopt.components.examples_gen.executor import Executor
-from collabopt.core import data
+from collabopt.core.data import examples_io
 from collabopt.schemas import ConfigError
 from collabopt.tests.helpers import run_executor
 
@@ -44,7 +44,7 @@ def test_hand_written_idx_files_read_back_exactly(tmp_path):
     assert (examples.get_int_custom_property("train_count"), examples.get_int_custom_property("eval_count")) == (12, 5)
     assert json.loads(examples.get_string_custom_property("features")) == {"image": [28, 28, 1], "label": []}
     for split, prefix in (("train", "train"), ("eval", "t10k")):  # t10k is the eval split
-        x, y = data.read_examples(examples.uri, split)
+        x, y = examples_io.read_examples(examples.uri, split)
         images, labels = written[prefix]
         np.testing.assert_array_equal(np.rint(x * 255), images.reshape(-1, 28, 28, 1))  # read back scaled to [0, 1]
         np.testing.assert_array_equal(y, labels)
@@ -54,7 +54,7 @@ def test_class_balanced_subsets_of_fashion_mnist(tmp_path):
     examples = _generate(tmp_path, train_limit=50, eval_limit=20, seed=1)
     assert (examples.get_int_custom_property("train_count"), examples.get_int_custom_property("eval_count")) == (50, 20)
     for split, per_class in (("train", 5), ("eval", 2)):
-        _, y = data.read_examples(examples.uri, split)
+        _, y = examples_io.read_examples(examples.uri, split)
         assert np.bincount(y, minlength=10).tolist() == [per_class] * 10
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from collabopt.components import LatestPushedModel, keys
 from collabopt.components.latest_pushed_model.executor import Executor
-from collabopt.core import keras_io
+from collabopt.core.model import keras_io
 from collabopt.schemas import ConfigError
 from collabopt.tests.helpers import dense_model, run_executor, save_model_dir
 

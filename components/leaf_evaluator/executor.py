@@ -9,7 +9,8 @@ from tfx.types import artifact_utils
 
 from collabopt import schemas
 from collabopt.components import common, keys
-from collabopt.core import artifact_files, leaves
+from collabopt.core import artifact_files
+from collabopt.core.evaluation import leaf_evaluation
 
 
 def encode_requirements(requirements, training=None):
@@ -51,7 +52,7 @@ class Executor(common.PathStage, base_beam_executor.BaseBeamExecutor):
         training = common.training_spec(exec_properties)
         schemas.check({"requirements": requirements, "training": {"eval_metric": training.eval_metric}})
         reference_failed = common.failure(input_dict, [keys.BASELINE_KEY])
-        leaf = leaves.evaluate_leaf(
+        leaf = leaf_evaluation.evaluate_leaf(
             exec_properties[keys.PATH], common.single_uri(input_dict, keys.TFLITE_MODEL_KEY),
             common.optional_uri(input_dict, keys.MODEL_KEY), common.data_spec(input_dict, exec_properties),
             evaluation.uri, npu_dir=common.optional_uri(input_dict, keys.NPU_MODEL_KEY), requirements=requirements,

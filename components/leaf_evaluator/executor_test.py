@@ -9,7 +9,10 @@ from tfx.types import standard_artifacts
 
 from collabopt.components import LeafEvaluation, LeafEvaluator, NPUModel, TFLiteModel, keys
 from collabopt.components.leaf_evaluator.executor import Executor
-from collabopt.core import analyze, data, keras_io, train, vela
+from collabopt.core.tflite import flatbuffer
+from collabopt.core.data import examples_io
+from collabopt.core.model import keras_io, train
+from collabopt.core.npu import vela
 from collabopt.core.artifact_files import write_json
 from collabopt.schemas import ConfigError
 from collabopt.tests.helpers import (TINY_DATA, artifact, beam_executor, channel, examples_artifact, failed_artifact,
@@ -52,11 +55,11 @@ def test_evaluates_with_the_npu_models_numbers(tmp_path, tflite_uri, model_uri, 
     assert not [f for f in written if f.endswith(("vela_stdout.txt", "_vela.tflite"))]
 
     # Accuracies over every eval record, as the interpreter and the Keras model give them.
-    x, y = data.read_examples(examples_uri, "eval")
-    flatbuffer = open(os.path.join(tflite_uri, "model.tflite"), "rb").read()
+    x, y = examples_io.read_examples(examples_uri, "eval")
+    tflite_bytes = open(os.path.join(tflite_uri, "model.tflite"), "rb").read()
     assert evaluation.get_int_custom_property("eval_examples") == len(y) == 100
     assert evaluation.get_float_custom_property("int8_accuracy") == pytest.approx(
-        analyze.int8_accuracy(flatbuffer, x, y))
+        flatbuffer.int8_accuracy(tflite_bytes, x, y))
     assert evaluation.get_float_custom_property("fp32_accuracy") == pytest.approx(
         train.accuracy(keras_io.load_model(model_uri), x, y))
     # The flatbuffer's figures come from the converter's analysis.

@@ -5,10 +5,10 @@ from tfx.types import component_spec
 from tfx.types.component_spec import ChannelParameter
 
 from collabopt.components import artifacts, common, keys
-from collabopt.components.npu_compiler import executor
+from collabopt.components.npu_compiler import PARAMETERS, SECTION, executor
+from collabopt.schemas.defaults import DEFAULTS
 
-SECTION = "npu"
-PARAMETERS = ("targets", "system_config", "memory_mode")
+D = DEFAULTS[SECTION]  # the config's defaults: one table (schemas/defaults.py)
 
 
 class NPUCompilerSpec(component_spec.ComponentSpec):
@@ -31,7 +31,8 @@ class NPUCompiler(base_component.BaseComponent):
     SPEC_CLASS = NPUCompilerSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
 
-    def __init__(self, tflite_model: types.BaseChannel, targets=("ethos-u55-128",), system_config="", memory_mode=""):
+    def __init__(self, tflite_model: types.BaseChannel, targets=D["targets"], system_config=D["system_config"],
+                 memory_mode=D["memory_mode"]):
         targets = [targets] if isinstance(targets, str) else list(targets)
         super().__init__(spec=NPUCompilerSpec(
             tflite_model=tflite_model, npu_model=types.Channel(type=artifacts.NPUModel),

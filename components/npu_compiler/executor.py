@@ -2,6 +2,7 @@
 import os
 
 from collabopt.components import common, keys
+from collabopt.components.npu_compiler import PARAMETERS, SECTION
 from collabopt.core import stages
 from collabopt.core.artifact_files import TFLITE_FILE
 
@@ -12,7 +13,7 @@ RECORDED = ("npu_cycles", "inference_time_s", "sram_bytes", "flash_bytes", "dram
 class Executor(common.PathStage, common.StageExecutor):
     def stage(self, input_dict, output_dict, exec_properties):
         out = common.output(output_dict, keys.NPU_MODEL_KEY)
-        p = common.decode("npu", exec_properties, ("targets", "system_config", "memory_mode"))
+        p = common.decode(SECTION, exec_properties, PARAMETERS)
         targets = p["targets"]
         results = stages.compile_npu(
             os.path.join(common.single_uri(input_dict, keys.TFLITE_MODEL_KEY), TFLITE_FILE), out.uri,

@@ -8,7 +8,7 @@ import pytest
 
 from collabopt.components import NPUCompiler, TFLiteModel, keys
 from collabopt.components.npu_compiler.executor import Executor
-from collabopt.core import vela
+from collabopt.core.npu import vela
 from collabopt.schemas import ConfigError
 from collabopt.tests.helpers import artifact, channel, read_json, run_executor
 

@@ -5,10 +5,10 @@ from tfx.types import component_spec, standard_artifacts
 from tfx.types.component_spec import ChannelParameter
 
 from collabopt.components import common, keys
-from collabopt.components.preserving_qat import executor
+from collabopt.components.preserving_qat import PARAMETERS, SECTION, executor
+from collabopt.schemas.defaults import DEFAULTS
 
-SECTION = "qat"
-PARAMETERS = ("scheme", "shared_centroids", "exclude_layers", "strict")
+D = DEFAULTS[SECTION]  # the config's defaults: one table (schemas/defaults.py)
 
 
 class PreservingQATSpec(component_spec.ComponentSpec):
@@ -36,9 +36,10 @@ class PreservingQAT(base_component.BaseComponent):
     SPEC_CLASS = PreservingQATSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
 
-    def __init__(self, model: types.BaseChannel, examples: types.BaseChannel, scheme="auto",
-                 shared_centroids=True, exclude_layers=(), strict=False, epochs=1, batch_size=64, learning_rate=1e-5,
-                 seed=0, training=None, **data_kwargs):
+    def __init__(self, model: types.BaseChannel, examples: types.BaseChannel, scheme=D["scheme"],
+                 shared_centroids=D["shared_centroids"], exclude_layers=D["exclude_layers"], strict=D["strict"],
+                 epochs=D["epochs"], batch_size=D["batch_size"], learning_rate=D["learning_rate"], seed=D["seed"],
+                 training=None, **data_kwargs):
         super().__init__(spec=PreservingQATSpec(
             model=model, examples=examples, qat_model=types.Channel(type=standard_artifacts.Model),
             **common.encode(SECTION, scheme=scheme, shared_centroids=shared_centroids,

@@ -1,14 +1,14 @@
 """PreservingQAT executor: decode (and check again), call core.stages.preserving_qat, record metrics."""
 from collabopt.components import common, keys
+from collabopt.components.preserving_qat import PARAMETERS, SECTION
 from collabopt.core import stages
 
-SECTION = "qat"
 
 
 class Executor(common.PathStage, common.StageExecutor):
     def stage(self, input_dict, output_dict, exec_properties):
         out = common.output(output_dict, keys.QAT_MODEL_KEY)
-        p = common.decode(SECTION, exec_properties, ("scheme", "shared_centroids", "exclude_layers", "strict"))
+        p = common.decode(SECTION, exec_properties, PARAMETERS)
         with self.resumable(input_dict, out, exec_properties):  # epoch checkpoints: a rerun resumes
             metrics = stages.preserving_qat(
                 common.single_uri(input_dict, keys.MODEL_KEY), common.data_spec(input_dict, exec_properties), out.uri,

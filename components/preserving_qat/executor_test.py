@@ -8,7 +8,9 @@ import pytest
 
 from collabopt.components import PreservingQAT, keys
 from collabopt.components.preserving_qat.executor import Executor
-from collabopt.core import analyze, keras_io, stages
+from collabopt.core.tflite import flatbuffer
+from collabopt.core.model import keras_io
+from collabopt.core import stages
 from collabopt.schemas import ConfigError
 from collabopt.tests.helpers import data_spec, kernel_history, read_json, run_model_stage, saved_kernel
 
@@ -32,7 +34,7 @@ def test_auto_scheme_keeps_the_zeros_of_a_pruned_model(tmp_path, sparse_model_ur
     tflite = tmp_path / "tflite"
     conv = stages.to_tflite(out.uri, data_spec(examples_uri), str(tflite), representative_samples=10, evaluate=False)
     assert conv["mode"] == "qat" and conv["preservation_failures"] == []
-    layers = {l["layer"]: l for l in analyze.layer_stats((tflite / "model.tflite").read_bytes())}
+    layers = {l["layer"]: l for l in flatbuffer.layer_stats((tflite / "model.tflite").read_bytes())}
     for name in ("conv_1", "pw_1", "logits"):  # the pruned kernels
         assert layers[name]["dtype"] == "int8" and layers[name]["sparsity"] >= 0.49, layers[name]
 

@@ -5,10 +5,10 @@ from tfx.types import component_spec, standard_artifacts
 from tfx.types.component_spec import ChannelParameter
 
 from collabopt.components import common, keys
-from collabopt.components.pruner import executor
+from collabopt.components.pruner import PARAMETERS, SECTION, executor
+from collabopt.schemas.defaults import DEFAULTS
 
-SECTION = "prune"  # the config section whose schema checks these parameters
-PARAMETERS = ("target_sparsity", "schedule", "frequency", "m_by_n", "exclude_layers", "strict", "layer_sparsity")
+D = DEFAULTS[SECTION]  # the config's defaults: one table (schemas/defaults.py)
 
 
 class PrunerSpec(component_spec.ComponentSpec):
@@ -42,10 +42,11 @@ class Pruner(base_component.BaseComponent):
     SPEC_CLASS = PrunerSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
 
-    def __init__(self, model: types.BaseChannel, examples: types.BaseChannel, target_sparsity=0.5,
-                 schedule="polynomial", frequency=100, m_by_n=None, exclude_layers=(), strict=False,
-                 layer_sparsity=None, epochs=2, batch_size=64, learning_rate=1e-4, seed=0, training=None,
-                 **data_kwargs):
+    def __init__(self, model: types.BaseChannel, examples: types.BaseChannel, target_sparsity=D["target_sparsity"],
+                 schedule=D["schedule"], frequency=D["frequency"], m_by_n=D["m_by_n"],
+                 exclude_layers=D["exclude_layers"], strict=D["strict"], layer_sparsity=D["layer_sparsity"],
+                 epochs=D["epochs"], batch_size=D["batch_size"], learning_rate=D["learning_rate"], seed=D["seed"],
+                 training=None, **data_kwargs):
         super().__init__(spec=PrunerSpec(
             model=model, examples=examples, pruned_model=types.Channel(type=standard_artifacts.Model),
             **common.encode(SECTION, target_sparsity=target_sparsity, schedule=schedule, frequency=frequency,

@@ -1,14 +1,14 @@
 """Pruner executor: decode (and check again) the parameters, call core.stages.prune, record metrics."""
 from collabopt.components import common, keys
+from collabopt.components.pruner import PARAMETERS, SECTION
 from collabopt.core import stages
 
-SECTION = "prune"
 
 
 class Executor(common.PathStage, common.StageExecutor):
     def stage(self, input_dict, output_dict, exec_properties):
         out = common.output(output_dict, keys.PRUNED_MODEL_KEY)
-        p = common.decode(SECTION, exec_properties, ("target_sparsity", "schedule", "frequency", "m_by_n", "exclude_layers", "strict", "layer_sparsity"))
+        p = common.decode(SECTION, exec_properties, PARAMETERS)
         with self.resumable(input_dict, out, exec_properties):  # epoch checkpoints: a rerun resumes
             metrics = stages.prune(
                 common.single_uri(input_dict, keys.MODEL_KEY), common.data_spec(input_dict, exec_properties), out.uri,

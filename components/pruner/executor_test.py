@@ -7,7 +7,7 @@ import pytest
 
 from collabopt.components import Pruner, keys
 from collabopt.components.pruner.executor import Executor
-from collabopt.core import keras_io
+from collabopt.core.model import keras_io
 from collabopt.core.tfenv import keras
 from collabopt.schemas import ConfigError
 from collabopt.tests.helpers import failure_of, kernel_history, read_json, run_model_stage, saved_kernel

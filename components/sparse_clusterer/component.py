@@ -5,10 +5,10 @@ from tfx.types import component_spec, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from collabopt.components import common, keys
-from collabopt.components.sparse_clusterer import executor
+from collabopt.components.sparse_clusterer import PARAMETERS, SECTION, executor
+from collabopt.schemas.defaults import DEFAULTS
 
-SECTION = "cluster"
-PARAMETERS = ("number_of_clusters", "centroid_init", "per_channel", "exclude_layers", "strict", "layer_clusters")
+D = DEFAULTS[SECTION]  # the config's defaults: one table (schemas/defaults.py)
 
 
 class SparseClustererSpec(component_spec.ComponentSpec):
@@ -38,10 +38,11 @@ class SparseClusterer(base_component.BaseComponent):
     SPEC_CLASS = SparseClustererSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
 
-    def __init__(self, model: types.BaseChannel, examples: types.BaseChannel, number_of_clusters=8,
-                 centroid_init="kmeans++", preserve_sparsity=True, per_channel=False, exclude_layers=(),
-                 strict=False, layer_clusters=None, epochs=1, batch_size=64, learning_rate=1e-4, seed=0, training=None,
-                 **data_kwargs):
+    def __init__(self, model: types.BaseChannel, examples: types.BaseChannel,
+                 number_of_clusters=D["number_of_clusters"], centroid_init=D["centroid_init"], preserve_sparsity=True,
+                 per_channel=D["per_channel"], exclude_layers=D["exclude_layers"], strict=D["strict"],
+                 layer_clusters=D["layer_clusters"], epochs=D["epochs"], batch_size=D["batch_size"],
+                 learning_rate=D["learning_rate"], seed=D["seed"], training=None, **data_kwargs):
         super().__init__(spec=SparseClustererSpec(
             model=model, examples=examples, preserve_sparsity=int(bool(preserve_sparsity)),
             clustered_model=types.Channel(type=standard_artifacts.Model),

@@ -1,14 +1,14 @@
 """SparseClusterer executor: decode (and check again), call core.stages.cluster, record metrics."""
 from collabopt.components import common, keys
+from collabopt.components.sparse_clusterer import PARAMETERS, SECTION
 from collabopt.core import stages
 
-SECTION = "cluster"
 
 
 class Executor(common.PathStage, common.StageExecutor):
     def stage(self, input_dict, output_dict, exec_properties):
         out = common.output(output_dict, keys.CLUSTERED_MODEL_KEY)
-        p = common.decode(SECTION, exec_properties, ("number_of_clusters", "centroid_init", "per_channel", "exclude_layers", "strict", "layer_clusters"))
+        p = common.decode(SECTION, exec_properties, PARAMETERS)
         with self.resumable(input_dict, out, exec_properties):  # epoch checkpoints: a rerun resumes
             metrics = stages.cluster(
                 common.single_uri(input_dict, keys.MODEL_KEY), common.data_spec(input_dict, exec_properties), out.uri,

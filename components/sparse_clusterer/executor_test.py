@@ -8,7 +8,7 @@ import pytest
 
 from collabopt.components import SparseClusterer, keys
 from collabopt.components.sparse_clusterer.executor import Executor
-from collabopt.core import keras_io
+from collabopt.core.model import keras_io
 from collabopt.schemas import ConfigError
 from collabopt.tests.helpers import kernel_history, read_json, run_model_stage
 

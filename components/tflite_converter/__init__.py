@@ -1,0 +1,4 @@
+
+
+SECTION = "convert"  # the config section whose keys these parameters are (checked by its schema)
+PARAMETERS = ('representative_samples',)

@@ -5,13 +5,14 @@ from tfx.types import component_spec
 from tfx.types.component_spec import ChannelParameter
 
 from collabopt.components import artifacts, common, keys
-from collabopt.components.tflite_converter import executor
+from collabopt.components.tflite_converter import PARAMETERS, SECTION, executor
+from collabopt.schemas.defaults import DEFAULTS
 
-SECTION = "convert"
+D = DEFAULTS[SECTION]  # the config's defaults: one table (schemas/defaults.py)
 
 
 class TFLiteConverterSpec(component_spec.ComponentSpec):
-    PARAMETERS = {**common.parameters(SECTION, ("representative_samples",)), **common.DATA_PARAMETERS, **common.TRAINING_PARAMETERS}
+    PARAMETERS = {**common.parameters(SECTION, PARAMETERS), **common.DATA_PARAMETERS, **common.TRAINING_PARAMETERS}
     INPUTS = common.MODEL_STAGE_INPUTS
     OUTPUTS = {keys.TFLITE_MODEL_KEY: ChannelParameter(type=artifacts.TFLiteModel)}
 
@@ -30,8 +31,8 @@ class TFLiteConverter(base_component.BaseComponent):
     SPEC_CLASS = TFLiteConverterSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
 
-    def __init__(self, model: types.BaseChannel, examples: types.BaseChannel, representative_samples=200,
-                 training=None, **data_kwargs):
+    def __init__(self, model: types.BaseChannel, examples: types.BaseChannel,
+                 representative_samples=D["representative_samples"], training=None, **data_kwargs):
         super().__init__(spec=TFLiteConverterSpec(
             model=model, examples=examples, tflite_model=types.Channel(type=artifacts.TFLiteModel),
             **common.encode(SECTION, representative_samples=representative_samples),

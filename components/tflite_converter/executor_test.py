@@ -8,7 +8,9 @@ import pytest
 
 from collabopt.components import TFLiteConverter, keys
 from collabopt.components.tflite_converter.executor import Executor
-from collabopt.core import analyze, data, keras_io, train
+from collabopt.core.tflite import flatbuffer
+from collabopt.core.data import examples_io
+from collabopt.core.model import baseline, keras_io
 from collabopt.schemas import ConfigError
 from collabopt.tests.helpers import (TINY_DATA, examples_artifact, failed_artifact, failure_of, kernel_history,
                                      model_stage_channels, model_stage_inputs, read_json, run_executor, saved_kernel)
@@ -22,18 +24,18 @@ def _convert(tmp_path, model_uri, examples_uri, **overrides):
 
 def test_ptq_of_a_users_model(tmp_path, model_uri, examples_uri):
     tflite = _convert(tmp_path, model_uri, examples_uri)
-    flatbuffer = open(os.path.join(tflite.uri, "model.tflite"), "rb").read()
-    assert tflite.get_int_custom_property("tflite_bytes") == len(flatbuffer)
-    gzip_bytes = len(gzip.compress(flatbuffer, compresslevel=9))
-    assert tflite.get_int_custom_property("gzip_bytes") == gzip_bytes < len(flatbuffer)
+    tflite_bytes = open(os.path.join(tflite.uri, "model.tflite"), "rb").read()
+    assert tflite.get_int_custom_property("tflite_bytes") == len(tflite_bytes)
+    gzip_bytes = len(gzip.compress(tflite_bytes, compresslevel=9))
+    assert tflite.get_int_custom_property("gzip_bytes") == gzip_bytes < len(tflite_bytes)
     assert tflite.get_string_custom_property("mode") == "ptq"
     assert tflite.get_int_custom_property("preservation_ok") == 1  # a user's model promises nothing
     assert tflite.get_string_custom_property("preservation_failures") == ""
 
     # Fully INT8 (what Vela needs): int8 kernels, int8 input and output.
-    interp = analyze.interpreter(flatbuffer)
+    interp = flatbuffer.interpreter(tflite_bytes)
     assert [d["dtype"] for d in interp.get_input_details() + interp.get_output_details()] == [np.int8, np.int8]
-    layers = analyze.layer_stats(flatbuffer)
+    layers = flatbuffer.layer_stats(tflite_bytes)
     assert [(l["layer"], l["dtype"]) for l in layers] == [(n, "int8") for n in ("conv_1", "dw_1", "pw_1", "logits")]
     stats = read_json(os.path.join(tflite.uri, "stats.json"))
     assert stats["layers"] == layers and stats["promises"] == {}
@@ -42,25 +44,25 @@ def test_ptq_of_a_users_model(tmp_path, model_uri, examples_uri):
         l["unique_per_tensor"] for l in layers if l["op"] != "DEPTHWISE_CONV_2D")
 
     # INT8 accuracy on the eval split (eval_limit), with the interpreter, as a device would run it.
-    x, y = data.read_examples(examples_artifact(examples_uri).uri, "eval", limit=TINY_DATA["eval_limit"])
-    assert tflite.get_float_custom_property("int8_accuracy") == pytest.approx(analyze.int8_accuracy(flatbuffer, x, y))
+    x, y = examples_io.read_examples(examples_artifact(examples_uri).uri, "eval", limit=TINY_DATA["eval_limit"])
+    assert tflite.get_float_custom_property("int8_accuracy") == pytest.approx(flatbuffer.int8_accuracy(tflite_bytes, x, y))
 
     # The density figure's trace: the user's kernel as baseline, then the int8 codes stored.
     layer, history = kernel_history(tflite.uri)
     assert layer == "pw_1" and list(history) == ["baseline", "int8"]
     np.testing.assert_array_equal(history["baseline"], saved_kernel(model_uri, layer))
-    np.testing.assert_array_equal(history["int8"], analyze.kernel_codes(flatbuffer, layer))
+    np.testing.assert_array_equal(history["int8"], flatbuffer.kernel_codes(tflite_bytes, layer))
     assert history["int8"].dtype == np.int8
 
 
 def test_qat_model_converts_with_its_own_ranges(tmp_path, examples_uri):
     import tensorflow_model_optimization as tfmot
     qat_uri = str(tmp_path / "qat_model")
-    keras_io.save_model(tfmot.quantization.keras.quantize_model(train.ds_cnn(width=16, blocks=1)),
+    keras_io.save_model(tfmot.quantization.keras.quantize_model(baseline.ds_cnn(width=16, blocks=1)),
                         os.path.join(qat_uri, keras_io.SERVING_DIR))
     tflite = _convert(tmp_path, qat_uri, examples_uri)
     assert tflite.get_string_custom_property("mode") == "qat"
-    layers = analyze.layer_stats(open(os.path.join(tflite.uri, "model.tflite"), "rb").read())
+    layers = flatbuffer.layer_stats(open(os.path.join(tflite.uri, "model.tflite"), "rb").read())
     assert [(l["layer"], l["dtype"]) for l in layers] == [(n, "int8") for n in ("conv_1", "dw_1", "pw_1", "logits")]
 
 

@@ -1,0 +1,93 @@
+"""The gates a leaf passes before it is blessed: what its path promised survived into the flatbuffer
+(preservation), the user's requirements, and, when retraining, not worse than the leaf deployed now.
+Each returns the reasons a leaf fails ([] = passes)."""
+from collabopt.core.evaluation import metrics
+
+
+def preservation(layers, promised, excluded=None, tolerance=0.02):
+    """Per Conv2D/Dense kernel of the flatbuffer: did the promised sparsity and clusters survive?
+
+    Returns one line per broken layer. DEPTHWISE_CONV_2D kernels are reported but not judged:
+    TFMOT clusters no depthwise kernels and its CQAT does not preserve them. Layers a technique left
+    out (`excluded`: {technique: {layer: why}}) promised nothing for it. A per-layer promise
+    (`layer_sparsity` / `layer_clusters`: {layer: value}) is judged per layer.
+    """
+    failures = []
+    unpruned, unclustered = (set((excluded or {}).get(t, {})) for t in ("prune", "cluster"))
+    for l in layers:
+        if l["op"] == "DEPTHWISE_CONV_2D":
+            continue
+        target = (promised.get("layer_sparsity") or {}).get(l["layer"], promised.get("target_sparsity"))
+        k = (promised.get("layer_clusters") or {}).get(l["layer"], promised.get("number_of_clusters"))
+        if target and l["layer"] not in unpruned and l["sparsity"] < target - tolerance:
+            failures.append(f"{l['layer']}: sparsity {l['sparsity']:.3f} < {target - tolerance:.3f}")
+        # Sparsity-preserving clustering keeps the zero as a centroid among the k.
+        if k and l["layer"] not in unclustered and l["max_unique_per_channel"] > k:
+            failures.append(f"{l['layer']}: {l['max_unique_per_channel']} distinct values in an "
+                            f"output channel > {k} clusters")
+    return failures
+
+
+def allowed_drop(requirements, eval_metric):
+    """The requirement's max INT8 metric drop in the metric's units (None: no limit):
+    `max_metric_drop`, or for top-1 accuracy `max_int8_accuracy_drop_pp` / 100."""
+    req = requirements or {}
+    if req.get("max_metric_drop") is not None:
+        return req["max_metric_drop"]
+    pp = req.get("max_int8_accuracy_drop_pp")
+    return pp / 100.0 if pp is not None and eval_metric == metrics.ACCURACY else None
+
+
+def gate(leaf, requirements, baseline_int8_metric):
+    """Why `leaf` misses the user's requirements or lost what its path promised; [] = blessed.
+    `baseline_int8_metric`: the reference leaf's INT8 eval metric, the drop is measured from."""
+    req = requirements or {}
+    reasons = []
+    name, value = metrics.of_leaf(leaf)
+    limit = allowed_drop(req, name)
+    if limit is not None:
+        lost = round(metrics.drop(name, baseline_int8_metric, value), 11)  # at the limit passes
+        if lost > round(limit, 11):
+            what = "INT8 accuracy" if name == metrics.ACCURACY else f"INT8 {metrics.title(name, leaf.get('top_k', 5))}"
+            shown = f"{req['max_int8_accuracy_drop_pp']} pp" if req.get("max_metric_drop") is None \
+                else req["max_metric_drop"]  # as configured
+            side = "below" if metrics.get(name).higher_is_better else "above"
+            reasons.append(f"{what} {metrics.fmt(name, value)} is {metrics.fmt_drop(name, lost)} {side} the "
+                           f"baseline's {metrics.fmt(name, baseline_int8_metric)} (max drop {shown})")
+    max_gzip = req.get("max_gzip_bytes")
+    if max_gzip is not None and leaf["gzip_bytes"] > max_gzip:
+        reasons.append(f"gzip size {leaf['gzip_bytes']:,} B > max {max_gzip:,} B")
+    max_time = req.get("max_npu_inference_time_s")
+    if max_time is not None:
+        target = req.get("npu_target") or next(iter(leaf["npu"]), None)
+        est = leaf["npu"].get(target)
+        if est is None:
+            reasons.append(f"no NPU estimate for {target!r} to check max_npu_inference_time_s")
+        elif est["inference_time_s"] > max_time:
+            reasons.append(f"{target} inference time {est['inference_time_s'] * 1e3:.3f} ms > max "
+                           f"{max_time * 1e3:.3f} ms")
+    if leaf.get("preservation_failures"):
+        reasons.append("preservation: " + "; ".join(leaf["preservation_failures"]))
+    return reasons
+
+
+def not_worse(leaf, previous, requirements=None):
+    """Retraining: why `leaf` is worse than the leaf deployed now (`previous`); [] = not worse.
+    Compared: the INT8 eval metric (when both were measured by the same one), gzip bytes, and the
+    NPU time of the requirement's target (or the first target both were estimated on)."""
+    reasons = []
+    tag = f"worse than deployed version {previous.get('version', '?')}"
+    (name, new), (old_name, old) = metrics.of_leaf(leaf), metrics.of_leaf(previous)
+    if name == old_name and metrics.drop(name, old, new) > 0:
+        what = "accuracy" if name == metrics.ACCURACY else name
+        sign = "<" if metrics.get(name).higher_is_better else ">"
+        reasons.append(f"{tag}: INT8 {what} {metrics.fmt(name, new)} {sign} {metrics.fmt(name, old)}")
+    if leaf["gzip_bytes"] > previous["gzip_bytes"]:
+        reasons.append(f"{tag}: gzip size {leaf['gzip_bytes']:,} B > {previous['gzip_bytes']:,} B")
+    target = (requirements or {}).get("npu_target") or next(
+        (t for t in leaf["npu"] if t in previous.get("npu", {})), None)
+    if target and target in leaf["npu"] and target in previous.get("npu", {}):
+        new, old = leaf["npu"][target]["inference_time_s"], previous["npu"][target]["inference_time_s"]
+        if new > old:
+            reasons.append(f"{tag}: {target} inference time {new * 1e3:.4f} ms > {old * 1e3:.4f} ms")
+    return reasons

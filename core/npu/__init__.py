@@ -1,0 +1,1 @@
+"""Arm Ethos-U NPUs: Vela, its numbers and what the hardware costs."""

@@ -1,0 +1,1 @@
+"""ML Metadata: reading runs and their numbers back, and a run's books."""

@@ -1,0 +1,1 @@
+"""The requirement-driven search (`collabopt search`): space, strategies, estimates, trials, driver, report."""

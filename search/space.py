@@ -1,0 +1,160 @@
+"""The search space and its costs: candidates (a path and its parameters), the requirements a leaf
+is judged by, the cheap-before-expensive order of one-shot estimates, and what a round of
+fine-tuning costs in epochs.
+
+Pure: a leaf here is a flat dict of numbers (`drop` and NPU_NUMBERS); who computes them (one-shot
+Vela estimates, fine-tuned TFX trials) is the caller's business.
+"""
+import dataclasses
+
+from collabopt.core import tree_paths
+from collabopt.core.evaluation import metrics
+
+# requirement -> the leaf number it bounds (every one an upper bound); `drop`: the INT8 eval metric's
+# drop vs the ptq leaf in the metric's units, as requirements.max_metric_drop
+REQUIREMENTS = {
+    "max_metric_drop": "drop",
+    "max_encoded_weights_bytes": "encoded_weights_bytes",
+    "max_flash_bytes": "flash_bytes",
+    "max_npu_cycles": "npu_cycles",
+    "max_npu_inference_time_s": "inference_time_s",
+    "max_sram_bytes": "sram_bytes",
+}
+NPU_NUMBERS = ("encoded_weights_bytes", "npu_cycles", "inference_time_s", "sram_bytes", "flash_bytes")  # a leaf's
+RESOURCE_KEYS = ("encoded_weights_bytes", "npu_cycles")  # what a cheaper candidate is cheaper in
+OBJECTIVES = ("drop", "encoded_weights_bytes", "npu_cycles")  # all minimized
+FINE_TUNED = ("prune", "cluster", "qat")
+
+
+def metric_drop(leaf, reference, eval_metric):
+    """How much the leaf's INT8 metric (`int8_metric`) is worse than the reference leaf's, in the
+    metric's units (> 0: worse, whichever way the metric is better: core.metrics.drop): the one
+    place the search reads the metric."""
+    return metrics.drop(eval_metric, reference["int8_metric"], leaf["int8_metric"])
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    """One leaf of the space: a path and its parameters (uniform, or a named per-layer schedule)."""
+    path: str
+    sparsity: float = None
+    clusters: int = None
+    schedule: str = None  # name of the per-layer schedule; its maps below
+    layer_sparsity: tuple = ()  # ((layer, sparsity), ...)
+    layer_clusters: tuple = ()  # ((layer, clusters), ...)
+
+    @property
+    def id(self):
+        parts = [self.path]
+        if self.schedule:
+            parts.append(self.schedule)
+        if self.sparsity is not None:
+            parts.append(f"s{round(self.sparsity * 100)}")
+        if self.clusters is not None:
+            parts.append(f"k{self.clusters}")
+        return "_".join(parts)
+
+    def stages(self):
+        return tree_paths.PATHS[self.path]
+
+    def continues(self):
+        """A later rung can go on fine-tuning this candidate's last stage from the model the previous
+        rung left (prune / cluster; a QAT model is not wrapped for QAT again)."""
+        return bool(self.stages()) and self.stages()[-1] in ("prune", "cluster")
+
+    def stage_tokens(self):
+        """Per stage, the token of its parameters: s50 / k8 / a schedule's name; "" for QAT (none)."""
+        out = []
+        for step in self.stages():
+            if step == "prune":
+                out.append(self.schedule if self.layer_sparsity else f"s{round(self.sparsity * 100)}")
+            elif step == "cluster":
+                out.append(self.schedule if self.layer_clusters else f"k{self.clusters}")
+            else:
+                out.append("")
+        return out
+
+    def stage_keys(self):
+        """Per stage of the path, the key of the node that computes it: equal keys are one node
+        (candidates that share a prefix with equal parameters share its fine-tuning)."""
+        keys, prefix = [], []
+        for step in self.stages():
+            if step == "prune":
+                prefix.append(f"s{round(self.sparsity * 100)}" if not self.layer_sparsity else self.schedule)
+            elif step == "cluster":
+                prefix.append(f"k{self.clusters}" if not self.layer_clusters else self.schedule)
+            prefix.append(step)
+            keys.append("_".join(prefix))
+        return keys
+
+
+def space(paths, sparsities=(), clusters=(), schedules=()):
+    """Every candidate: paths x target sparsity x clusters (each where the path has that stage), plus
+    per schedule ({"name", "prune": {layer: s}, "cluster": {layer: k}}) the paths it fits (every
+    fine-tuned stage of the path has a map in it)."""
+    out = []
+    for path in tree_paths.expand(paths):
+        steps = tree_paths.PATHS[path]
+        for s in (sparsities if "prune" in steps else [None]):
+            for k in (clusters if "cluster" in steps else [None]):
+                out.append(Candidate(path, s, k))
+        for sch in schedules:
+            needs = [t for t in ("prune", "cluster") if t in steps]
+            if needs and all(sch.get(t) for t in needs):
+                out.append(Candidate(
+                    path, schedule=sch["name"],
+                    layer_sparsity=tuple(sorted(sch["prune"].items())) if "prune" in steps else (),
+                    layer_clusters=tuple(sorted(sch["cluster"].items())) if "cluster" in steps else ()))
+    return out
+
+
+def of_config(cfg, schedules=()):
+    """The candidates of a merged config's search section (its paths default to the config's)."""
+    s = cfg["search"]
+    return space(s["paths"] or cfg["paths"], s["sparsities"], s["clusters"], schedules)
+
+
+def misses(leaf, requirements):
+    """{requirement: by how much the leaf is over it} for each requirement it misses."""
+    out = {}
+    for req, key in REQUIREMENTS.items():
+        limit = requirements.get(req)
+        if limit is not None and leaf[key] > limit + 1e-9:
+            out[req] = leaf[key] - limit
+    return out
+
+
+def could_meet(estimate, requirements, slack=0.05):
+    """The one-shot estimate's NPU numbers are within the resource requirements (+ slack: fine-tuning
+    moves them a little); its drop is not judged (fine-tuning recovers it)."""
+    return all(estimate[k] <= requirements[r] * (1 + slack) for r, k in REQUIREMENTS.items()
+               if k != "drop" and requirements.get(r) is not None)
+
+
+def order(candidates, estimates, requirements):
+    """Cheap before expensive: the candidates whose estimates could meet the requirements, smallest
+    estimated NPU cost first (encoded weights, then cycles, then estimated drop)."""
+    ok = [c for c in candidates if could_meet(estimates[c.id], requirements)]
+    return sorted(ok, key=lambda c: (*(estimates[c.id][k] for k in RESOURCE_KEYS), estimates[c.id]["drop"], c.id))
+
+
+def closest(candidates, estimates, requirements, keep):
+    """None could meet the resource requirements by estimate: the `keep` whose estimates miss them by
+    the least (largest relative miss), so the search still returns leaves and their misses."""
+    def worst(c):
+        return max((estimates[c.id][k] / requirements[r] for r, k in REQUIREMENTS.items()
+                    if k != "drop" and requirements.get(r)), default=0.0)
+    return sorted(candidates, key=lambda c: (worst(c), c.id))[:keep]
+
+
+def stage_nodes(candidates, epochs):
+    """{(stage key, epochs)}: the distinct fine-tuning nodes that train these candidates from the baseline."""
+    return {(k, epochs) for c in candidates for k, s in zip(c.stage_keys(), c.stages()) if s in FINE_TUNED}
+
+
+def round_epochs(candidates, epochs, previous=0, done=()):
+    """Fine-tuning epochs one round costs: each distinct fine-tuned stage node once, but not one in
+    `done` (stage_nodes trained before: cached); with `previous` (the epochs of the rung before,
+    resumed), a candidate that continues costs only the difference."""
+    fresh = [c for c in candidates if not (previous and c.continues())]
+    return (epochs - previous) * (len(candidates) - len(fresh)) + epochs * len(stage_nodes(fresh, epochs) - set(done))

@@ -1,0 +1,66 @@
+"""Faults the tests inject into a process of their own (a `collabopt` child of tests/cli_processes.py,
+or the test process itself): test support that lives with the tests, not in the library.
+
+Each fault patches the code it interrupts, in that process only:
+- `sigkill_after_node(n)`: SIGKILL right after the n-th node the run executes (not cached) is
+  published in MLMD;
+- `sigkill_after_epoch(stage, n)`: SIGKILL right after epoch n of the fit named `stage`, once its
+  epoch checkpoint is on disk;
+- `raise_after_epoch(stage, n, exc)`: raise `exc` there instead (in process).
+"""
+import logging
+import os
+import signal
+
+log = logging.getLogger("collabopt")
+
+
+def _sigkill(what):
+    log.warning("test fault: SIGKILL after %s", what)
+    logging.shutdown()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def sigkill_after_node(n):
+    from tfx.orchestration.portable import launcher
+
+    publish, done = launcher.Launcher._publish_successful_execution, []  # noqa: SLF001
+
+    def publish_then_die(self, execution_id, *args, **kwargs):
+        out = publish(self, execution_id, *args, **kwargs)
+        done.append(execution_id)
+        if len(done) == n:
+            _sigkill(f"node {self._pipeline_node.node_info.id}")  # noqa: SLF001
+        return out
+    launcher.Launcher._publish_successful_execution = publish_then_die  # noqa: SLF001
+
+
+def _after_epoch(stage, n, then):
+    # ProgressLog runs after BackupAndRestore (train.fit puts the backup first): the checkpoint is written
+    from collabopt.core.model import train
+
+    end = train.ProgressLog.on_epoch_end
+
+    def end_then(self, epoch, logs=None):
+        end(self, epoch, logs)
+        if self.stage == stage and epoch + 1 == n:
+            then()
+    train.ProgressLog.on_epoch_end = end_then
+    return lambda: setattr(train.ProgressLog, "on_epoch_end", end)
+
+
+def sigkill_after_epoch(stage, n):
+    _after_epoch(stage, n, lambda: _sigkill(f"epoch {n} of {stage}"))
+
+
+def raise_after_epoch(stage, n, exc):
+    """Returns the function that removes the fault."""
+    def fail():
+        raise exc
+    return _after_epoch(stage, n, fail)
+
+
+def install(faults):
+    """[(name, args), ...] -> each fault installed in this process."""
+    for name, args in faults or ():
+        globals()[name](*args)
