@@ -25,6 +25,13 @@ PCQAT_CONFIG = {**TREE_CONFIG, "name": "pcqat-test", "paths": ["prune_cluster_pc
                 "npu": {"targets": ["ethos-u55-128"]}}
 
 
+def prop(artifact, name):
+    """An MLMD custom property's value, failing when it was not recorded: TFX's typed getters answer 0,
+    0.0 or "" for a missing property, which an assert would take for a value."""
+    assert artifact.has_custom_property(name), f"{name!r} is not recorded on {artifact.type_name} {artifact.uri}"
+    return artifact.get_custom_property(name)
+
+
 def run_tree(root, config, runner="local"):
     """Build the tree pipeline of `config` under `root` and run it; returns the SQLite MLMD path."""
     from collabopt import runners
@@ -83,7 +90,7 @@ def failed_artifact(cls, uri, error):
 def failure_of(art):
     """(failed, error) custom properties of an output artifact."""
     from collabopt.components import keys
-    return art.get_int_custom_property(keys.FAILED), art.get_string_custom_property(keys.ERROR)
+    return prop(art, keys.FAILED), prop(art, keys.ERROR)
 
 
 def examples_artifact(uri, splits=("train", "eval")):

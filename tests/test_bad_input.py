@@ -108,43 +108,6 @@ def test_float_tflite_rejected_by_npu_compiler(tmp_path):
                    "NPUCompiler needs a fully INT8 TFLite model", "float32 tensors")
 
 
-@pytest.mark.parametrize("value", [0.0, 1.0, 1.5, -0.1])
-def test_target_sparsity_outside_0_1(value, examples_uri, tmp_path):
-    ch = importer.Importer(source_uri=examples_uri, artifact_type=standard_artifacts.Examples).outputs["result"]
-    bound = "less than or equal to the minimum of 0" if value <= 0 else "greater than or equal to the maximum of 1"
-    with pytest.raises(ValueError) as e:
-        Pruner(model=ch, examples=ch, target_sparsity=value)
-    assert str(e.value) == f"prune.target_sparsity: {value} is {bound}"
-
-
-def test_target_sparsity_checked_again_at_run_time(tmp_path, examples_uri):
-    """A value that reaches the executor anyway (edited spec, runtime parameter) fails the execution."""
-    def make(**kw):
-        p = _pruner(**kw)
-        p.exec_properties["target_sparsity"] = 1.5
-        return p
-    _assert_failed(_run_failing(tmp_path, make, save_model_dir(tmp_path / 'model', dense_model()), examples_uri),
-                   "prune.target_sparsity: 1.5 is greater than or equal to the maximum of 1")
-
-
-@pytest.mark.parametrize("value", [1, 0, -3, 2.5])
-def test_clusters_below_2(value, examples_uri):
-    ch = importer.Importer(source_uri=examples_uri, artifact_type=standard_artifacts.Examples).outputs["result"]
-    why = "is not of type 'integer'" if isinstance(value, float) else "is less than the minimum of 2"
-    with pytest.raises(ValueError) as e:
-        SparseClusterer(model=ch, examples=ch, number_of_clusters=value)
-    assert str(e.value) == f"cluster.number_of_clusters: {value} {why}"
-
-
-def test_clusters_checked_again_at_run_time(tmp_path, examples_uri):
-    def make(**kw):
-        c = SparseClusterer(**kw, **SMALL)
-        c.exec_properties["number_of_clusters"] = 1
-        return c
-    _assert_failed(_run_failing(tmp_path, make, save_model_dir(tmp_path / 'model', dense_model()), examples_uri),
-                   "cluster.number_of_clusters: 1 is less than the minimum of 2")
-
-
 def test_unknown_accelerator_config(examples_uri):
     ch = importer.Importer(source_uri=examples_uri, artifact_type=TFLiteModel).outputs["result"]
     with pytest.raises(ValueError, match=r"^npu.targets.0: 'ethos-u99-1' is not one of \['ethos-u55-32', 'ethos-u55-64'"):

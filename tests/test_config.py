@@ -103,3 +103,36 @@ def test_the_defaults_table_names_every_key_of_the_schema_and_nothing_else():
         if isinstance(default, dict) and "properties" in props[section]:
             assert set(default) == set(props[section]["properties"]), section
     schemas.validate(DEFAULTS)  # and every default is a valid value
+
+
+BAD_PARAMETERS = [  # (component, section, key, value, message): one row per section a component checks
+    ("Pruner", "prune", "target_sparsity", 1.5, "prune.target_sparsity: 1.5 is greater than or equal to the maximum of 1"),
+    ("SparseClusterer", "cluster", "number_of_clusters", 1, "cluster.number_of_clusters: 1 is less than the minimum of 2"),
+    ("PreservingQAT", "qat", "scheme", "pcqa", "qat.scheme: 'pcqa' is not one of ['auto', 'qat', 'pqat', 'cqat', 'pcqat']"),
+    ("TFLiteConverter", "convert", "representative_samples", 0,
+     "convert.representative_samples: 0 is less than the minimum of 1"),
+    ("NPUCompiler", "npu", "system_config", 5, "npu.system_config: 5 is not of type 'string'"),
+    ("BaselineTrainer", "baseline", "width", 0, "baseline.width: 0 is less than the minimum of 1"),
+    ("Pruner", "data", "feature_shape", [28, 0], "data.feature_shape.1: 0 is less than the minimum of 1"),
+]
+
+
+@pytest.mark.parametrize("component,section,key,value,message", BAD_PARAMETERS, ids=[r[0] + "." + r[2] for r in BAD_PARAMETERS])
+def test_a_bad_parameter_gets_the_config_schemas_message_at_load_and_at_construction(component, section, key, value,
+                                                                                        message):
+    """The one rule, written once (the schema), applied when a config is loaded and when a component is
+    built; the executors decode with the same check (each component's executor_test.py)."""
+    from tfx.types import channel, standard_artifacts
+
+    from collabopt import components
+    with pytest.raises(schemas.ConfigError) as loaded:
+        tree_config.merge({"paths": "all", section: {key: value}})
+    assert message in str(loaded.value)
+    inputs = {"examples": channel.Channel(type=standard_artifacts.Examples)}
+    inputs.update({"tflite_model": channel.Channel(type=components.TFLiteModel)} if component == "NPUCompiler" else
+                  {} if component == "BaselineTrainer" else {"model": channel.Channel(type=standard_artifacts.Model)})
+    if component == "NPUCompiler":
+        inputs.pop("examples")
+    with pytest.raises(schemas.ConfigError) as built:
+        getattr(components, component)(**inputs, **{key: value})
+    assert str(built.value) == message

@@ -13,7 +13,7 @@ from collabopt.core.data import examples_io
 from collabopt.core.model import keras_io, train
 from collabopt.core.tfenv import keras
 from collabopt.schemas import ConfigError
-from collabopt.tests.helpers import (TINY_DATA, channel, examples_artifact, kernel_history, read_json,
+from collabopt.tests.helpers import (prop, TINY_DATA, channel, examples_artifact, kernel_history, read_json,
                                      run_executor)
 
 
@@ -33,11 +33,11 @@ def test_trains_the_baseline(tmp_path, examples_uri):
     assert model.output_shape == (None, 10)
 
     x, y = examples_io.read_examples(examples_uri, "eval", limit=TINY_DATA["eval_limit"])
-    accuracy = out.get_float_custom_property("accuracy")
+    accuracy = prop(out, "accuracy")
     assert accuracy == pytest.approx(train.accuracy(model, x, y))
     assert accuracy > 0.3  # learned something from 200 images (chance: 0.1)
-    assert out.get_int_custom_property("num_params") == model.count_params()
-    assert out.get_int_custom_property("is_sparse") == 0 and out.get_int_custom_property("is_clustered") == 0
+    assert prop(out, "num_params") == model.count_params()
+    assert prop(out, "is_sparse") == 0 and prop(out, "is_clustered") == 0
     assert read_json(os.path.join(out.uri, "stats.json"))["accuracy"] == accuracy
     # The trace a path starts from: the baseline's sampled kernel.
     layer, history = kernel_history(out.uri)

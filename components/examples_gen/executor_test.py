@@ -11,7 +11,7 @@ from collabopt.components import FashionMnistExampleGen, keys
 from collabopt.components.examples_gen.executor import Executor
 from collabopt.core.data import examples_io
 from collabopt.schemas import ConfigError
-from collabopt.tests.helpers import run_executor
+from collabopt.tests.helpers import prop, run_executor
 
 
 def _write_idx(path, array):
@@ -41,8 +41,8 @@ def test_hand_written_idx_files_read_back_exactly(tmp_path):
     examples = _generate(tmp_path, data_dir=str(tmp_path))
     assert json.loads(examples.split_names) == ["train", "eval"]
     assert sorted(os.listdir(examples.uri)) == ["Split-eval", "Split-train"]
-    assert (examples.get_int_custom_property("train_count"), examples.get_int_custom_property("eval_count")) == (12, 5)
-    assert json.loads(examples.get_string_custom_property("features")) == {"image": [28, 28, 1], "label": []}
+    assert (prop(examples, "train_count"), prop(examples, "eval_count")) == (12, 5)
+    assert json.loads(prop(examples, "features")) == {"image": [28, 28, 1], "label": []}
     for split, prefix in (("train", "train"), ("eval", "t10k")):  # t10k is the eval split
         x, y = examples_io.read_examples(examples.uri, split)
         images, labels = written[prefix]
@@ -52,7 +52,7 @@ def test_hand_written_idx_files_read_back_exactly(tmp_path):
 
 def test_class_balanced_subsets_of_fashion_mnist(tmp_path):
     examples = _generate(tmp_path, train_limit=50, eval_limit=20, seed=1)
-    assert (examples.get_int_custom_property("train_count"), examples.get_int_custom_property("eval_count")) == (50, 20)
+    assert (prop(examples, "train_count"), prop(examples, "eval_count")) == (50, 20)
     for split, per_class in (("train", 5), ("eval", 2)):
         _, y = examples_io.read_examples(examples.uri, split)
         assert np.bincount(y, minlength=10).tolist() == [per_class] * 10

@@ -8,7 +8,7 @@ from collabopt.components import LatestPushedModel, keys
 from collabopt.components.latest_pushed_model.executor import Executor
 from collabopt.core.model import keras_io
 from collabopt.schemas import ConfigError
-from collabopt.tests.helpers import dense_model, run_executor, save_model_dir
+from collabopt.tests.helpers import prop, dense_model, run_executor, save_model_dir
 
 
 def _latest(tmp_path, source, **overrides):
@@ -23,8 +23,8 @@ def test_newest_pushed_version_is_copied(tmp_path):
     (pushed / "11").mkdir()  # a version being written: no saved_model.pb yet
     (pushed / "tmp-12").mkdir()  # not a version
     out = _latest(tmp_path, pushed)
-    assert out.get_int_custom_property("version") == 10
-    assert out.get_string_custom_property("source_uri") == str(pushed / "10")
+    assert prop(out, "version") == 10
+    assert prop(out, "source_uri") == str(pushed / "10")
     assert sorted(os.listdir(os.path.join(out.uri, keras_io.SERVING_DIR))) == sorted(os.listdir(pushed / "10"))
     assert keras_io.load_model(out.uri).output_shape == (None, 10)  # the 10-class model of version 10
 

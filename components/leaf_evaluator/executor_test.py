@@ -15,7 +15,7 @@ from collabopt.core.model import keras_io, train
 from collabopt.core.npu import vela
 from collabopt.core.artifact_files import write_json
 from collabopt.schemas import ConfigError
-from collabopt.tests.helpers import (TINY_DATA, artifact, beam_executor, channel, examples_artifact, failed_artifact,
+from collabopt.tests.helpers import (prop, TINY_DATA, artifact, beam_executor, channel, examples_artifact, failed_artifact,
                                      failure_of, read_json, run_executor)
 
 TARGET = "ethos-u55-128"  # what the npu_uri fixture compiled for
@@ -46,10 +46,10 @@ def test_evaluates_with_the_npu_models_numbers(tmp_path, tflite_uri, model_uri, 
 
     # The NPU numbers are the NPUModel's, and nothing was compiled here.
     npu = read_json(os.path.join(npu_uri, "stats.json"))[TARGET]
-    assert evaluation.get_string_custom_property(keys.NPU_TARGETS) == TARGET
-    assert evaluation.get_int_custom_property(f"{TARGET}.npu_cycles") == npu["npu_cycles"] > 0
-    assert evaluation.get_float_custom_property(f"{TARGET}.inference_time_s") == npu["inference_time_s"]
-    assert evaluation.get_int_custom_property(f"{TARGET}.encoded_weights_bytes") == npu["encoded_weights_bytes"]
+    assert prop(evaluation, keys.NPU_TARGETS) == TARGET
+    assert prop(evaluation, f"{TARGET}.npu_cycles") == npu["npu_cycles"] > 0
+    assert prop(evaluation, f"{TARGET}.inference_time_s") == npu["inference_time_s"]
+    assert prop(evaluation, f"{TARGET}.encoded_weights_bytes") == npu["encoded_weights_bytes"]
     written = [os.path.join(d, f) for d, _, files in os.walk(evaluation.uri) for f in files]
     assert not os.path.exists(os.path.join(evaluation.uri, "npu"))
     assert not [f for f in written if f.endswith(("vela_stdout.txt", "_vela.tflite"))]
@@ -57,22 +57,22 @@ def test_evaluates_with_the_npu_models_numbers(tmp_path, tflite_uri, model_uri, 
     # Accuracies over every eval record, as the interpreter and the Keras model give them.
     x, y = examples_io.read_examples(examples_uri, "eval")
     tflite_bytes = open(os.path.join(tflite_uri, "model.tflite"), "rb").read()
-    assert evaluation.get_int_custom_property("eval_examples") == len(y) == 100
-    assert evaluation.get_float_custom_property("int8_accuracy") == pytest.approx(
+    assert prop(evaluation, "eval_examples") == len(y) == 100
+    assert prop(evaluation, "int8_accuracy") == pytest.approx(
         flatbuffer.int8_accuracy(tflite_bytes, x, y))
-    assert evaluation.get_float_custom_property("fp32_accuracy") == pytest.approx(
+    assert prop(evaluation, "fp32_accuracy") == pytest.approx(
         train.accuracy(keras_io.load_model(model_uri), x, y))
     # The flatbuffer's figures come from the converter's analysis.
     conv = read_json(os.path.join(tflite_uri, "stats.json"))
-    assert evaluation.get_int_custom_property("gzip_bytes") == conv["gzip_bytes"]
-    assert evaluation.get_string_custom_property("mode") == "ptq"
+    assert prop(evaluation, "gzip_bytes") == conv["gzip_bytes"]
+    assert prop(evaluation, "mode") == "ptq"
 
     # Its own reference (no baseline input): no drop; the requirements pass, so it is blessed.
-    assert evaluation.get_float_custom_property("int8_accuracy_drop_pp") == 0.0
+    assert prop(evaluation, "int8_accuracy_drop_pp") == 0.0
     for art in (evaluation, blessing):
-        assert art.get_int_custom_property(keys.BLESSED) == 1
-        assert json.loads(art.get_string_custom_property(keys.REASONS)) == []
-    assert blessing.get_string_custom_property(keys.PATH) == "ptq"
+        assert prop(art, keys.BLESSED) == 1
+        assert json.loads(prop(art, keys.REASONS)) == []
+    assert prop(blessing, keys.PATH) == "ptq"
     leaf = read_json(os.path.join(evaluation.uri, "leaf.json"))
     assert leaf["blessed"] is True and leaf["npu"][TARGET]["npu_cycles"] == npu["npu_cycles"]
     assert leaf["requirements"] == {"max_int8_accuracy_drop_pp": 0.0, "max_npu_inference_time_s": 1.0}
@@ -91,19 +91,19 @@ def test_gates_against_the_baseline_and_the_requirements(tmp_path, tflite_uri, n
                     requirements={"max_int8_accuracy_drop_pp": 1.0, "max_gzip_bytes": 100,
                                   "max_npu_inference_time_s": 1e-9, "npu_target": TARGET})
     evaluation, blessing = out[keys.EVALUATION_KEY], out[keys.BLESSING_KEY]
-    accuracy = evaluation.get_float_custom_property("int8_accuracy")
+    accuracy = prop(evaluation, "int8_accuracy")
     assert accuracy < 0.99
-    assert evaluation.get_float_custom_property("baseline_int8_accuracy") == 1.0
-    assert evaluation.get_float_custom_property("int8_accuracy_drop_pp") == pytest.approx(100.0 * (1.0 - accuracy))
-    gzip_bytes = evaluation.get_int_custom_property("gzip_bytes")
+    assert prop(evaluation, "baseline_int8_accuracy") == 1.0
+    assert prop(evaluation, "int8_accuracy_drop_pp") == pytest.approx(100.0 * (1.0 - accuracy))
+    gzip_bytes = prop(evaluation, "gzip_bytes")
     time_ms = read_json(os.path.join(npu_uri, "stats.json"))[TARGET]["inference_time_s"] * 1e3
     reasons = [f"INT8 accuracy {accuracy:.2%} is {100 * (1 - accuracy):.2f} pp below the baseline's 100.00% "
                "(max drop 1.0 pp)",
                f"gzip size {gzip_bytes:,} B > max 100 B",
                f"{TARGET} inference time {time_ms:.3f} ms > max 0.000 ms"]
     for art in (evaluation, blessing):
-        assert art.get_int_custom_property(keys.BLESSED) == 0
-        assert json.loads(art.get_string_custom_property(keys.REASONS)) == reasons
+        assert prop(art, keys.BLESSED) == 0
+        assert json.loads(prop(art, keys.REASONS)) == reasons
     assert read_json(os.path.join(evaluation.uri, "leaf.json"))["reasons"] == reasons
     assert not evaluation.has_custom_property("fp32_accuracy")  # no Keras model given: none measured
 
@@ -138,8 +138,8 @@ def test_a_failed_path_gets_a_failed_leaf_and_no_blessing(tmp_path, model_uri, e
     evaluation, blessing = out[keys.EVALUATION_KEY], out[keys.BLESSING_KEY]
     for art in (evaluation, blessing):
         assert failure_of(art) == (1, why)
-        assert art.get_int_custom_property(keys.BLESSED) == 0 and art.get_string_custom_property(keys.PATH) == "ptq"
-        assert json.loads(art.get_string_custom_property(keys.REASONS)) == [why]
+        assert prop(art, keys.BLESSED) == 0 and prop(art, keys.PATH) == "ptq"
+        assert json.loads(prop(art, keys.REASONS)) == [why]
     assert read_json(os.path.join(evaluation.uri, "leaf.json")) == {
         "path": "ptq", "failed": True, "error": why, "blessed": False, "reasons": [why]}
 
@@ -154,10 +154,10 @@ def test_a_failed_reference_leaves_the_drop_unjudged_not_the_leaf_failed(tmp_pat
                     requirements={"max_int8_accuracy_drop_pp": 1.0})
     evaluation, blessing = out[keys.EVALUATION_KEY], out[keys.BLESSING_KEY]
     assert not evaluation.has_custom_property(keys.FAILED) and not blessing.has_custom_property(keys.FAILED)
-    assert 0 < evaluation.get_float_custom_property("int8_accuracy") <= 1  # evaluated
+    assert 0 < prop(evaluation, "int8_accuracy") <= 1  # evaluated
     leaf = read_json(os.path.join(evaluation.uri, "leaf.json"))
     assert leaf["int8_accuracy_drop_pp"] is None and leaf["baseline_int8_accuracy"] is None
     reasons = [f"no INT8 accuracy drop to judge: the reference leaf failed ({why})"]
     assert leaf["reasons"] == reasons and leaf["blessed"] is False
-    assert blessing.get_int_custom_property(keys.BLESSED) == 0
-    assert json.loads(blessing.get_string_custom_property(keys.REASONS)) == reasons
+    assert prop(blessing, keys.BLESSED) == 0
+    assert json.loads(prop(blessing, keys.REASONS)) == reasons

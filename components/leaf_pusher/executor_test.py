@@ -11,7 +11,7 @@ from collabopt.components import LeafBlessing, LeafEvaluation, LeafPusher, NPUMo
 from collabopt.components.leaf_pusher.executor import Executor
 from collabopt.core import deploy
 from collabopt.core.artifact_files import write_json
-from collabopt.tests.helpers import artifact, channel, read_json, run_executor
+from collabopt.tests.helpers import prop, artifact, channel, read_json, run_executor
 
 PATH = "prune_ptq"
 
@@ -32,8 +32,8 @@ def _push(out_root, dest, blessed, tflite_uri, evaluation_uri, npu_uri=None, **o
 def test_unblessed_leaf_is_not_pushed(tmp_path, tflite_uri, evaluation_uri, blessed):
     destination = tmp_path / "deploy"
     pushed = _push(tmp_path, destination, blessed, tflite_uri, evaluation_uri)  # does not raise
-    assert pushed.get_int_custom_property(keys.PUSHED) == 0
-    assert pushed.get_string_custom_property(keys.PATH) == PATH
+    assert prop(pushed, keys.PUSHED) == 0
+    assert prop(pushed, keys.PATH) == PATH
     assert not pushed.has_custom_property("pushed_destination") and not pushed.has_custom_property("pushed_version")
     assert not destination.exists()
 
@@ -41,11 +41,11 @@ def test_unblessed_leaf_is_not_pushed(tmp_path, tflite_uri, evaluation_uri, bles
 def test_blessed_leaf_is_pushed_and_becomes_latest(tmp_path, tflite_uri, evaluation_uri, npu_uri):
     destination = tmp_path / "deploy"
     first = _push(tmp_path / "first", destination, 1, tflite_uri, evaluation_uri, npu_uri)
-    version = first.get_string_custom_property("pushed_version")
+    version = prop(first, "pushed_version")
     folder = destination / PATH / version
-    assert first.get_int_custom_property(keys.PUSHED) == 1
-    assert first.get_string_custom_property("pushed_destination") == str(folder)
-    assert first.get_string_custom_property(keys.PATH) == PATH
+    assert prop(first, keys.PUSHED) == 1
+    assert prop(first, "pushed_destination") == str(folder)
+    assert prop(first, keys.PATH) == PATH
     assert deploy.deployed_folder(destination, PATH) == str(folder)
     for where in (folder,):
         assert filecmp.cmp(where / "model.tflite", os.path.join(tflite_uri, "model.tflite"), shallow=False)
@@ -63,7 +63,7 @@ def test_blessed_leaf_is_pushed_and_becomes_latest(tmp_path, tflite_uri, evaluat
     write_json(judged / "leaf.json", {**read_json(judged / "leaf.json"), "previous_version": version})
     time.sleep(0.002)
     second = _push(tmp_path / "second", destination, 1, tflite_uri, str(judged))
-    newer = second.get_string_custom_property("pushed_version")
+    newer = prop(second, "pushed_version")
     assert int(newer) > int(version)
     assert sorted(os.listdir(destination / PATH)) == sorted([version, newer, deploy.LATEST])
     assert deploy.last_pushed(destination, PATH)["version"] == newer

@@ -10,7 +10,7 @@ from collabopt.components import NPUCompiler, TFLiteModel, keys
 from collabopt.components.npu_compiler.executor import Executor
 from collabopt.core.npu import vela
 from collabopt.schemas import ConfigError
-from collabopt.tests.helpers import artifact, channel, read_json, run_executor
+from collabopt.tests.helpers import prop, artifact, channel, read_json, run_executor
 
 # Vela 5.2's system config and memory mode when none is given (from Arm's vela.ini)
 VELA_DEFAULTS = {"ethos-u55-128": ("Ethos_U55_High_End_Embedded", "Shared_Sram"),
@@ -52,25 +52,25 @@ def test_two_targets_compiled_once_each(tmp_path, tflite_uri, vela_runs):
     targets = ["ethos-u55-128", "ethos-u65-256"]
     npu = _compile(tmp_path, tflite_uri, targets=targets)
     assert [_option(cmd, "--accelerator-config") for cmd in vela_runs] == targets  # once each, in order
-    assert npu.get_string_custom_property("accelerator_config") == "ethos-u55-128"
-    u55 = npu.get_int_custom_property("ethos-u55-128.npu_cycles")
-    u65 = npu.get_int_custom_property("ethos-u65-256.npu_cycles")
-    assert u55 == npu.get_int_custom_property("npu_cycles") > 0 and u65 > 0
+    assert prop(npu, "accelerator_config") == "ethos-u55-128"
+    u55 = prop(npu, "ethos-u55-128.npu_cycles")
+    u65 = prop(npu, "ethos-u65-256.npu_cycles")
+    assert u55 == prop(npu, "npu_cycles") > 0 and u65 > 0
     assert u55 != u65  # two real compilations, not one number copied
     stats = read_json(os.path.join(npu.uri, "stats.json"))
     assert sorted(stats) == targets
     for t in targets:
         assert os.path.isfile(os.path.join(npu.uri, t, "model_vela.tflite"))
-        assert npu.get_int_custom_property(f"{t}.npu_cycles") == stats[t]["npu_cycles"]
-        assert npu.get_float_custom_property(f"{t}.inference_time_s") == stats[t]["inference_time_s"] > 0
-        assert npu.get_float_custom_property(f"{t}.npu_op_pct") == 100.0  # all INT8 ops on the NPU
+        assert prop(npu, f"{t}.npu_cycles") == stats[t]["npu_cycles"]
+        assert prop(npu, f"{t}.inference_time_s") == stats[t]["inference_time_s"] > 0
+        assert prop(npu, f"{t}.npu_op_pct") == 100.0  # all INT8 ops on the NPU
         command = _recorded_command(npu, t)
         assert _option(command, "--accelerator-config") == t
         # Not set: Vela picks its default system config and memory mode, and the numbers say which.
         assert "--system-config" not in command and "--memory-mode" not in command
-        assert (npu.get_string_custom_property(f"{t}.system_config"),
-                npu.get_string_custom_property(f"{t}.memory_mode")) == VELA_DEFAULTS[t]
-    assert npu.get_int_custom_property("ethos-u55-128.flash_bytes") > 0  # the U55 default: weights off chip
+        assert (prop(npu, f"{t}.system_config"),
+                prop(npu, f"{t}.memory_mode")) == VELA_DEFAULTS[t]
+    assert prop(npu, "ethos-u55-128.flash_bytes") > 0  # the U55 default: weights off chip
 
 
 def test_configured_system_config_and_memory_mode(tmp_path, tflite_uri, vela_runs):
@@ -83,15 +83,15 @@ def test_configured_system_config_and_memory_mode(tmp_path, tflite_uri, vela_run
     assert (_option(command, "--system-config"), _option(command, "--memory-mode")) == (
         "Ethos_U55_Deep_Embedded", "Sram_Only")
     for prefix in ("", "ethos-u55-128."):
-        assert npu.get_string_custom_property(prefix + "system_config") == "Ethos_U55_Deep_Embedded"
-        assert npu.get_string_custom_property(prefix + "memory_mode") == "Sram_Only"
+        assert prop(npu, prefix + "system_config") == "Ethos_U55_Deep_Embedded"
+        assert prop(npu, prefix + "memory_mode") == "Sram_Only"
     # What they mean: Sram_Only keeps the weights on chip (Vela moves them from SRAM to on-chip flash
     # with SRAM's characteristics), nothing off chip; the deep-embedded system clocks at 200 MHz.
     est = read_json(os.path.join(npu.uri, "stats.json"))["ethos-u55-128"]
     assert est["weights_area"] == "On-chip Flash" and est["on_chip_flash_bytes"] > 0
-    assert npu.get_int_custom_property("flash_bytes") == 0 and npu.get_int_custom_property("dram_bytes") == 0
-    assert npu.get_float_custom_property("inference_time_s") == pytest.approx(
-        npu.get_int_custom_property("npu_cycles") / 200e6, rel=1e-3)
+    assert prop(npu, "flash_bytes") == 0 and prop(npu, "dram_bytes") == 0
+    assert prop(npu, "inference_time_s") == pytest.approx(
+        prop(npu, "npu_cycles") / 200e6, rel=1e-3)
 
 
 @pytest.mark.parametrize("bad, message", [

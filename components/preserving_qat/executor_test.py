@@ -12,17 +12,17 @@ from collabopt.core.tflite import flatbuffer
 from collabopt.core.model import keras_io
 from collabopt.core import stages
 from collabopt.schemas import ConfigError
-from collabopt.tests.helpers import data_spec, kernel_history, read_json, run_model_stage, saved_kernel
+from collabopt.tests.helpers import prop, data_spec, kernel_history, read_json, run_model_stage, saved_kernel
 
 
 def test_auto_scheme_keeps_the_zeros_of_a_pruned_model(tmp_path, sparse_model_uri, examples_uri):
     out = run_model_stage(Executor(), PreservingQAT, sparse_model_uri, examples_uri, tmp_path)
-    assert out.get_string_custom_property("scheme") == "pqat"  # 'auto' on a sparse, unclustered model
-    assert out.get_string_custom_property("technique") == "pqat"
+    assert prop(out, "scheme") == "pqat"  # 'auto' on a sparse, unclustered model
+    assert prop(out, "technique") == "pqat"
     assert stages.is_qat_saved_model(keras_io.saved_model_dir(out.uri))  # fake-quant ops for the converter
-    accuracy = out.get_float_custom_property("accuracy")
-    assert out.get_float_custom_property("fake_int8_accuracy") == accuracy and 0.0 <= accuracy <= 1.0
-    assert out.get_int_custom_property("num_params") == keras_io.load_model(sparse_model_uri).count_params()
+    accuracy = prop(out, "accuracy")
+    assert prop(out, "fake_int8_accuracy") == accuracy and 0.0 <= accuracy <= 1.0
+    assert prop(out, "num_params") == keras_io.load_model(sparse_model_uri).count_params()
     stats = read_json(os.path.join(out.uri, "stats.json"))
     assert stats["promises"] == {"target_sparsity": 0.5} and stats["scheme"] == "pqat"
     # The trace holds the input's kernel only: the fake-quant kernel is not the deployed one.

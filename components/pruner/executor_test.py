@@ -10,7 +10,7 @@ from collabopt.components.pruner.executor import Executor
 from collabopt.core.model import keras_io
 from collabopt.core.tfenv import keras
 from collabopt.schemas import ConfigError
-from collabopt.tests.helpers import failure_of, kernel_history, read_json, run_model_stage, saved_kernel
+from collabopt.tests.helpers import prop, failure_of, kernel_history, read_json, run_model_stage, saved_kernel
 
 
 def test_prunes_a_users_model(tmp_path, model_uri, examples_uri):
@@ -35,13 +35,13 @@ def test_prunes_a_users_model(tmp_path, model_uri, examples_uri):
         assert np.mean(w == 0) == pytest.approx(0.0 if name == "dw_1" else 0.6, abs=0.01), name
     stats = read_json(os.path.join(out.uri, "stats.json"))
     assert stats["promises"] == {"target_sparsity": 0.6}  # what the converter will check
-    assert out.get_string_custom_property("technique") == "prune"
+    assert prop(out, "technique") == "prune"
     # size-weighted over every kernel, the unpruned depthwise one included
     zeros = sum(int(np.sum(w == 0)) for w in kernels.values()) / sum(w.size for w in kernels.values())
-    assert out.get_float_custom_property("sparsity") == pytest.approx(stats["sparsity"]) == pytest.approx(zeros)
-    assert out.get_int_custom_property("is_sparse") == 1 and out.get_int_custom_property("is_clustered") == 0
-    assert out.get_int_custom_property("num_params") == pruned.count_params()
-    assert 0.0 <= out.get_float_custom_property("accuracy") <= 1.0
+    assert prop(out, "sparsity") == pytest.approx(stats["sparsity"]) == pytest.approx(zeros)
+    assert prop(out, "is_sparse") == 1 and prop(out, "is_clustered") == 0
+    assert prop(out, "num_params") == pruned.count_params()
+    assert prop(out, "accuracy") == pytest.approx(stats["accuracy"]) and 0.0 <= stats["accuracy"] <= 1.0
     assert os.listdir(os.path.join(out.uri, "logs"))  # TensorBoard logs of the fine-tuning
 
 

@@ -10,7 +10,7 @@ from tfx.dsl.components.base import base_executor
 from collabopt.components import LeafEvaluation, Reporter, keys
 from collabopt.components.reporter.executor import Executor
 from collabopt.core.artifact_files import write_json
-from collabopt.tests.helpers import artifact, channel, kernel_history, read_json, run_executor
+from collabopt.tests.helpers import prop, artifact, channel, kernel_history, read_json, run_executor
 
 REASON = "gzip size 1 B > max 0 B"
 
@@ -38,9 +38,9 @@ def test_report_of_two_leaves(tmp_path, evaluation_uri):
     report = run_executor(executor, reporter, inputs, tmp_path)[keys.REPORT_KEY]
 
     # The smallest blessed leaf: the smaller prune_ptq leaf is not blessed.
-    assert report.get_int_custom_property("leaves") == 2
-    assert report.get_int_custom_property("blessed_leaves") == 1
-    assert report.get_string_custom_property("smallest_blessed") == "ptq"
+    assert prop(report, "leaves") == 2
+    assert prop(report, "blessed_leaves") == 1
+    assert prop(report, "smallest_blessed") == "ptq"
     leaves = read_json(os.path.join(report.uri, "leaves.json"))
     assert [l["path"] for l in leaves] == ["ptq", "prune_ptq"] and not any("layers" in l for l in leaves)
 
@@ -60,5 +60,5 @@ def test_report_without_publish_dir(tmp_path, evaluation_uri):
     report = run_executor(Executor(), reporter, {"ptq": artifact(LeafEvaluation, evaluation_uri)},
                           tmp_path)[keys.REPORT_KEY]
     assert sorted(os.listdir(report.uri)) == ["leaves.json", "report.html"]
-    assert report.get_string_custom_property("smallest_blessed") == "ptq"
+    assert prop(report, "smallest_blessed") == "ptq"
     assert "<b>pipeline run</b>: ?" in open(os.path.join(report.uri, "report.html")).read()

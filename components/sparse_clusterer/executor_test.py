@@ -10,7 +10,7 @@ from collabopt.components import SparseClusterer, keys
 from collabopt.components.sparse_clusterer.executor import Executor
 from collabopt.core.model import keras_io
 from collabopt.schemas import ConfigError
-from collabopt.tests.helpers import kernel_history, read_json, run_model_stage
+from collabopt.tests.helpers import prop, kernel_history, read_json, run_model_stage
 
 
 def test_clusters_a_sparse_model_keeping_its_zeros(tmp_path, sparse_model_uri, examples_uri):
@@ -30,10 +30,10 @@ def test_clusters_a_sparse_model_keeping_its_zeros(tmp_path, sparse_model_uri, e
 
     stats = read_json(os.path.join(out.uri, "stats.json"))  # the Pruner's promise is handed on
     assert stats["promises"] == {"target_sparsity": 0.5, "number_of_clusters": 4, "per_channel": False}
-    assert out.get_string_custom_property("technique") == "cluster"
-    assert out.get_int_custom_property("is_clustered") == 1 and out.get_int_custom_property("is_sparse") == 1
-    assert out.get_float_custom_property("sparsity") == pytest.approx(stats["sparsity"])
-    assert 0.0 <= out.get_float_custom_property("accuracy") <= 1.0
+    assert prop(out, "technique") == "cluster"
+    assert prop(out, "is_clustered") == 1 and prop(out, "is_sparse") == 1
+    assert prop(out, "sparsity") == pytest.approx(stats["sparsity"])
+    assert prop(out, "accuracy") == pytest.approx(stats["accuracy"]) and 0.0 <= stats["accuracy"] <= 1.0
 
 
 @pytest.mark.parametrize("bad, message", [

@@ -12,7 +12,7 @@ from collabopt.core.tflite import flatbuffer
 from collabopt.core.data import examples_io
 from collabopt.core.model import baseline, keras_io
 from collabopt.schemas import ConfigError
-from collabopt.tests.helpers import (TINY_DATA, examples_artifact, failed_artifact, failure_of, kernel_history,
+from collabopt.tests.helpers import (prop, TINY_DATA, examples_artifact, failed_artifact, failure_of, kernel_history,
                                      model_stage_channels, model_stage_inputs, read_json, run_executor, saved_kernel)
 
 
@@ -25,12 +25,12 @@ def _convert(tmp_path, model_uri, examples_uri, **overrides):
 def test_ptq_of_a_users_model(tmp_path, model_uri, examples_uri):
     tflite = _convert(tmp_path, model_uri, examples_uri)
     tflite_bytes = open(os.path.join(tflite.uri, "model.tflite"), "rb").read()
-    assert tflite.get_int_custom_property("tflite_bytes") == len(tflite_bytes)
+    assert prop(tflite, "tflite_bytes") == len(tflite_bytes)
     gzip_bytes = len(gzip.compress(tflite_bytes, compresslevel=9))
-    assert tflite.get_int_custom_property("gzip_bytes") == gzip_bytes < len(tflite_bytes)
-    assert tflite.get_string_custom_property("mode") == "ptq"
-    assert tflite.get_int_custom_property("preservation_ok") == 1  # a user's model promises nothing
-    assert tflite.get_string_custom_property("preservation_failures") == ""
+    assert prop(tflite, "gzip_bytes") == gzip_bytes < len(tflite_bytes)
+    assert prop(tflite, "mode") == "ptq"
+    assert prop(tflite, "preservation_ok") == 1  # a user's model promises nothing
+    assert prop(tflite, "preservation_failures") == ""
 
     # Fully INT8 (what Vela needs): int8 kernels, int8 input and output.
     interp = flatbuffer.interpreter(tflite_bytes)
@@ -39,13 +39,13 @@ def test_ptq_of_a_users_model(tmp_path, model_uri, examples_uri):
     assert [(l["layer"], l["dtype"]) for l in layers] == [(n, "int8") for n in ("conv_1", "dw_1", "pw_1", "logits")]
     stats = read_json(os.path.join(tflite.uri, "stats.json"))
     assert stats["layers"] == layers and stats["promises"] == {}
-    assert tflite.get_float_custom_property("sparsity") == pytest.approx(stats["sparsity"])
-    assert tflite.get_int_custom_property("max_unique_per_tensor") == max(
+    assert prop(tflite, "sparsity") == pytest.approx(stats["sparsity"])
+    assert prop(tflite, "max_unique_per_tensor") == max(
         l["unique_per_tensor"] for l in layers if l["op"] != "DEPTHWISE_CONV_2D")
 
     # INT8 accuracy on the eval split (eval_limit), with the interpreter, as a device would run it.
     x, y = examples_io.read_examples(examples_artifact(examples_uri).uri, "eval", limit=TINY_DATA["eval_limit"])
-    assert tflite.get_float_custom_property("int8_accuracy") == pytest.approx(flatbuffer.int8_accuracy(tflite_bytes, x, y))
+    assert prop(tflite, "int8_accuracy") == pytest.approx(flatbuffer.int8_accuracy(tflite_bytes, x, y))
 
     # The density figure's trace: the user's kernel as baseline, then the int8 codes stored.
     layer, history = kernel_history(tflite.uri)
@@ -61,7 +61,7 @@ def test_qat_model_converts_with_its_own_ranges(tmp_path, examples_uri):
     keras_io.save_model(tfmot.quantization.keras.quantize_model(baseline.ds_cnn(width=16, blocks=1)),
                         os.path.join(qat_uri, keras_io.SERVING_DIR))
     tflite = _convert(tmp_path, qat_uri, examples_uri)
-    assert tflite.get_string_custom_property("mode") == "qat"
+    assert prop(tflite, "mode") == "qat"
     layers = flatbuffer.layer_stats(open(os.path.join(tflite.uri, "model.tflite"), "rb").read())
     assert [(l["layer"], l["dtype"]) for l in layers] == [(n, "int8") for n in ("conv_1", "dw_1", "pw_1", "logits")]
 
