@@ -8,7 +8,7 @@ CHROMIUM := /usr/bin/chromium
 APT_INSTALL := apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 export TF_USE_LEGACY_KERAS := 1
 
-.PHONY: setup demo test image
+.PHONY: setup demo test test-fast image
 setup: $(FMNIST) $(CHROMIUM) .venv/.synced
 
 # Real data: Debian's Fashion-MNIST package (IDX files under /usr/share/datasets/fashion-mnist).
@@ -31,8 +31,13 @@ $(UV):
 demo: setup
 	.venv/bin/collabopt demo
 
+# The full suite: what CI and the README run (under 25 minutes on 2 cores).
 test: setup
 	.venv/bin/pytest
+
+# Before every commit: everything but the real pipelines (under 5 minutes).
+test-fast: setup
+	.venv/bin/pytest -m "not slow"
 
 image:
 	docker build --build-arg VERSION=$$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml) \

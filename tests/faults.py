@@ -6,7 +6,8 @@ Each fault patches the code it interrupts, in that process only:
   published in MLMD;
 - `sigkill_after_epoch(stage, n)`: SIGKILL right after epoch n of the fit named `stage`, once its
   epoch checkpoint is on disk;
-- `raise_after_epoch(stage, n, exc)`: raise `exc` there instead (in process).
+- `raise_after_epoch(stage, n, exc)`: raise `exc` there instead (in process);
+- `oom_after_epoch(stage, n)`: a transient error there (TensorFlow out of memory).
 """
 import logging
 import os
@@ -57,6 +58,15 @@ def raise_after_epoch(stage, n, exc):
     """Returns the function that removes the fault."""
     def fail():
         raise exc
+    return _after_epoch(stage, n, fail)
+
+
+def oom_after_epoch(stage, n):
+    """A transient error (TensorFlow out of memory) at the end of epoch `n` of `stage`."""
+    from collabopt.core.tfenv import tf
+
+    def fail():
+        raise tf.errors.ResourceExhaustedError(None, None, f"OOM when allocating tensor (test fault after epoch {n})")
     return _after_epoch(stage, n, fail)
 
 

@@ -1,21 +1,21 @@
 """An anomaly-detection autoencoder (MLPerf Tiny AD's shape, small: 64-d inputs from Fashion-MNIST,
 anomaly = class 8, bag) through prune -> to_tflite -> evaluate_leaf (real TFMOT, TFLite and Beam), evaluated
 by MSE and by the AUC of its reconstruction error against the 0/1 label."""
-import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import numpy as np
+import pytest
 
-from collabopt.core.tflite import flatbuffer  # noqa: E402
+from collabopt.core.tflite import flatbuffer
 from collabopt.core.data import examples_io
 from collabopt.core.model import keras_io
 from collabopt.core.evaluation import leaf_evaluation, metrics
 from collabopt.core import stages
-from collabopt.core.artifact_files import TFLITE_FILE  # noqa: E402
-from collabopt.core.model.train import TrainingSpec  # noqa: E402
-from collabopt.tests import autoencoder  # noqa: E402
+from collabopt.core.artifact_files import TFLITE_FILE
+from collabopt.core.model.train import TrainingSpec
+from collabopt.tests import autoencoder
+
+pytestmark = pytest.mark.slow  # real pipelines: the full suite, not the fast tier
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,8 @@ from collabopt.tests.bad_input_fixtures import (INTERRUPTED, Case, assert_intact
                                                 files, write)
 from collabopt.tests.bad_input_fixtures import earlier  # noqa: F401 - a fixture
 
+pytestmark = pytest.mark.slow  # real pipelines: the full suite, not the fast tier
+
 # Nine lines, each alias nine times the one above: 9^8 values once expanded (line 6 passes 10,000).
 BOMB = "paths: all\na: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
     f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n" for p, n in zip("abcdefgh", "bcdefghi"))

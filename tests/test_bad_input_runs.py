@@ -14,6 +14,8 @@ from collabopt.tests.bad_input_fixtures import Case, assert_intact, assert_one_l
 from collabopt.tests.bad_input_fixtures import earlier  # noqa: F401 - a fixture
 from collabopt.tests.helpers import dense_model, save_model_dir, subclassed_model
 
+pytestmark = pytest.mark.slow  # real pipelines: the full suite, not the fast tier
+
 CONVERT = "collabopt run: node Convert_ptq failed: "  # the first stage of paths [ptq] from a given model
 # A bad model is refused when the config is loaded (pipelines/config.py), by the check its first stage makes.
 MODEL = "collabopt run: {config}: invalid tree_config config: baseline.model_uri: "

@@ -20,6 +20,8 @@ from collabopt.tests.kfp_fixtures import compile_config
 from collabopt.tests.test_kfp_emulator import task_env  # noqa: F401 - a fixture
 from collabopt.tests.test_layer_support import preprocessing
 
+pytestmark = pytest.mark.slow  # real pipelines: the full suite, not the fast tier
+
 WHY = ("Pruner: prune: 2 layer(s) TFMOT cannot prune (strict: true): scale (Rescaling is not in TFMOT's pruning "
        "registry); norm (Normalization is not in TFMOT's pruning registry). Exclude them with prune.exclude_layers, "
        "or drop strict to leave them out.")

@@ -21,6 +21,8 @@ from collabopt.kubeflow.emulator_mlmd import component_class
 from collabopt.tests.helpers import lineage  # the local runs' own lineage walk
 from collabopt.tests.kfp_fixtures import RUN_CONFIG, compile_config, packages, param_package  # noqa: F401
 
+pytestmark = pytest.mark.slow  # real pipelines: the full suite, not the fast tier
+
 
 @pytest.fixture(scope="module")
 def task_env():

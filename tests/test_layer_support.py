@@ -10,6 +10,8 @@ from collabopt.core.techniques import layer_support
 from collabopt.core.tfenv import keras
 from collabopt.tests.helpers import fashion_mnist_examples
 
+pytestmark = pytest.mark.slow  # real pipelines: the full suite, not the fast tier
+
 QAT_BN = "a BatchNormalization that does not follow a Conv2D/DepthwiseConv2D/Dense cannot be folded for QAT"
 
 

@@ -1,19 +1,19 @@
 """The MLPerf Tiny reference architectures (benchmarks/mlperf_tiny_models.py, issue 11): published
 shapes, parameter counts, what TFMOT can handle per technique, and full INT8 -> Vela on the U55-128
 with every operator on the NPU. Untrained: no fitting anywhere."""
-import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import numpy as np
+import pytest
 
-from collabopt.benchmarks.mlperf_tiny_models import ARCHITECTURES, ic_resnet8  # noqa: E402
-from collabopt.core.tflite import convert  # noqa: E402
+from collabopt.benchmarks.mlperf_tiny_models import ARCHITECTURES, ic_resnet8
+from collabopt.core.tflite import convert
 from collabopt.core.techniques import layer_support
-from collabopt.core.tflite.flatbuffer import interpreter  # noqa: E402
-from collabopt.core.tfenv import keras  # noqa: E402
-from collabopt.core.npu.vela import compile_for_npu  # noqa: E402
+from collabopt.core.tflite.flatbuffer import interpreter
+from collabopt.core.tfenv import keras
+from collabopt.core.npu.vela import compile_for_npu
+
+pytestmark = pytest.mark.slow  # real pipelines: the full suite, not the fast tier
 
 # Parameter counts worked out by hand from the reference definitions (every conv/dense has a bias;
 # BN has 4 x channels, 2 x channels of them non-trainable), then checked against Keras:

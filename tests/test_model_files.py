@@ -13,6 +13,8 @@ from collabopt.core import stages
 from collabopt.core.artifact_files import MODEL_DIR, TFLITE_FILE
 from collabopt.tests.helpers import TINY_FIT, data_spec
 
+pytestmark = pytest.mark.slow  # real pipelines: the full suite, not the fast tier
+
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):

@@ -16,6 +16,8 @@ from collabopt.core.report import run_report
 from collabopt.core.tfenv import keras
 from collabopt.tests.helpers import fashion_mnist_examples
 
+pytestmark = pytest.mark.slow  # real pipelines: the full suite, not the fast tier
+
 MODULE = '''
 import tensorflow as tf
 

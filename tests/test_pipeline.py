@@ -7,6 +7,9 @@ from collabopt.core.tflite import flatbuffer
 from collabopt.core import artifact_files
 
 from collabopt.tests.helpers import TREE_CONFIG, by_node, lineage
+import pytest
+
+pytestmark = pytest.mark.slow  # real pipelines: the full suite, not the fast tier
 
 TARGET = TREE_CONFIG["prune"]["target_sparsity"]
 CLUSTERS = TREE_CONFIG["cluster"]["number_of_clusters"]

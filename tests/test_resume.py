@@ -14,6 +14,8 @@ from collabopt.core import deploy
 from collabopt.tests import faults
 from collabopt.tests.cli_processes import collabopt, printed_table, run_id
 
+pytestmark = pytest.mark.slow  # real pipelines: the full suite, not the fast tier
+
 # The smallest real tree: one leaf (ptq), seven nodes, three short baseline epochs, pushed.
 NODES = ["FashionMnistExampleGen", "BaselineTrainer", "Convert_ptq", "NPU_ptq", "Evaluate_ptq", "Push_ptq", "Reporter"]
 SIGKILL = -9
@@ -142,3 +144,23 @@ def test_pruning_resumes_with_its_schedule(tmp_path, caplog):
     kernel = pruned.layers[-1].get_weights()[0]
     assert float(np.mean(kernel == 0)) == pytest.approx(0.5, abs=0.01)
     assert not backup.exists()  # deleted once the block ended normally
+
+
+def test_a_transient_error_fails_the_execution_uncached_and_the_next_run_executes_it(tmp_path):
+    """An error that is not the path's own (TensorFlow out of memory while pruning) fails the Pruner's
+    execution (FAILED, not a cached failed path) and the run (exit 1, the node named); the same command
+    run again executes the Pruner again and produces the leaf."""
+    config = {"name": "transient", "paths": ["prune_ptq"], "data": {"train_limit": 300, "eval_limit": 100},
+              "baseline": {"epochs": 1, "width": 16, "blocks": 1}, "prune": {"epochs": 1},
+              "npu": {"targets": ["ethos-u55-128"]}}
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump(config))
+    argv = ("run", str(tmp_path / "t.yaml"), "--root", str(tmp_path / "root"))
+    code, log = collabopt(*argv, log=tmp_path / "oom.log", faults=[("oom_after_epoch", ("prune", 1))])
+    assert code == 1 and "collabopt run: node Pruner failed: ResourceExhaustedError: OOM when allocating tensor (test fault after epoch 1)\n" in log, log[-2000:]
+    code, log2 = collabopt(*argv, log=tmp_path / "again.log")
+    assert code == 0, log2[-2000:]
+    _, execs = by_run(str(tmp_path / "root" / "metadata.sqlite"))
+    failed, again = execs[run_id(log)], execs[run_id(log2)]
+    assert failed["Pruner"]["state"] == "FAILED" and "Convert_prune_ptq" not in failed
+    assert again["Pruner"]["state"] == "COMPLETE" and again["BaselineTrainer"]["state"] == "CACHED"
+    assert again["Evaluate_prune_ptq"]["state"] == "COMPLETE"

@@ -14,6 +14,8 @@ from tfx.types import standard_artifacts
 
 from collabopt.tests.helpers import TREE_CONFIG, by_node, run_tree
 
+pytestmark = pytest.mark.slow  # real pipelines: the full suite, not the fast tier
+
 
 @component
 def BlessModel(model: InputArtifact[standard_artifacts.Model],  # noqa: N802 - a TFX component

@@ -12,6 +12,8 @@ from collabopt.cli import main
 from collabopt.pipelines import tree
 from collabopt.tests.cli_processes import Command, printed_table, run_id
 
+pytestmark = pytest.mark.slow  # real pipelines: the full suite, not the fast tier
+
 SMALL = {"paths": ["ptq"], "data": {"train_limit": 300, "eval_limit": 100},
          "baseline": {"epochs": 1, "width": 16, "blocks": 1}}
 

@@ -4,6 +4,8 @@ import pytest
 
 from collabopt.search import auto, prefix, space
 
+pytestmark = pytest.mark.slow  # real pipelines: the full suite, not the fast tier
+
 
 def leaf(drop, size, cycles=100):
     return {"drop": drop, "encoded_weights_bytes": size, "npu_cycles": cycles, "flash_bytes": size,

@@ -19,6 +19,8 @@ from collabopt.search import driver, trials
 from collabopt.search.record import Record
 from collabopt.tests.cli_processes import collabopt
 
+pytestmark = pytest.mark.slow  # real pipelines: the full suite, not the fast tier
+
 SIGKILL = -9
 CONFIG = {"name": "search-test", "paths": ["prune_ptq", "prune_cluster_ptq"],
           "data": {"train_limit": 300, "eval_limit": 100},

@@ -196,3 +196,24 @@ def test_a_failed_trial_meets_nothing_and_is_promoted_last():
     assert driver.leaf_numbers(ok, "u55")["drop"] == 0.25
     assert space.metric_drop({"int8_metric": 1.5}, {"int8_metric": 1.25}, "mse") == 0.25
     assert space.metric_drop({"int8_metric": 0.80}, {"int8_metric": 0.85}, "accuracy") == pytest.approx(0.05)
+
+
+def test_a_trial_of_the_configs_own_stages_is_the_trees_node(tmp_path):
+    """The tree and a search round build nodes with one builder: a trial whose every stage has the
+    config's own parameters is the tree's node (same id, same order), so either one's execution is
+    the other's cache hit; a trial with other parameters gets its own key."""
+    from collabopt.pipelines import tree
+    from collabopt.search import trials
+
+    paths = ["prune_ptq", "prune_cluster_pcqat"]
+    cfg = {"paths": paths, "prune": {"target_sparsity": 0.5, "epochs": 1},
+           "cluster": {"number_of_clusters": 8, "epochs": 1}, "qat": {"epochs": 1},
+           "search": {"paths": paths, "sparsities": [0.5, 0.75], "clusters": [8]}}
+    in_tree = [c.id for c in tree.create_pipeline(cfg, str(tmp_path / "t")).components]
+    own = [space.Candidate(p, 0.5, 8 if "cluster" in p else None) for p in paths]
+    in_round = [c.id for c in trials.create_round(cfg, own, 1, str(tmp_path / "s")).pipeline.components]
+    assert [i for i in in_tree if i in in_round] == [i for i in in_round if i in in_tree]  # same order
+    assert set(in_round) <= set(in_tree)
+    assert {"Pruner", "SparseClusterer", "PCQAT", "Convert_prune_cluster_pcqat", "Evaluate_prune_ptq"} <= set(in_round)
+    other = trials.create_round(cfg, [space.Candidate("prune_ptq", 0.75)], 1, str(tmp_path / "o"))
+    assert "Pruner_s75_e1" in [c.id for c in other.pipeline.components]

@@ -10,6 +10,8 @@ from collabopt.search.record import Record
 from collabopt.tests import autoencoder
 from collabopt.tests.cli_processes import collabopt
 
+pytestmark = pytest.mark.slow  # real pipelines: the full suite, not the fast tier
+
 # MSE units: the pooled pixels are in [0, 1]; the ptq leaf's MSE is ~0.02, 1 epoch of fine-tuning on
 # ~540 examples leaves prune 50% at ~+0.06 and prune 90% at ~+0.18
 LIMIT = 0.1

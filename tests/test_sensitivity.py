@@ -7,6 +7,8 @@ from collabopt.core.data import inputs
 from collabopt.search import per_layer, sensitivity
 from collabopt.core.model import baseline, train
 
+pytestmark = pytest.mark.slow  # real pipelines: the full suite, not the fast tier
+
 
 def test_one_shot_kernels():
     w = np.arange(-6, 6, dtype=np.float32).reshape(3, 4) + 0.5  # |w| 0.5 .. 5.5, each value once

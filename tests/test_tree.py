@@ -22,6 +22,8 @@ from collabopt.core.evaluation import beam_eval
 
 from collabopt.tests.helpers import TREE_CONFIG, by_node, node_of, run_tree
 
+pytestmark = pytest.mark.slow  # real pipelines: the full suite, not the fast tier
+
 LEAF_FIELDS = ("path", "fp32_accuracy", "int8_accuracy", "tflite_bytes", "gzip_bytes", "saving_pct", "sparsity",
                "max_unique_per_channel", "blessed")
 NPU_FIELDS = ("cycles", "inference_time_s", "flash_bytes", "sram_bytes", "npu_op_pct")

@@ -29,6 +29,8 @@ from collabopt.core.report import run_report
 from collabopt.core.tfenv import keras
 from collabopt.tests.helpers import by_node, pcqat_stages, run_tree
 
+pytestmark = pytest.mark.slow  # real pipelines: the full suite, not the fast tier
+
 L = keras.layers
 BN_WHY = "a BatchNormalization that does not follow a Conv2D/DepthwiseConv2D/Dense cannot be folded for QAT"
 RESNET_LEFT_OUT = {"prune": {}, "cluster": {}, "qat": {"bn_after_add": BN_WHY, "bn_after_concat": BN_WHY}}
