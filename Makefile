@@ -31,13 +31,15 @@ $(UV):
 demo: setup
 	.venv/bin/collabopt demo
 
-# The full suite: what CI and the README run (under 25 minutes on 2 cores).
+# The full suite: what CI and the README run (under 25 minutes on 2 cores), on two workers
+# (tests/conftest.py keeps each module, and the modules sharing the built tree, on one worker).
+PYTEST_WORKERS := -n 2 --dist loadgroup
 test: setup
-	.venv/bin/pytest
+	.venv/bin/pytest $(PYTEST_WORKERS)
 
 # Before every commit: everything but the real pipelines (under 5 minutes).
 test-fast: setup
-	.venv/bin/pytest -m "not slow"
+	.venv/bin/pytest $(PYTEST_WORKERS) -m "not slow"
 
 image:
 	docker build --build-arg VERSION=$$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml) \

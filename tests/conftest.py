@@ -26,3 +26,16 @@ def local_run(tmp_path_factory):
 @pytest.fixture(scope="session")
 def beam_run(tmp_path_factory):
     return run_tree(tmp_path_factory.mktemp("beam"), PCQAT_CONFIG, "beam")
+
+
+def pytest_collection_modifyitems(config, items):
+    """For `pytest -n 2 --dist loadgroup` (make test): a module's tests run on one worker, so its module
+    fixtures are built once, and every module reading the session's `local_run` tree (minutes to
+    build) runs on the same worker."""
+    modules = {}
+    for item in items:
+        modules.setdefault(item.nodeid.split("::")[0], []).append(item)
+    for module, its in modules.items():
+        shared = any("local_run" in getattr(i, "fixturenames", ()) for i in its)
+        for item in its:
+            item.add_marker(pytest.mark.xdist_group("local_run" if shared else module))
