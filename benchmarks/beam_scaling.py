@@ -1,5 +1,5 @@
 """Beam evaluation scaling: INT8 accuracy of one leaf over the whole Fashion-MNIST test set (10k
-images, written in several shards) with `core.evaluate.accuracy` on the DirectRunner, in-memory
+images, written in several shards) with `core.evaluation.beam_eval.accuracy` on the DirectRunner, in-memory
 (1 worker, in this process) vs multi-processing with 1 and with 2 worker processes; the headline
 is the ratio of 2 multi-processing workers to 1, paired per round.
 

@@ -1,5 +1,5 @@
 """Peak memory of fine-tuning and evaluation vs the size of the split: flat, since every stage
-streams the TFRecords (core/inputs.py) instead of reading a split into NumPy.
+streams the TFRecords (core/data/inputs.py) instead of reading a split into NumPy.
 
 Two Examples folders of real Fashion-MNIST, N and 10 N records (defaults: train 6k vs 60k, eval 1k
 vs 10k), and one small DS-CNN SavedModel. For each size a fresh child process runs the stages as a

@@ -3,7 +3,7 @@ of a search the way the grid's 8 epochs do?
 
 On the roots search_vs_grid.py left (its --out), per prune -> cluster candidate: the drop of its
 1-epoch pruned model from the search's first rung (prune only: that node is shared with the
-prune_ptq leaf), the drop of that model clustered one-shot (core.sensitivity, no fine-tuning), the
+prune_ptq leaf), the drop of that model clustered one-shot (search.sensitivity, no fine-tuning), the
 search's 1-epoch leaf (1 + 1 epochs) and the grid's leaf (8 + 8). INT8 accuracy of each on the
 search's eval images, drops vs the PTQ baseline.
 

@@ -3,7 +3,7 @@
 Per architecture (DS-CNN; MobileNet v1 alpha 0.25 on 32x32 zero-padded images), on Fashion-MNIST:
   1. train the baseline here; measure its PTQ leaf's Vela encoded weights, and set a feasible
      requirement set from it (max drop, max encoded weights = a fraction of the PTQ leaf's);
-  2. run the search (pipelines/search_run.py) on its own root;
+  2. run the search (search/driver.py) on its own root;
   3. run the grid: every candidate of the same space (the search's per-layer schedules included) at
      the search's max epochs, as one round pipeline on another root (no shared cache);
   4. confirm the chosen leaf with a fresh Vela compile and a fresh INT8 evaluation of its .tflite;
