@@ -1,6 +1,7 @@
 """`collabopt run` and `collabopt demo`: a config's deployment tree on the local or Beam runner."""
 import os
 import sys
+import time
 
 PATHS_FAILED = 3  # exit code: the run finished, some paths failed (README: exit codes)
 
@@ -28,6 +29,7 @@ def run(args):
     from collabopt import runners
     from collabopt.cli import report
     from collabopt.core import tree_paths
+    from collabopt.core.model.train import duration
     from collabopt.pipelines import config as tree_config, tree
 
     cfg = tree_config.load(args.config)  # a bad config fails here, before anything runs
@@ -36,9 +38,12 @@ def run(args):
     root, mlmd = runners.paths(args.root or os.path.join("runs", cfg["name"]))
     pipe = tree.create_pipeline(cfg, root, mlmd, enable_cache=not args.no_cache)
     run_id = runners.new_run_id()
-    print(f"collabopt run: {cfg['name']} ({len(tree_paths.expand(cfg['paths']))} leaves), runner={args.runner}, "
-          f"root={os.path.dirname(root)}, run {run_id}{'' if args.no_cache else ' (cache on)'}", flush=True)
+    print(f"collabopt run: {cfg['name']} ({len(tree_paths.expand(cfg['paths']))} leaves, {len(pipe.components)} "
+          f"nodes), runner={args.runner}, root={os.path.dirname(root)}, run {run_id}"
+          f"{'' if args.no_cache else ' (cache on)'}", flush=True)
+    started = time.monotonic()
     runners.run(pipe, args.runner, run_id=run_id)
+    print(f"collabopt run: {len(pipe.components)} nodes done in {duration(time.monotonic() - started)}", flush=True)
     leaves = report.show(mlmd, run_id=run_id)  # this run's leaves, whatever else ran on this root meanwhile
     print(f"\nreport: {os.path.join(os.path.dirname(root), 'report.html')}\nartifacts: {root}\n"
           f"ML Metadata (SQLite): {mlmd}\nagain: collabopt report --mlmd {mlmd} --run {run_id} "

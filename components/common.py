@@ -1,9 +1,11 @@
 """What every collabopt component shares: parameters derived from the config schema and checked by
 it (at construction and again at run time), the data/fit specs, and recording metrics as MLMD
 custom properties."""
+import functools
 import json
 import logging
 import os
+import time
 
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils, standard_artifacts
@@ -160,6 +162,31 @@ def setup_logging():
         logging.basicConfig(level=logging.INFO)
 
 
+def node_id(executor):
+    """The execution's pipeline node id (e.g. Convert_ptq), else its component's class name."""
+    node = getattr(getattr(executor, "_context", None), "pipeline_node", None)
+    if node is not None and node.node_info.id:
+        return node.node_info.id
+    from collabopt import components
+    folder = type(executor).__module__.split(".")[-2]  # collabopt.components.<folder>.executor
+    return next((name for name, where in components._WHERE.items()  # noqa: SLF001
+                 if where.startswith(folder + ".")), folder)
+
+
+def announced(do):
+    """An executor's Do that logs when its node starts and how long it took: a long run says where it
+    is (a cached node does not run, so it says nothing)."""
+    @functools.wraps(do)
+    def logged(self, input_dict, output_dict, exec_properties):
+        from collabopt.core.model.train import duration
+        name, started = node_id(self), time.monotonic()
+        logging.getLogger("collabopt").info("%s: started", name)
+        result = do(self, input_dict, output_dict, exec_properties)
+        logging.getLogger("collabopt").info("%s: done in %s", name, duration(time.monotonic() - started))
+        return result
+    return logged
+
+
 class StageExecutor(base_executor.BaseExecutor):
     def __init__(self, context=None):
         super().__init__(context)
@@ -227,6 +254,7 @@ class PathStage:
     `collabopt run --no-cache` executes it again. Any other error fails the execution (not cached)."""
     REFERENCE_INPUTS = ()  # inputs that are not this path's (LeafEvaluator's baseline): they do not pass on
 
+    @announced
     def Do(self, input_dict, output_dict, exec_properties):
         setup_logging()
         error = failure(input_dict, [k for k in input_dict if k not in self.REFERENCE_INPUTS])
@@ -249,11 +277,4 @@ class PathStage:
                 record(a, {keys.FAILED: 1, keys.ERROR: error})
 
     def node_id(self):
-        """This execution's pipeline node id (e.g. Convert_ptq), else its component's class name."""
-        node = getattr(getattr(self, "_context", None), "pipeline_node", None)
-        if node is not None and node.node_info.id:
-            return node.node_info.id
-        from collabopt import components
-        folder = type(self).__module__.split(".")[-2]  # collabopt.components.<folder>.executor
-        return next((name for name, where in components._WHERE.items()  # noqa: SLF001
-                     if where.startswith(folder + ".")), folder)
+        return node_id(self)

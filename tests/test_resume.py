@@ -3,6 +3,7 @@ fine-tuning stage is run again until it completes; each rerun executes only what
 (cached nodes are not executed again), the fine-tuning resumes from its last epoch checkpoint, and
 the killed runs' leftovers are marked abandoned."""
 import os
+import re
 
 import pytest
 import yaml
@@ -138,6 +139,7 @@ def test_pruning_resumes_with_its_schedule(tmp_path, caplog):
     finally:
         remove()
     assert os.listdir(backup / "prune") and "[prune] epoch 1/2" in caplog.text
+    assert re.search(r"\[prune\] epoch 1/2 .* \(\d+ s per epoch, ~\d+ s left\)", caplog.text)  # where it is
     caplog.clear()
     pruned = prune()
     assert "[prune] resumed at epoch 2/2 from its checkpoint" in caplog.text and "epoch 1/2" not in caplog.text
@@ -159,6 +161,12 @@ def test_a_transient_error_fails_the_execution_uncached_and_the_next_run_execute
     assert code == 1 and "collabopt run: node Pruner failed: ResourceExhaustedError: OOM when allocating tensor (test fault after epoch 1)\n" in log, log[-2000:]
     code, log2 = collabopt(*argv, log=tmp_path / "again.log")
     assert code == 0, log2[-2000:]
+    # a run says where it is: each node executed starts and ends with its time, each epoch too
+    assert "(2 leaves, 10 nodes)" in log2 and re.search(r"collabopt run: 10 nodes done in \d+", log2)
+    assert "Pruner: started" in log2 and re.search(r"Pruner: done in \d+ s", log2)
+    assert "BaselineTrainer: started" not in log2  # cached: it did not run
+    assert re.search(r"\[prune\] epoch 1/1 .*\(\d+ s per epoch\)", log)  # its epoch, before the error
+    assert "[prune] all 1 epochs restored from its checkpoint" in log2  # the epoch was not lost
     _, execs = by_run(str(tmp_path / "root" / "metadata.sqlite"))
     failed, again = execs[run_id(log)], execs[run_id(log2)]
     assert failed["Pruner"]["state"] == "FAILED" and "Convert_prune_ptq" not in failed

@@ -6,6 +6,7 @@ from collabopt.core import stages
 
 
 class Executor(common.StageExecutor):
+    @common.announced
     def Do(self, input_dict, output_dict, exec_properties):
         out = common.output(output_dict, keys.MODEL_KEY)
         with self.resumable(input_dict, out, exec_properties):  # epoch checkpoints: a rerun resumes

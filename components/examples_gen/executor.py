@@ -8,6 +8,7 @@ from collabopt.core.data import examples_io
 
 
 class Executor(common.StageExecutor):
+    @common.announced
     def Do(self, input_dict, output_dict, exec_properties):
         out = common.output(output_dict, keys.EXAMPLES_KEY)
         ex = common.decode("examples", exec_properties, ("data_dir", "seed"))

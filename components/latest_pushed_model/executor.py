@@ -4,6 +4,7 @@ from collabopt.core import deploy
 
 
 class Executor(common.StageExecutor):
+    @common.announced
     def Do(self, input_dict, output_dict, exec_properties):
         out = common.output(output_dict, keys.MODEL_KEY)
         pushed = common.decode("baseline", exec_properties, ("pushed_models",), required=("pushed_models",))["pushed_models"]

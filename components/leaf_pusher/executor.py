@@ -9,6 +9,7 @@ from collabopt.core import deploy
 
 
 class Executor(common.StageExecutor):
+    @common.announced
     def Do(self, input_dict, output_dict, exec_properties):
         out = common.output(output_dict, keys.PUSHED_MODEL_KEY)
         blessing = artifact_utils.get_single_instance(input_dict[keys.BLESSING_KEY])

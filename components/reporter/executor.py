@@ -7,6 +7,7 @@ from collabopt.core import tree_paths
 
 
 class Executor(common.StageExecutor):
+    @common.announced
     def Do(self, input_dict, output_dict, exec_properties):
         out = common.output(output_dict, keys.REPORT_KEY)
         dirs = {p: artifact_utils.get_single_instance(input_dict[p]).uri for p in tree_paths.PATHS if input_dict.get(p)}

@@ -5,6 +5,7 @@ import dataclasses
 import logging
 import math
 import os
+import time
 
 import numpy as np
 
@@ -13,27 +14,36 @@ from collabopt.core.tfenv import keras, tf
 log = logging.getLogger("collabopt")
 
 
+def duration(seconds):
+    """`42 s`, `3 min 05 s`: a time a user reads in a progress line."""
+    seconds = int(round(seconds))
+    return f"{seconds} s" if seconds < 60 else f"{seconds // 60} min {seconds % 60:02d} s"
+
+
 class ProgressLog(keras.callbacks.Callback):
-    """One log line per epoch, so a pipeline's log shows fine-tuning progress (and where a fit
-    resumed from its checkpoint)."""
+    """One log line per epoch with its time and what is left of the fit, so a pipeline's log shows
+    where fine-tuning is (and where a fit resumed from its checkpoint)."""
 
     def __init__(self, stage):
         super().__init__()
-        self.stage, self.epochs, self.first = stage, None, None
+        self.stage, self.epochs, self.first, self.started = stage, None, None, None
 
     def on_train_begin(self, logs=None):
         self.epochs = self.params.get("epochs")
 
     def on_epoch_begin(self, epoch, logs=None):
         if self.first is None:
-            self.first = epoch
+            self.first, self.started = epoch, time.monotonic()
             if epoch:
                 log.info("[%s] resumed at epoch %d/%s from its checkpoint", self.stage, epoch + 1, self.epochs)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         parts = " ".join(f"{k}={v:.4f}" for k, v in sorted(logs.items()) if isinstance(v, float))
-        log.info("[%s] epoch %d/%s %s", self.stage, epoch + 1, self.epochs, parts)
+        per_epoch = (time.monotonic() - self.started) / (epoch + 1 - self.first)
+        left = (self.epochs or epoch + 1) - epoch - 1
+        log.info("[%s] epoch %d/%s %s (%s per epoch%s)", self.stage, epoch + 1, self.epochs, parts,
+                 duration(per_epoch), f", ~{duration(per_epoch * left)} left" if left else "")
 
     def on_train_end(self, logs=None):
         if self.first is None and self.epochs:
