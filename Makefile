@@ -32,8 +32,8 @@ demo: setup
 	.venv/bin/collabopt demo
 
 # The full suite: what CI and the README run (under 25 minutes on 2 cores), on two workers
-# (tests/conftest.py keeps each module, and the modules sharing the built tree, on one worker).
-PYTEST_WORKERS := -n 2 --dist loadgroup
+# (a module on one worker; tests/conftest.py builds the shared pipeline runs once for both).
+PYTEST_WORKERS := -n 2 --dist loadfile
 test: setup
 	.venv/bin/pytest $(PYTEST_WORKERS)
 

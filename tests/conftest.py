@@ -17,25 +17,30 @@ def examples_uri(tmp_path_factory):
     return uri
 
 
+def once_per_machine(tmp_path_factory, name, build):
+    """A session fixture's folder built once for all xdist workers of this pytest run (they share the
+    parent of their base temp): the first to ask builds it under a file lock, the others wait, then
+    read it. `build(folder)` returns what the fixture returns (JSON: a path)."""
+    import fcntl
+    import json
+
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return build(tmp_path_factory.mktemp(name))
+    shared = tmp_path_factory.getbasetemp().parent
+    with open(shared / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = shared / f"{name}.json"
+        if not done.exists():
+            done.write_text(json.dumps(build(shared / name)))
+        return json.loads(done.read_text())
+
+
 @pytest.fixture(scope="session")
 def local_run(tmp_path_factory):
-    """paths: all under LocalDagRunner (8 leaves, loose requirements)."""
-    return run_tree(tmp_path_factory.mktemp("local"), TREE_CONFIG)
+    """paths: all under LocalDagRunner (8 leaves, loose requirements), built once per test run."""
+    return once_per_machine(tmp_path_factory, "local", lambda d: run_tree(d, TREE_CONFIG))
 
 
 @pytest.fixture(scope="session")
 def beam_run(tmp_path_factory):
-    return run_tree(tmp_path_factory.mktemp("beam"), PCQAT_CONFIG, "beam")
-
-
-def pytest_collection_modifyitems(config, items):
-    """For `pytest -n 2 --dist loadgroup` (make test): a module's tests run on one worker, so its module
-    fixtures are built once, and every module reading the session's `local_run` tree (minutes to
-    build) runs on the same worker."""
-    modules = {}
-    for item in items:
-        modules.setdefault(item.nodeid.split("::")[0], []).append(item)
-    for module, its in modules.items():
-        shared = any("local_run" in getattr(i, "fixturenames", ()) for i in its)
-        for item in its:
-            item.add_marker(pytest.mark.xdist_group("local_run" if shared else module))
+    return once_per_machine(tmp_path_factory, "beam", lambda d: run_tree(d, PCQAT_CONFIG, "beam"))
