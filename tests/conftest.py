@@ -44,3 +44,20 @@ def local_run(tmp_path_factory):
 @pytest.fixture(scope="session")
 def beam_run(tmp_path_factory):
     return once_per_machine(tmp_path_factory, "beam", lambda d: run_tree(d, PCQAT_CONFIG, "beam"))
+
+
+@pytest.fixture(scope="session")
+def firmware_data():
+    from collabopt.tests import firmware_models
+    return firmware_models.eval_data()
+
+
+@pytest.fixture(scope="session")
+def firmware_models(firmware_data):
+    """{name: INT8 .tflite bytes} (tests/firmware_models.py) and 'vela': the DS-CNN compiled by Vela."""
+    from collabopt.tests import firmware_models as fm
+    import tempfile
+    found = fm.int8_models(firmware_data[0])
+    with tempfile.TemporaryDirectory() as tmp:
+        found["vela"] = fm.vela_model(found["ds_cnn"], tmp)
+    return found

@@ -86,7 +86,7 @@ def _bins(s):
     return np.clip(((t + _AUC_SPAN) / (2 * _AUC_SPAN) * AUC_BINS).astype(np.int64), 0, AUC_BINS - 1)
 
 
-def _predicted(out):
+def predicted(out):
     """Top-1 class per row; a single output is a probability of class 1."""
     return (out[:, 0] > 0.5).astype(np.int64) if out.shape[1] == 1 else np.argmax(out, axis=1)
 
@@ -108,7 +108,7 @@ def summary(spec, outputs, features, labels, target=LABEL):
                                np.bincount(b[pos], minlength=AUC_BINS)]).astype(np.float64)
     out = _rows(outputs, n)
     if name == ACCURACY:
-        return np.array([n, np.sum(_predicted(out) == labels)], np.float64)
+        return np.array([n, np.sum(predicted(out) == labels)], np.float64)
     k = min(spec.top_k, out.shape[1])
     top = np.argpartition(-out, k - 1, axis=1)[:, :k] if n else np.zeros((0, k), np.int64)
     return np.array([n, np.sum(np.any(top == labels[:, None], axis=1))], np.float64)

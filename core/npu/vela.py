@@ -22,7 +22,7 @@ __all__ = ["VelaError", "NotInt8Error", "check_int8", "compile_for_npu", "parse_
            "valid_accelerator_configs"]
 
 _WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")
-_NPU_CUSTOM_OP = "ethos-u"  # Vela replaces each NPU-mapped subgraph with one custom op of this name
+NPU_CUSTOM_OP = "ethos-u"  # Vela replaces each NPU-mapped subgraph with one custom op of this name
 _MAX_LISTED = 5
 
 
@@ -115,7 +115,7 @@ def _op_split(input_tflite, vela_tflite) -> tuple[int, int]:
         names = {t["index"]: t["name"] for t in interp.get_tensor_details()}
         return [(op["op_name"], {names.get(i) for i in op["outputs"] if i >= 0}) for op in interp._get_ops_details()]
 
-    cpu_produced = set().union(*[outs for name, outs in op_outputs(vela_tflite) if name != _NPU_CUSTOM_OP])
+    cpu_produced = set().union(*[outs for name, outs in op_outputs(vela_tflite) if name != NPU_CUSTOM_OP])
     in_ops = op_outputs(input_tflite)
     cpu = sum(1 for _, outs in in_ops if outs & cpu_produced)
     return len(in_ops) - cpu, cpu

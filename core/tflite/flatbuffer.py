@@ -96,7 +96,7 @@ def _inputs_by_name(it):
     return it.get_signature_runner().get_input_details()
 
 
-def _quantized(x, detail):
+def quantized(x, detail):
     """x (float) as the input tensor takes it: quantized with the model's own input scale, as a device would."""
     if detail["dtype"] in (np.int8, np.uint8):
         scale, zero = detail["quantization"]
@@ -125,7 +125,7 @@ def int8_outputs(tflite_bytes, x, batch_size=256, interp=None):
             it.resize_tensor_input(index, [len(values[start:start + batch_size]), *details[index]["shape"][1:]])
         it.allocate_tensors()
         for index, values in feeds:
-            it.set_tensor(index, _quantized(values[start:start + batch_size], details[index]))
+            it.set_tensor(index, quantized(values[start:start + batch_size], details[index]))
         it.invoke()
         out = it.get_tensor(outp["index"]).astype(np.float32)
         o_scale, o_zero = outp["quantization"]

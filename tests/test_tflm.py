@@ -1,0 +1,79 @@
+"""TFLM's interpreter on real INT8 models (core/firmware/tflm.py): its answers next to LiteRT's (LSBs,
+top-1, the metric) and the tensor arena it needs."""
+import numpy as np
+import pytest
+
+from collabopt.core.firmware import tflm
+from collabopt.core.model.train import TrainingSpec
+from collabopt.tests.firmware_models import NAMES
+
+
+def _batches(x, y, size=50):
+    return ((x[s:s + size], y[s:s + size]) for s in range(0, len(x), size))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_tflm_answers_match_litert(firmware_models, firmware_data, name):
+    x, y = firmware_data
+    r = tflm.check(firmware_models[name], _batches(x, y), TrainingSpec(), max_examples=60)
+    assert r["tflm_examples"] == 60 == sum(r["tflm_lsb_counts"].values())  # across two batches
+    assert r["tflm_max_lsb"] <= 3, r["tflm_lsb_counts"]
+    assert r["tflm_top1_differ_rate"] <= 0.05
+    assert abs(r["tflm_metric"] - r["tflm_litert_metric"]) <= 0.05
+    assert r["tflm_seconds"] > 0
+
+
+def test_litert_side_is_the_projects_int8_outputs(firmware_models, firmware_data):
+    """The LiteRT answers the check compares with are those the leaf's INT8 metric comes from."""
+    from collabopt.core.tflite import flatbuffer
+    m, x = firmware_models["ds_cnn"], firmware_data[0][:20]
+    lite = flatbuffer.interpreter(m)
+    raw = tflm.litert_outputs(lite, tflm.quantized_feeds(lite, x))[0]
+    np.testing.assert_allclose(tflm.dequantized(raw, lite.get_output_details()[0]), flatbuffer.int8_outputs(m, x))
+
+
+def test_tflm_keeps_no_state_between_examples(firmware_models, firmware_data):
+    m = firmware_models["tiny_cnn"]
+    from collabopt.core.tflite import flatbuffer
+    feeds = tflm.quantized_feeds(flatbuffer.interpreter(m), firmware_data[0][:5])
+    it = tflm.interpreter(m, 1 << 16)
+    a, b = tflm.tflm_outputs(it, feeds)[0], tflm.tflm_outputs(it, [f[::-1] for f in feeds])[0]
+    np.testing.assert_array_equal(a, b[::-1])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_published_arena_allocates_and_10_percent_less_fails(firmware_models, name):
+    m = firmware_models[name]
+    a = tflm.arena(m)
+    assert tflm.fits(m, a["published"]) and not tflm.fits(m, int(a["published"] * 0.9))
+    # sharp: what print_allocations reports (rounded up to 16 bytes) is the smallest that allocates
+    assert tflm.fits(m, a["minimal"]) and not tflm.fits(m, a["minimal"] - 16)
+    assert a["minimal"] == -(-a["recorded"] // 16) * 16 and a["recorded"] == a["head"] + a["tail"]
+    assert a["published"] == a["minimal"] + tflm.ALIGNMENT
+
+
+def test_binary_search_agrees_with_recorded(firmware_models):
+    m = firmware_models["residual_add"]
+    assert tflm.minimal_arena(m) == tflm.arena(m)["minimal"]
+
+
+def test_too_small_arena_raises(firmware_models):
+    with pytest.raises(RuntimeError):
+        tflm.interpreter(firmware_models["tiny_cnn"], 1024)
+
+
+def test_parse_allocations():
+    text = """[RecordingMicroAllocator] Arena allocation total 10016 bytes
+[RecordingMicroAllocator] Arena allocation head 7744 bytes
+[RecordingMicroAllocator] Arena allocation tail 2272 bytes
+[RecordingMicroAllocator] 'Persistent buffer data' used 640 bytes with alignment overhead (requested 608 bytes for 10 allocations)
+"""
+    p = tflm.parse_allocations(text)
+    assert (p["total"], p["head"], p["tail"]) == (10016, 7744, 2272)
+    assert p["Persistent buffer data"] == {"used": 640, "requested": 608, "count": 10}
+
+
+def test_vela_model_does_not_run_on_host_tflm(firmware_models):
+    """The Python interpreter's ethos-u operator is a stub: the Vela model cannot be allocated."""
+    with pytest.raises(RuntimeError):
+        tflm.interpreter(firmware_models["vela"], 1 << 20)
