@@ -6,6 +6,7 @@ from ml_metadata.proto import metadata_store_pb2
 
 from collabopt.components import keys
 from collabopt.core.evaluation import metrics
+from collabopt.core.firmware import device_check
 
 STATE = {v: k for k, v in metadata_store_pb2.Execution.State.items()}
 RUN_CONTEXT = "pipeline_run"  # a run's MLMD context type; its name is the run id
@@ -203,7 +204,8 @@ def table(rows):
 
 LEAF_FIELDS = ("path", "eval_metric", "top_k", "fp32_metric", "int8_metric", "baseline_int8_metric", "metric_drop",
                "fp32_accuracy", "int8_accuracy", "int8_accuracy_drop_pp", "tflite_bytes", "gzip_bytes",
-               "saving_pct", "sparsity", "max_unique_per_channel", "max_unique_per_tensor", "blessed")
+               "saving_pct", "sparsity", "max_unique_per_channel", "max_unique_per_tensor", *device_check.FIELDS,
+               "blessed")
 NPU_FIELDS = {"cycles": "npu_cycles", "inference_time_s": "inference_time_s", "flash_bytes": "flash_bytes",
               "dram_bytes": "dram_bytes", "sram_bytes": "sram_bytes", "npu_op_pct": "npu_op_pct"}
 
@@ -252,7 +254,7 @@ def leaf_table(rows):
     name = (rows[0].get("eval_metric") if rows else None) or metrics.ACCURACY
     what = "" if name == metrics.ACCURACY else " " + metrics.title(name, rows[0].get("top_k") or 5)
     head = ("path", "fp32" + what, "int8" + what, "drop pp" if metrics.get(name).fraction else "drop",
-            "bytes -> gzip", "saving", "sparsity", "uniq/ch",
+            "bytes -> gzip", "saving", "sparsity", "uniq/ch", "arena", "tflm lsb",
             *(f"{t} cycles" for t in targets), "blessed")
     lines = [head]
     for r in rows:
@@ -264,7 +266,8 @@ def leaf_table(rows):
                       metrics.fmt_drop(name, drop, "+").removesuffix(" pp"),
                       f"{r['tflite_bytes']:,} -> {r['gzip_bytes']:,}",
                       _fmt(r["saving_pct"], ".2f") + "%", _fmt(r["sparsity"], ".1%"),
-                      _fmt(r["max_unique_per_channel"], "d"),
+                      _fmt(r["max_unique_per_channel"], "d"), _fmt(r.get(device_check.ARENA_BYTES), ",d"),
+                      _fmt(r.get("tflm_max_lsb"), "d"),
                       *(_fmt(r["npu"].get(t, {}).get("cycles"), ",d") for t in targets),
                       "yes" if r["blessed"] else "no: " + "; ".join(r["reasons"])))
     widths = [max(len(str(row[i])) for row in lines) for i in range(len(head))]

@@ -28,7 +28,8 @@ DEFAULTS = {
             "epochs": 1, "batch_size": 64, "learning_rate": 1e-5, "seed": 0},
     "convert": {"representative_samples": 200},
     "requirements": {"max_int8_accuracy_drop_pp": None, "max_metric_drop": None, "max_gzip_bytes": None,
-                     "max_npu_inference_time_s": None, "npu_target": None},
+                     "max_npu_inference_time_s": None, "npu_target": None, "max_arena_bytes": None,
+                     "max_tflm_lsb": None},
     "npu": {"targets": ["ethos-u55-128"], "system_config": "", "memory_mode": ""},  # "": Vela's default
     "push": {"destination": None},
     "report": {"title": "collabopt optimization report"},

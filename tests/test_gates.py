@@ -20,6 +20,19 @@ def test_each_requirement_alone():
         "no NPU estimate for 'ethos-u85-256' to check max_npu_inference_time_s"]
 
 
+def test_device_gates():
+    """TFLM: the arena against max_arena_bytes, the LSB difference against max_tflm_lsb, and a leaf the
+    device runtime cannot run is never blessed."""
+    leaf = {**LEAF, "tflm_arena_bytes": 33_168, "tflm_max_lsb": 2, "tflm_examples": 64, "tflm_error": None}
+    assert gates.gate(leaf, {"max_arena_bytes": 33_168, "max_tflm_lsb": 2}, 0.85) == []
+    assert gates.gate(leaf, {"max_arena_bytes": 32_768, "max_tflm_lsb": 1}, 0.85) == [
+        "TFLM tensor arena 33,168 B > max 32,768 B",
+        "TFLM's answers differ from LiteRT's by 2 LSB > max 1 LSB (on 64 eval examples)"]
+    assert gates.gate(LEAF, {"max_arena_bytes": 1}, 0.85) == ["no TFLM measurement to check max_arena_bytes"]
+    broken = {**leaf, "tflm_arena_bytes": None, "tflm_max_lsb": None, "tflm_error": "Didn't find op for builtin opcode 'X'"}
+    assert gates.gate(broken, {}, 0.85) == ["TFLM's interpreter cannot run it: Didn't find op for builtin opcode 'X'"]
+
+
 def test_preservation_and_several_reasons_together():
     broken = {**LEAF, "preservation_failures": ["pw_1: 23 distinct values in an output channel > 8 clusters",
                                                 "pw_2: sparsity 0.310 < 0.480"]}

@@ -77,3 +77,16 @@ def test_vela_model_does_not_run_on_host_tflm(firmware_models):
     """The Python interpreter's ethos-u operator is a stub: the Vela model cannot be allocated."""
     with pytest.raises(RuntimeError):
         tflm.interpreter(firmware_models["vela"], 1 << 20)
+
+
+def test_leaf_numbers_on_the_eval_split(firmware_models, examples_uri):
+    """A leaf's device numbers: the first CHECK_EXAMPLES eval records; a model TFLM cannot allocate (the
+    Vela model: its ethos-u operator is a stub) gives tflm_error and no numbers, not an exception."""
+    from collabopt.core import stages
+    from collabopt.core.firmware import device_check
+    spec = stages.DataSpec(examples_uri=examples_uri)
+    found = device_check.leaf_numbers(firmware_models["ds_cnn"], spec, TrainingSpec())
+    assert found["tflm_examples"] == tflm.CHECK_EXAMPLES and found["tflm_error"] is None
+    assert found[device_check.ARENA_BYTES] == tflm.arena(firmware_models["ds_cnn"])["published"]
+    failed = device_check.leaf_numbers(firmware_models["vela"], spec, TrainingSpec())
+    assert failed["tflm_error"] and all(failed[k] is None for k in device_check.FIELDS if k != "tflm_error")

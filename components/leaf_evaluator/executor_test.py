@@ -9,6 +9,7 @@ from tfx.types import standard_artifacts
 
 from collabopt.components import LeafEvaluation, LeafEvaluator, NPUModel, TFLiteModel, keys
 from collabopt.components.leaf_evaluator.executor import Executor
+from collabopt.core.firmware import tflm
 from collabopt.core.tflite import flatbuffer
 from collabopt.core.data import examples_io
 from collabopt.core.model import keras_io, train
@@ -78,6 +79,18 @@ def test_evaluates_with_the_npu_models_numbers(tmp_path, tflite_uri, model_uri, 
     assert leaf["requirements"] == {"max_int8_accuracy_drop_pp": 0.0, "max_npu_inference_time_s": 1.0}
     assert os.path.isfile(os.path.join(evaluation.uri, "kernels.npz"))  # the converter's trace, for the report
 
+    # The device runtime: TFLM ran the first CHECK_EXAMPLES eval examples next to LiteRT, and its arena.
+    n = tflm.CHECK_EXAMPLES
+    assert prop(evaluation, "tflm_examples") == n < len(y)
+    assert prop(evaluation, "tflm_litert_metric") == pytest.approx(flatbuffer.int8_accuracy(tflite_bytes, x[:n], y[:n]))
+    assert abs(prop(evaluation, "tflm_metric") - prop(evaluation, "tflm_litert_metric")) <= 0.05
+    assert 0 <= prop(evaluation, "tflm_max_lsb") <= 3 and prop(evaluation, "tflm_top1_differ_rate") <= 0.05
+    arena = prop(evaluation, "tflm_arena_bytes")
+    assert arena == tflm.arena(tflite_bytes)["published"] == leaf["tflm_arena"]["published"]
+    assert tflm.fits(tflite_bytes, arena) and not tflm.fits(tflite_bytes, int(0.9 * arena))
+    assert not evaluation.has_custom_property("tflm_error") and leaf["tflm_error"] is None
+    assert sum(leaf["tflm_lsb_counts"].values()) == n
+
 
 def test_gates_against_the_baseline_and_the_requirements(tmp_path, tflite_uri, npu_uri, examples_uri, no_vela):
     # A hand-built reference leaf that got every eval example right.
@@ -89,7 +102,7 @@ def test_gates_against_the_baseline_and_the_requirements(tmp_path, tflite_uri, n
                                keys.BASELINE_KEY: artifact(LeafEvaluation, baseline),
                                keys.EXAMPLES_KEY: examples_artifact(examples_uri)},
                     requirements={"max_int8_accuracy_drop_pp": 1.0, "max_gzip_bytes": 100,
-                                  "max_npu_inference_time_s": 1e-9, "npu_target": TARGET})
+                                  "max_npu_inference_time_s": 1e-9, "npu_target": TARGET, "max_arena_bytes": 1000})
     evaluation, blessing = out[keys.EVALUATION_KEY], out[keys.BLESSING_KEY]
     accuracy = prop(evaluation, "int8_accuracy")
     assert accuracy < 0.99
@@ -100,7 +113,8 @@ def test_gates_against_the_baseline_and_the_requirements(tmp_path, tflite_uri, n
     reasons = [f"INT8 accuracy {accuracy:.2%} is {100 * (1 - accuracy):.2f} pp below the baseline's 100.00% "
                "(max drop 1.0 pp)",
                f"gzip size {gzip_bytes:,} B > max 100 B",
-               f"{TARGET} inference time {time_ms:.3f} ms > max 0.000 ms"]
+               f"{TARGET} inference time {time_ms:.3f} ms > max 0.000 ms",
+               f"TFLM tensor arena {prop(evaluation, 'tflm_arena_bytes'):,} B > max 1,000 B"]
     for art in (evaluation, blessing):
         assert prop(art, keys.BLESSED) == 0
         assert json.loads(prop(art, keys.REASONS)) == reasons

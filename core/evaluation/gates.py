@@ -1,5 +1,6 @@
 """The gates a leaf passes before it is blessed: what its path promised survived into the flatbuffer
-(preservation), the user's requirements, and, when retraining, not worse than the leaf deployed now.
+(preservation), the user's requirements, the device runtime (TFLM) runs it, and, when retraining,
+not worse than the leaf deployed now.
 Each returns the reasons a leaf fails ([] = passes)."""
 from collabopt.core.evaluation import metrics
 
@@ -66,8 +67,28 @@ def gate(leaf, requirements, baseline_int8_metric):
         elif est["inference_time_s"] > max_time:
             reasons.append(f"{target} inference time {est['inference_time_s'] * 1e3:.3f} ms > max "
                            f"{max_time * 1e3:.3f} ms")
+    reasons += device(leaf, req)
     if leaf.get("preservation_failures"):
         reasons.append("preservation: " + "; ".join(leaf["preservation_failures"]))
+    return reasons
+
+
+def device(leaf, requirements):
+    """Why the leaf fails on the device runtime (TFLM): it cannot load or run it; its tensor arena
+    exceeds max_arena_bytes; its answers differ from LiteRT's by more than max_tflm_lsb."""
+    error, arena, lsb = leaf.get("tflm_error"), leaf.get("tflm_arena_bytes"), leaf.get("tflm_max_lsb")
+    if error:
+        return [f"TFLM's interpreter cannot run it: {error}"]
+    reasons = []
+    max_arena, max_lsb = requirements.get("max_arena_bytes"), requirements.get("max_tflm_lsb")
+    for name, limit, value in (("max_arena_bytes", max_arena, arena), ("max_tflm_lsb", max_lsb, lsb)):
+        if limit is not None and value is None:
+            reasons.append(f"no TFLM measurement to check {name}")
+    if max_arena is not None and arena is not None and arena > max_arena:
+        reasons.append(f"TFLM tensor arena {arena:,} B > max {max_arena:,} B")
+    if max_lsb is not None and lsb is not None and lsb > max_lsb:
+        reasons.append(f"TFLM's answers differ from LiteRT's by {lsb} LSB > max {max_lsb} LSB "
+                       f"(on {leaf['tflm_examples']} eval examples)")
     return reasons
 
 

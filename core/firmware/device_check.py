@@ -2,7 +2,6 @@
 next to LiteRT, and measures its tensor arena. The leaf.json fields these numbers go to."""
 import logging
 
-from collabopt.core.data import examples_io
 from collabopt.core.firmware import tflm
 
 log = logging.getLogger("collabopt")
@@ -17,6 +16,7 @@ def leaf_numbers(tflite_bytes, data_spec, training, max_examples=tflm.CHECK_EXAM
     """{FIELDS..., 'tflm_lsb_counts', 'tflm_arena': {recorded, minimal, published, head, tail}} of an
     INT8 leaf on the eval split (data_spec.eval_split, its first `max_examples` examples). TFLM failing
     to load or run the model is a finding, not an error: tflm_error says why, the numbers are None."""
+    from collabopt.core.data import examples_io  # TensorFlow: not for the readers of FIELDS (mlmd.results)
     try:
         arena = tflm.arena(tflite_bytes)
         files = examples_io.split_files(data_spec.examples_uri, data_spec.eval_split)

@@ -58,15 +58,26 @@ def metric_of(leaves):
     return name, *[metrics.title(name, leaves[0].get("top_k", 5))] * 2
 
 
+def device(leaf):
+    """TFLM against LiteRT: the largest output difference and the share of top-1 answers that differ."""
+    if leaf.get("tflm_error"):
+        return "cannot run"
+    if leaf.get("tflm_max_lsb") is None:
+        return "-"
+    return f"{leaf['tflm_max_lsb']} LSB, {leaf['tflm_top1_differ_rate']:.1%} differ ({leaf['tflm_examples']})"
+
+
 def table(leaves):
     targets = targets_of(leaves)
     name, what, _ = metric_of(leaves)
     drop = "drop (pp)" if metrics.get(name).fraction else "drop"
     head = ["path", f"FP32 / QAT {what}", f"INT8 {what}", drop, "bytes -> gzip", "saving", "sparsity",
-            "clusters", "uniq/ch", "uniq/tensor"] + [f"{t}<br>cycles / flash" for t in targets] + ["blessed"]
+            "clusters", "uniq/ch", "uniq/tensor", "TFLM arena", "TFLM vs LiteRT"] + [
+                f"{t}<br>cycles / flash / SRAM" for t in targets] + ["blessed"]
     rows = []
     for leaf in leaves:
-        npu = [f"{_f(leaf['npu'][t]['npu_cycles'], ',d')} / {_storage(leaf['npu'][t])}"
+        npu = [f"{_f(leaf['npu'][t]['npu_cycles'], ',d')} / {_storage(leaf['npu'][t])} / "
+               f"{_f(leaf['npu'][t].get('sram_bytes'), ',d')} B"
                if t in leaf.get("npu", {}) else "-" for t in targets]
         reasons = "".join(f'<div class="reason">{html.escape(r)}</div>' for r in leaf.get("reasons", []))
         cells = [f'<td class="l">{html.escape(tree_paths.label(leaf["path"]))}</td>',
@@ -76,7 +87,7 @@ def table(leaves):
                      f"{leaf['tflite_bytes']:,} -> {leaf['gzip_bytes']:,}", _f(leaf["saving_pct"], ".2f", "%"),
                      _f(leaf["sparsity"], ".1%"), leaf.get("promises", {}).get("number_of_clusters") or "-",
                      leaf["max_unique_per_channel"], leaf["max_unique_per_tensor"],
-                     *npu)),
+                     _f(leaf.get("tflm_arena_bytes"), ",d", " B"), device(leaf), *npu)),
                  f'<td class="l">{"yes" if leaf["blessed"] else "no"}{reasons}</td>']
         rows.append(f'<tr class="{"blessed" if leaf["blessed"] else "rejected"}">{"".join(cells)}</tr>')
     return (f"<table><tr>{''.join(f'<th>{h}</th>' for h in head)}</tr>\n" + "\n".join(rows) + "</table>")
@@ -216,7 +227,9 @@ def render(leaves, kernels=None, title="collabopt optimization report", meta=Non
                                       for k, v in meta.items()) + "</p>",
              "<h2 id='leaves'>Leaves</h2>", table(leaves),
              "<p>saving = INT8 .tflite bytes vs its gzip bytes; clusters = what the path promised; uniq = "
-             "distinct int8 values in a Conv2D/Dense kernel, per output channel and per tensor; drop is against "
+             "distinct int8 values in a Conv2D/Dense kernel, per output channel and per tensor; TFLM arena = the "
+             "tensor arena TensorFlow Lite Micro allocates on the CPU path (+ 16 B); TFLM vs LiteRT = the largest "
+             "output difference and the top-1 answers that differ on the first (n) eval examples; drop is against "
              f"the baseline's INT8 (PTQ) {metric_of(leaves)[2]} (&gt; 0: worse).</p>",
              failed_paths(failed), left_out(leaves)]
     if leaves:
