@@ -13,10 +13,12 @@ import time
 import uuid
 
 from collabopt.core.model import keras_io
-from collabopt.core.artifact_files import LEAF_FILE, MODEL_DIR, TFLITE_FILE, read_leaf
+from collabopt.core.artifact_files import LEAF_FILE, MODEL_DIR, STATS_FILE, TFLITE_FILE, read_leaf
 
 LATEST = "LATEST"  # <destination>/<path>/LATEST: the name of the version deployed now
 STAGING = ".partial-"  # <version>.partial-<id>/: a version being written (never read)
+FIRMWARE = "firmware"  # <version>/firmware/<target>/: the TFLM C bundle per target ('cpu': the INT8 model)
+VELA_FILE = os.path.splitext(TFLITE_FILE)[0] + "_vela.tflite"  # <npu dir>/<target>/: what Vela wrote
 
 
 class DeployError(RuntimeError):
@@ -97,9 +99,28 @@ def _remove(path):
         pass
 
 
+def _read(path):
+    from collabopt.core.tfenv import tf
+    with tf.io.gfile.GFile(path, "rb") as f:
+        return f.read()
+
+
+def firmware_bundles(path_name, tflite_dir, npu_dir, leaf):
+    """{target: {file name: text}}: the C bundle of the leaf's INT8 model ('cpu', with the arena the
+    leaf recorded) and of each target's Vela model (core.firmware.c_bundle)."""
+    from collabopt.core.firmware import c_bundle
+    vela = {}
+    if npu_dir:
+        for target in json.loads(_read(os.path.join(str(npu_dir), STATS_FILE))):
+            vela[target] = _read(os.path.join(str(npu_dir), target, VELA_FILE))
+    return c_bundle.leaf_bundles(path_name, _read(os.path.join(str(tflite_dir), TFLITE_FILE)), vela,
+                                 leaf.get("tflm_arena"))
+
+
 def push_leaf(path_name, tflite_dir, evaluation_dir, destination, *, npu_dir=None, version=None):
-    """Copy a blessed leaf (model.tflite, leaf.json, Vela output) to <destination>/<path>/<version>/
-    and switch <destination>/<path>/LATEST to it. Returns (version, version folder).
+    """Copy a blessed leaf (model.tflite, leaf.json, Vela output, the firmware bundles) to
+    <destination>/<path>/<version>/ and switch <destination>/<path>/LATEST to it. Returns (version,
+    version folder).
 
     Refused (DeployError, nothing written) when the deployment folder is damaged, or when the
     version deployed now is not the one the leaf was judged against (its evaluation's
@@ -119,6 +140,7 @@ def push_leaf(path_name, tflite_dir, evaluation_dir, destination, *, npu_dir=Non
             f"not pushing {path_name}: version {deployed} is deployed now, but this leaf was judged against "
             f"{'version ' + judged if judged else 'no deployed leaf'} (another run pushed since, or this "
             f"evaluation came from the cache): judge it again, e.g. collabopt run --no-cache")
+    bundles = firmware_bundles(path_name, tflite_dir, npu_dir, leaf)  # made before anything is written
     version = str(version or int(time.time() * 1000))
     while tf.io.gfile.exists(os.path.join(where, version)):  # versions are milliseconds: two in one
         version = str(int(version) + 1)
@@ -134,6 +156,12 @@ def push_leaf(path_name, tflite_dir, evaluation_dir, destination, *, npu_dir=Non
             f.write(json.dumps(leaf, indent=1, sort_keys=True))
         if npu_dir:
             _copy_tree(str(npu_dir), os.path.join(staging, "npu"))
+        for target, files in bundles.items():
+            folder_of = os.path.join(staging, FIRMWARE, target)
+            tf.io.gfile.makedirs(folder_of)
+            for name, text in files.items():
+                with tf.io.gfile.GFile(os.path.join(folder_of, name), "w") as f:
+                    f.write(text)
         tf.io.gfile.rename(staging, folder)
         renamed = True
         with tf.io.gfile.GFile(pointer_tmp, "w") as f:

@@ -2,7 +2,9 @@
 written; a blessed one lands in <destination>/<path>/<version>/ and <path>/LATEST names it."""
 import filecmp
 import os
+import re
 import shutil
+import subprocess
 import time
 
 import pytest
@@ -55,6 +57,7 @@ def test_blessed_leaf_is_pushed_and_becomes_latest(tmp_path, tflite_uri, evaluat
         assert filecmp.cmp(where / "npu" / "ethos-u55-128" / "model_vela.tflite",
                            os.path.join(npu_uri, "ethos-u55-128", "model_vela.tflite"), shallow=False)
     assert sorted(os.listdir(destination / PATH)) == sorted([version, deploy.LATEST])  # no .partial left
+    _check_firmware(folder / deploy.FIRMWARE, tflite_uri, read_json(os.path.join(evaluation_uri, "leaf.json")), tmp_path)
 
     # A later push (judged against the deployed version, as LeafEvaluator judges it) is a new version
     # (versions are milliseconds), and LATEST follows it.
@@ -68,6 +71,32 @@ def test_blessed_leaf_is_pushed_and_becomes_latest(tmp_path, tflite_uri, evaluat
     assert sorted(os.listdir(destination / PATH)) == sorted([version, newer, deploy.LATEST])
     assert deploy.last_pushed(destination, PATH)["version"] == newer
     assert not (destination / PATH / newer / "npu").exists()  # that version, not a merge
+    assert os.listdir(destination / PATH / newer / deploy.FIRMWARE) == ["cpu"]
+
+
+def _check_firmware(firmware, tflite_uri, leaf, tmp_path):
+    """The pushed bundles: the cpu one declares the arena the leaf recorded (TFLM-measured) and its C
+    array, compiled and linked by the machine's C compiler, reads back the leaf's .tflite byte for
+    byte; the Ethos-U one registers the ethos-u operator alone."""
+    assert sorted(os.listdir(firmware)) == ["cpu", "ethos-u55-128"]
+    cpu = firmware / "cpu"
+    arena = re.search(rf"#define {PATH.upper()}_ARENA_SIZE (\d+)", (cpu / f"{PATH}_arena.h").read_text()).group(1)
+    assert int(arena) == leaf["tflm_arena_bytes"] > 0
+    (tmp_path / "main.c").write_text(f'''#include <stdio.h>
+#include "{PATH}_model.h"
+int main(int argc, char** argv) {{
+  FILE* f = fopen(argv[1], "wb");
+  return !f || fwrite({PATH}_model, 1, {PATH}_model_len, f) != {PATH}_model_len || fclose(f) != 0;
+}}
+''')
+    for cmd in (["cc", "-c", "-Wall", "-Werror", str(cpu / f"{PATH}_model.c"), "-o", "model.o"],
+                ["cc", "-Wall", "-Werror", "-I", str(cpu), "-o", "read_back", "main.c", "model.o"],
+                ["./read_back", "out.tflite"]):
+        done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+    assert filecmp.cmp(tmp_path / "out.tflite", os.path.join(tflite_uri, "model.tflite"), shallow=False)
+    npu = (firmware / "ethos-u55-128" / f"{PATH}_op_resolver.h").read_text()
+    assert re.findall(r"resolver\.(Add\w+)\(\)", npu) == ["AddEthosU"]
 
 
 def test_empty_destination_reaching_the_executor_pushes_nothing(tmp_path, tflite_uri, evaluation_uri, monkeypatch):

@@ -275,3 +275,17 @@ def write_bundle(tflite, out_dir, config, *, arena=None, source=None):
         with open(os.path.join(out_dir, fname), "w") as f:
             f.write(text)
     return {**info, "files": [os.path.join(out_dir, f) for f in texts]}
+
+
+CPU = "cpu"  # the bundle of the plain INT8 model (TFLM on a Cortex-M without an NPU)
+
+
+def leaf_bundles(name, tflite_bytes, vela_models=None, cpu_arena=None):
+    """{target: {file name: text}} of a pushed leaf, names from `name` (its path): CPU the plain INT8
+    model (arena: `cpu_arena`, tflm.arena()'s numbers as the leaf recorded them; measured if None),
+    each Ethos-U target its Vela model ({target: bytes}; arena: Vela's plan-based estimate)."""
+    arena = measured_arena(cpu_arena) if cpu_arena else None
+    out = {CPU: bundle(tflite_bytes, name, arena=arena, source="model.tflite")[0]}
+    for target, blob in (vela_models or {}).items():
+        out[target] = bundle(blob, name, source=f"{target} Vela model")[0]
+    return out
