@@ -102,7 +102,36 @@ CONFIG_CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", CONFIG_CASES, ids=lambda c: c.id)
+def module(source, command="run", *options):
+    """`collabopt <command>` of a config whose training.module_file holds `source`."""
+    def make(e, tmp):
+        path = write(tmp / "user_module.py", source)
+        config = write(tmp / "bad.yaml", {"paths": ["ptq"], "training": {"module_file": path}})
+        argv = {"run": ["run", config, "--root", e.root], "search": ["search", config, "--root", e.root],
+                "compile": ["compile", config, "-o", tmp / "package.yaml"]}[command]
+        return [*argv, *options], {"config": config, "module": path}
+    return make
+
+
+MODULE = "collabopt {cmd}: {{config}}: invalid tree_config config: training.module_file: '{{module}}' does not import: "
+ARGPARSE = "import argparse\nparser = argparse.ArgumentParser()\nparser.add_argument('--data', required=True)\n" \
+           "args = parser.parse_args()\n"
+# A module file is user code: whatever it raises at import is its error, in one line naming it.
+MODULE_CASES = [
+    Case("module exits 0: run", module("import sys\nsys.exit(0)\n"), MODULE.format(cmd="run") + "it called sys.exit(0)"),
+    Case("module exits 0: search", module("import sys\nsys.exit(0)\n", "search"),
+         MODULE.format(cmd="search") + "it called sys.exit(0)"),
+    Case("module exits 0: compile", module("import sys\nsys.exit(0)\n", "compile"),
+         MODULE.format(cmd="compile") + "it called sys.exit(0)"),
+    Case("module exits 3", module("raise SystemExit(3)\n"), MODULE.format(cmd="run") + "it called sys.exit(3)"),
+    Case("module parses argv", module(ARGPARSE), MODULE.format(cmd="run") + "it called sys.exit(2) after printing "
+         "'user_module.py: error: the following arguments are required: --data'"),
+    Case("module raises KeyboardInterrupt", module("raise KeyboardInterrupt\n"),
+         MODULE.format(cmd="run") + "KeyboardInterrupt"),
+]
+
+
+@pytest.mark.parametrize("case", CONFIG_CASES + MODULE_CASES, ids=lambda c: c.id)
 def test_bad_config_or_command_line(case, earlier, tmp_path, capsys, caplog):  # noqa: F811 - earlier is a fixture
     check(case, earlier, tmp_path, capsys, caplog)
 

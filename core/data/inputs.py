@@ -80,7 +80,7 @@ class DataSpec:
     def _dataset(self, split, batch_size, limit=0, *, training=False, seed=0, files=None):
         files = examples_io.split_files(self.examples_uri, split) if files is None else files
         if self.module_file:
-            ds = user_module.load(self.module_file).input_fn(files, batch_size, split, training)
+            ds = user_module.call(self.module_file, user_module.INPUT_FN, files, batch_size, split, training)
             if not isinstance(ds, tf.data.Dataset):
                 raise user_module.UserModuleError(f"{self.module_file!r}: input_fn returned a "
                                                   f"{type(ds).__name__}, not a tf.data.Dataset")
