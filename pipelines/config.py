@@ -149,22 +149,23 @@ def merge(config):
         if uri and "://" not in uri and not os.path.exists(uri):
             problems.append(f"{section}.{key}: {uri!r} does not exist")
         elif uri and "://" not in uri and key == "model_uri":
-            problems += _model_problems(uri, cfg["data"])
+            problems += _model_problems(uri, cfg["data"], cfg["training"].get("module_file"))
     problems += schemas.rule_problems(cfg)
     if problems:
         raise schemas.ConfigError("invalid tree_config config:\n  " + "\n  ".join(problems))
     return cfg
 
 
-def _model_problems(uri, data):
+def _model_problems(uri, data, module_file=None):
     """What the first stage would refuse in the model at `uri` (the same check, core.checks.model), now
-    rather than after the pipeline has started: not a tf_keras model, Keras 3, subclassed, wrong shapes."""
+    rather than after the pipeline has started: not a tf_keras model, Keras 3, subclassed, wrong shapes
+    (not data.feature_shape with a module_file: its input_fn feeds the inputs, checked by the stage)."""
     from collabopt.core.data import checks  # TensorFlow only when there is a model to look at
     from collabopt.core.model import keras_io
     from collabopt.core.data.examples_io import FASHION_MNIST_SHAPE
 
     try:
-        checks.model(uri, data.get("feature_shape") or FASHION_MNIST_SHAPE)
+        checks.model(uri, None if module_file else data.get("feature_shape") or FASHION_MNIST_SHAPE)
     except keras_io.ModelError as e:
         return [f"baseline.model_uri: {e}"]
     return []

@@ -52,12 +52,17 @@ def files(root):
     return out
 
 
-def report(mlmd):
-    """`collabopt report --format json` of the earlier run, from its MLMD."""
+def report_json(mlmd, pipeline):
+    """`collabopt report --format json` of the newest run of `pipeline`, from its MLMD."""
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        cli.main(["report", "--mlmd", mlmd, "--pipeline-name", EARLIER, "--format", "json"])
+        cli.main(["report", "--mlmd", mlmd, "--pipeline-name", pipeline, "--format", "json"])
     return out.getvalue()
+
+
+def report(mlmd):
+    """`collabopt report --format json` of the earlier run, from its MLMD."""
+    return report_json(mlmd, EARLIER)
 
 
 @pytest.fixture(scope="module")

@@ -3,14 +3,17 @@ fine-tuning: `collabopt run: node <node> failed: <what and where>`, exit code 1,
 earlier run in the same folder keeps its files and its MLMD report. (Configs, the CLI, reports and
 KFP: tests/test_bad_input_matrix.py.)"""
 import gzip
+import json
 import os
 import shutil
 
 import numpy as np
 import pytest
 
+from collabopt.core import artifact_files
 from collabopt.core.data import examples_io
-from collabopt.tests.bad_input_fixtures import Case, assert_intact, assert_one_line, check, collabopt, write
+from collabopt.tests.bad_input_fixtures import (Case, assert_intact, assert_one_line, check, collabopt, report_json,
+                                                write)
 from collabopt.tests.bad_input_fixtures import earlier  # noqa: F401 - a fixture
 from collabopt.tests.helpers import dense_model, save_model_dir, subclassed_model
 
@@ -22,17 +25,21 @@ MODEL = "collabopt run: {config}: invalid tree_config config: baseline.model_uri
 TRAIN_FILE = "{examples}/Split-train/data_tfrecord-00000-of-00001.gz"
 
 
-def run(model=None, examples=None, trained=False, **data_params):
-    """`collabopt run` of paths [ptq] in the earlier run's folder: from `model(earlier, tmp)` (default: a
-    good one; `trained`: the baseline trainer's) on `examples(earlier, tmp)` (default: good ones)."""
+def run(model=None, examples=None, trained=False, module=None, paths=("ptq",), **data_params):
+    """`collabopt run` of `paths` in the earlier run's folder: from `model(earlier, tmp)` (default: a
+    good one; `trained`: the baseline trainer's) on `examples(earlier, tmp)` (default: good ones), the
+    records read by a training.module_file holding `module` (default: none)."""
     def make(e, tmp):
         m = None if trained else model(e, tmp) if model else e.model
         x = examples(e, tmp) if examples else e.examples
-        cfg = {"name": "bad-input", "paths": ["ptq"], "examples": {"uri": x},
+        cfg = {"name": "bad-input", "paths": list(paths), "examples": {"uri": x},
                "baseline": {"model_uri": m} if m else {"epochs": 1, "width": 16, "blocks": 1},
                "data": {"train_limit": 300, "eval_limit": 100, **data_params}, "npu": {"targets": ["ethos-u55-128"]}}
+        if module is not None:
+            cfg["training"] = {"module_file": write(tmp / "user_module.py", module)}
         config = write(tmp / "bad.yaml", cfg)
-        return ["run", config, "--root", e.root], {"model": m, "examples": x, "config": config}
+        return ["run", config, "--root", e.root], {"model": m, "examples": x, "config": config,
+                                                   "module": cfg.get("training", {}).get("module_file")}
     return make
 
 
@@ -175,7 +182,50 @@ DATA_CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", MODEL_CASES + DATA_CASES, ids=lambda c: c.id)
+# ---------------------------------------------------------------- bad data from a module file's input_fn
+
+def reader(change="x, y", end=""):
+    """A module file whose input_fn reads the Examples as collabopt does, then `(x, y) = change`, and
+    `end` applied to the dataset (e.g. .repeat())."""
+    return ("import tensorflow as tf\n"
+            "SPEC = {'image': tf.io.FixedLenFeature([784], tf.int64), 'label': tf.io.FixedLenFeature([], tf.int64)}\n"
+            "def parse(records):\n"
+            "    p = tf.io.parse_example(records, SPEC)\n"
+            "    x, y = tf.reshape(tf.cast(p['image'], tf.float32) / 255.0, (-1, 28, 28, 1)), p['label']\n"
+            f"    return {change}\n"
+            "def input_fn(file_pattern, batch_size, split, training):\n"
+            "    ds = tf.data.TFRecordDataset(file_pattern, compression_type='GZIP').batch(batch_size).map(parse)\n"
+            f"    return ds{end}\n")
+
+
+def raising(body):
+    return f"def input_fn(file_pattern, batch_size, split, training):\n    {body}\n"
+
+
+IN_TRAIN = CONVERT + "'{module}': input_fn(...) for split 'train': "
+MODULE_CASES = [
+    Case("module: labels outside the classes", run(module=reader("x, y * 0 + 12")), IN_TRAIN + "example 0: label 12 is "
+         "not one of the model's 10 classes (0-9) (… of the … labels of its batch are not)"),
+    Case("module: input_fn raises", run(module=raising("raise ValueError('no data here')")),
+         CONVERT + "'{module}': input_fn(...) failed: ValueError: no data here"),
+    Case("module: input_fn exits", run(module=raising("raise SystemExit(3)")),
+         CONVERT + "'{module}': input_fn(...) failed: it called sys.exit(3)"),
+    Case("module: input_fn interrupts itself", run(module=raising("raise KeyboardInterrupt")),
+         CONVERT + "'{module}': input_fn(...) failed: KeyboardInterrupt"),
+    Case("module: wrong shape", run(module=reader("tf.reshape(x, (-1, 784)), y")), IN_TRAIN + "feature 'image' has "
+         "examples of shape (784), but the model's input 'image' takes (28, 28, 1)"),
+    Case("module: wrong dtype", run(module=reader("tf.strings.as_string(x), y")), IN_TRAIN + "feature 'image' holds "
+         "strings, not numbers"),
+    Case("module: empty", run(module=reader(end=".take(0)")), IN_TRAIN + "its dataset is empty (the split holds 300 "
+         "records)"),
+    Case("module: NaN", run(module=reader("x * float('nan'), y")), IN_TRAIN + "example 0: feature 'image' holds NaN or "
+         "infinite values (… of the … examples of its batch do)"),
+    Case("module: not (features, targets)", run(module=reader("x")), CONVERT + "'{module}': input_fn returned a dataset "
+         "of TensorSpec(shape=(None, 28, 28, 1), dtype=tf.float32, name=None), not of (features, targets) pairs"),
+]
+
+
+@pytest.mark.parametrize("case", MODEL_CASES + DATA_CASES + MODULE_CASES, ids=lambda c: c.id)
 def test_bad_model_or_data(case, earlier, tmp_path, capsys, caplog):  # noqa: F811 - earlier is a fixture
     check(case, earlier, tmp_path, capsys, caplog, untouched=False)
 
@@ -185,4 +235,15 @@ def test_a_real_process_prints_one_line_and_no_traceback(earlier, tmp_path):  # 
     argv, names = run(examples=lambda e, tmp: examples(e, tmp, nan_at_17))(earlier, tmp_path)
     assert_one_line(*collabopt(*argv), 1, "run", (CONVERT + "Examples split 'train': " + TRAIN_FILE + ": record 17: "
                                                    "feature 'image' holds NaN or infinite values …").format(**names))
+    assert_intact(earlier)
+
+
+def test_an_endless_module_dataset_is_read_one_epoch(earlier, tmp_path):  # noqa: F811
+    """An input_fn dataset that never ends (.repeat()) is read one epoch at a time: as many examples as
+    the files hold records (the eval split's 100, though eval_limit is 128); the run finishes."""
+    argv, _ = run(module=reader(end=".repeat()"), eval_limit=128)(earlier, tmp_path)
+    code, out, err = collabopt(*argv, timeout=900)
+    assert code == 0 and "Traceback" not in out + err, err[-3000:]
+    (leaf,) = json.loads(report_json(earlier.mlmd, "bad-input"))
+    assert artifact_files.read_leaf(leaf["uri"])["eval_examples"] == 100
     assert_intact(earlier)

@@ -207,6 +207,23 @@ def _tf_words(error):
     return re.sub(r"\s*\[Op:\w+\].*$", "", words, flags=re.S).strip()
 
 
+def count_records(files, limit=0, split=None):
+    """Records in `files` (at most `limit`; 0: all), counted without parsing them; a file that is not a
+    complete GZIP TFRecord file is an ExamplesError naming it (and `split`)."""
+    n = 0
+    for path in files:
+        records = tf.data.TFRecordDataset(path, compression_type="GZIP")
+        try:
+            n += int((records.take(limit - n) if limit else records).reduce(tf.constant(0, tf.int64),
+                                                                             lambda c, _: c + 1))
+        except tf.errors.OpError as e:
+            raise ExamplesError(f"Examples split {split!r}: {path} is not a complete GZIP TFRecord file: "
+                                f"{_tf_words(e)}") from e
+        if limit and n >= limit:
+            break
+    return n
+
+
 def stream_examples(uri, split, feature_key="image", label_key="label", feature_shape=FASHION_MNIST_SHAPE,
                     limit=None, scale=INT_SCALE, batch_size=4096):
     """Yield (file, x float32 [n, *feature_shape], y int64 [n]) batch by batch, file by file, at most

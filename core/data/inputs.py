@@ -9,7 +9,7 @@ model, keyed by the model's input names).
 import dataclasses
 import math
 
-from collabopt.core.data import examples_io, user_module
+from collabopt.core.data import examples_io, tfx_input, user_module
 from collabopt.core.evaluation.metrics import FEATURES, LABEL  # noqa: F401 (training.target: inputs.LABEL/FEATURES)
 from collabopt.core.tfenv import tf
 SHUFFLE_BUFFER = 4096  # serialized records: bounds fine-tuning memory whatever the split's size
@@ -70,6 +70,12 @@ class DataSpec:
                            else [features[i:i + 1]])
         return gen
 
+    def stream(self, split, limit=0, *, training=False, batch_size=EVAL_BATCH):
+        """The (features, targets) batches of `split` as a stage reads them (at most `limit`; 0: all,
+        one epoch of a module file's input_fn; `training`: as fine-tuning reads it): what core/checks.py
+        streams."""
+        return self._dataset(split, batch_size, limit, training=training)
+
     def batches(self, split, files, batch_size=EVAL_BATCH):
         """NumPy (features, targets) batches of every record of `files` (some data files of `split`,
         e.g. one per Beam element), in order, for evaluation. features: float32 [n, *feature_shape], or a
@@ -80,19 +86,25 @@ class DataSpec:
     def _dataset(self, split, batch_size, limit=0, *, training=False, seed=0, files=None):
         files = examples_io.split_files(self.examples_uri, split) if files is None else files
         if self.module_file:
-            ds = user_module.call(self.module_file, user_module.INPUT_FN, files, batch_size, split, training)
-            if not isinstance(ds, tf.data.Dataset):
-                raise user_module.UserModuleError(f"{self.module_file!r}: input_fn returned a "
-                                                  f"{type(ds).__name__}, not a tf.data.Dataset")
-            if limit:
-                ds = ds.unbatch().take(limit).batch(batch_size)
-            return ds.prefetch(AUTOTUNE)
+            return self._module_dataset(split, files, batch_size, limit, training)
         ds = tf.data.TFRecordDataset(files, compression_type="GZIP")
         if limit:
             ds = ds.take(limit)
         if training:
             ds = ds.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
         return ds.batch(batch_size).map(self._parser(split, files, training), num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+
+    def _module_dataset(self, split, files, batch_size, limit, training):
+        """The module file's input_fn dataset read for one epoch: at most as many examples as `files`
+        hold records (at most `limit`), so an endless dataset (.repeat(), TFX's num_epochs=None) ends
+        and nothing is read "to the end" of a dataset that has none."""
+        cap = examples_io.count_records(files, limit, split)
+        ds = module_input(self.module_file, files, batch_size, split, training, self.label_key)
+        try:
+            return ds.unbatch().take(cap).batch(batch_size).prefetch(AUTOTUNE)
+        except (ValueError, TypeError) as e:  # e.g. scalar components: not batches
+            raise user_module.UserModuleError(f"{self.module_file!r}: input_fn(...) returned a dataset of "
+                                              f"{ds.element_spec}, not batches: {e}") from e
 
     def _parser(self, split, files, training=False):
         """(x, y) from a batch of serialized records, typed from the first record of `files`; (x, x)
@@ -118,6 +130,33 @@ class DataSpec:
     def _num_batches(self, ds, batch_size, limit):
         """Batches per epoch: the records counted unparsed (a module_file's batches counted as they
         come: its input_fn may drop or group records); memory-flat either way."""
-        if self.module_file:
+        if self.module_file:  # bounded: _module_dataset reads one epoch
             return int(ds.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
         return math.ceil(self.count(self.train_split, self.train_cap(limit)) / batch_size)
+
+
+def module_input(path, files, batch_size, split, training, label_key):
+    """The dataset the input_fn of the module file at `path` returns for `files`: called as
+    input_fn(file_pattern, batch_size, split, training), or a TFX Trainer module's by its parameter
+    names (core/tfx_input.py). UserModuleError unless it is a dataset of (features, targets) pairs."""
+    fn = getattr(user_module.load(path), user_module.INPUT_FN)
+    if tfx_input.is_tfx_input_fn(fn):
+        try:
+            kwargs = tfx_input.arguments(fn, files, batch_size, label_key)
+        except ValueError as e:
+            raise user_module.UserModuleError(f"{path!r}: {e}") from None
+        ds = user_module.call(path, user_module.INPUT_FN, **kwargs)
+    else:
+        ds = user_module.call(path, user_module.INPUT_FN, files, batch_size, split, training)
+    if not isinstance(ds, tf.data.Dataset):
+        raise user_module.UserModuleError(f"{path!r}: input_fn returned a {type(ds).__name__}, not a tf.data.Dataset")
+    if not (isinstance(ds.element_spec, tuple) and len(ds.element_spec) == 2):
+        hint = " (a TFX input_fn: give TensorFlowDatasetOptions a label_key)" if tfx_input.is_tfx_input_fn(fn) else ""
+        raise user_module.UserModuleError(f"{path!r}: input_fn returned a dataset of {_spec(ds.element_spec)}, "
+                                          f"not of (features, targets) pairs{hint}")
+    return ds
+
+
+def _spec(element_spec, limit=200):
+    text = " ".join(str(element_spec).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."

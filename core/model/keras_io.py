@@ -39,9 +39,10 @@ def _shapes(tensors):
             for name, t in tensors.items()}
 
 
-def serving_signature(path):
+def serving_signature(path, dtypes=False):
     """({input: shape}, {output: shape}) of the serving_default signature of the tf_keras SavedModel at
-    `path` (None for an unknown dimension), read from its saved_model.pb without loading the model.
+    `path` (None for an unknown dimension), read from its saved_model.pb without loading the model;
+    with `dtypes`, {input: dtype name} instead.
     ModelError unless it is a whole tf_keras SavedModel: not a Keras 3 export or a plain
     tf.saved_model, variables/ present."""
     from tensorflow.core.protobuf import saved_model_pb2
@@ -65,7 +66,8 @@ def serving_signature(path):
     if "serving_default" not in signatures:
         raise ModelError(f"{src!r}: the SavedModel has no serving_default signature")
     sig = signatures["serving_default"]
-    return _shapes(sig.inputs), _shapes(sig.outputs)
+    return (_shapes(sig.inputs), _shapes(sig.outputs)) if not dtypes else \
+        {name: tf.dtypes.as_dtype(t.dtype).name for name, t in sig.inputs.items()}
 
 
 def saved_model_class(path):
