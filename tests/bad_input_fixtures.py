@@ -81,15 +81,16 @@ def earlier(tmp_path_factory):
     return Earlier(root, mlmd, examples, tiny_model(d / "model"), files(root), report(mlmd))
 
 
-def assert_intact(earlier, before=None):
-    """The earlier run's files (but its MLMD file, which later runs in its folder add to) and its MLMD
-    report are as it left them; with `before` (files() of its folder before the command), nothing in
-    the folder changed at all: the command failed before it ran anything."""
+def assert_intact(earlier, before=None, rewritten=()):
+    """The earlier run's files (but its MLMD file, which later runs in its folder add to, and those in
+    `rewritten`: a later run that succeeds publishes its report.html there) and its MLMD report are as
+    it left them; with `before` (files() of its folder before the command), nothing in the folder
+    changed at all: the command failed before it ran anything."""
     now = files(earlier.root)
     if before is not None:
         assert now == before
-    assert {k: now.get(k) for k in earlier.files if k != "metadata.sqlite"} == \
-           {k: v for k, v in earlier.files.items() if k != "metadata.sqlite"}
+    kept = [k for k in earlier.files if k not in ("metadata.sqlite", *rewritten)]
+    assert {k: now.get(k) for k in kept} == {k: earlier.files[k] for k in kept}
     assert report(earlier.mlmd) == earlier.report
 
 
