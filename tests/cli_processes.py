@@ -68,6 +68,27 @@ class Command:
             return self.process.exitcode, f.read()
 
 
+def _call(target, args, faults):
+    import importlib
+    from collabopt.tests import faults as test_faults
+    test_faults.install(faults)
+    module, name = target.split(":")
+    getattr(importlib.import_module(module), name)(*args)
+
+
+def call(target, *args, faults=(), timeout=600):
+    """`module:function` called with `args` in a child process (forked like a command's, `faults`
+    installed first); returns its exit code (-9: SIGKILL)."""
+    p = _context().Process(target=_call, args=(target, args, list(faults)))
+    p.start()
+    p.join(timeout)
+    if p.is_alive():
+        p.kill()
+        p.join()
+        raise AssertionError(f"{target} did not finish in {timeout} s")
+    return p.exitcode
+
+
 def collabopt(*argv, log, env=None, timeout=600, faults=()):
     """Run `collabopt <argv>` in a child process: (exit code, log text)."""
     return Command(argv, log, env, faults).wait(timeout)

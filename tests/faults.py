@@ -7,7 +7,9 @@ Each fault patches the code it interrupts, in that process only:
 - `sigkill_after_epoch(stage, n)`: SIGKILL right after epoch n of the fit named `stage`, once its
   epoch checkpoint is on disk;
 - `raise_after_epoch(stage, n, exc)`: raise `exc` there instead (in process);
-- `oom_after_epoch(stage, n)`: a transient error there (TensorFlow out of memory).
+- `oom_after_epoch(stage, n)`: a transient error there (TensorFlow out of memory);
+- `sigkill_after_estimates_saved(n)`: SIGKILL right after the search saved its estimates file the
+  n-th time (search/estimates.py saves after every measurement).
 """
 import logging
 import os
@@ -68,6 +70,19 @@ def oom_after_epoch(stage, n):
     def fail():
         raise tf.errors.ResourceExhaustedError(None, None, f"OOM when allocating tensor (test fault after epoch {n})")
     return _after_epoch(stage, n, fail)
+
+
+def sigkill_after_estimates_saved(n):
+    from collabopt.search import estimates
+
+    write, done = estimates.write_json, []
+
+    def write_then_die(path, obj):
+        write(path, obj)
+        done.append(path)
+        if len(done) == n:
+            _sigkill(f"estimates saved {n} time(s)")
+    estimates.write_json = write_then_die
 
 
 def install(faults):

@@ -1,0 +1,102 @@
+"""The search's one-shot estimates (search/estimates.py) under a wall-time budget and a kill, on a tiny
+model (real conversion, Vela, eval): the budget is checked before every measurement; a search killed
+during its estimates and started again measures only what it had not saved; a truncated estimates
+file is absent (one line), not a crash; a search whose budget is spent answers with the ptq reference
+leaf and runs nothing more."""
+import json
+import os
+
+import pytest
+import yaml
+
+from collabopt.mlmd import results
+from collabopt.pipelines import config as tree_config
+from collabopt.search import estimates, sensitivity
+from collabopt.search.record import Record
+from collabopt.tests.cli_processes import call, collabopt
+from collabopt.tests.helpers import fashion_mnist_examples, tiny_model
+
+SIGKILL = -9
+CONFIG = {"name": "estimates-test", "paths": ["prune_ptq"], "data": {"train_limit": 300, "eval_limit": 100},
+          "convert": {"representative_samples": 32},
+          "search": {"paths": ["prune_ptq"], "sparsities": [0.5, 0.75], "per_layer": False,
+                     "sensitivity_sample": 100, "epochs": {"min": 1, "max": 1},
+                     "requirements": {"max_metric_drop": 0.5}}}
+# ptq's estimate is the unchanged model's measure ("base"): 3 measurements, saved after each
+CANDIDATES = ["prune_ptq_s50", "prune_ptq_s75", "ptq"]
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    d = tmp_path_factory.mktemp("estimates")
+    return tiny_model(d / "model"), fashion_mnist_examples(d / "examples", 300, 100)
+
+
+def _measure(made, work_dir, monkeypatch, out_of_time=lambda measured: False):
+    """load_or_measure of CONFIG in `work_dir`: (its answer, the measurements it made, the lines it said)."""
+    measured, said, measure = [], [], sensitivity.measure
+
+    def counted(model, sample, out_dir, *args, **kwargs):
+        measured.append(os.path.relpath(out_dir, work_dir))
+        return measure(model, sample, out_dir, *args, **kwargs)
+    monkeypatch.setattr(sensitivity, "measure", counted)
+    est = estimates.load_or_measure(tree_config.merge(CONFIG), made[0], made[1], str(work_dir), say=said.append,
+                                    out_of_time=lambda: out_of_time(measured))
+    return est, measured, said
+
+
+def _saved(work_dir):
+    with open(os.path.join(work_dir, estimates.ESTIMATES_FILE)) as f:
+        return json.load(f)
+
+
+def test_the_budget_is_checked_before_every_measurement(made, tmp_path, monkeypatch):
+    """Out of time after two measurements: the third is not made; what was measured is saved, and the
+    next search measures only the rest."""
+    est, measured, _ = _measure(made, tmp_path, monkeypatch, out_of_time=lambda m: len(m) >= 2)
+    assert measured == ["sensitivity/base", "estimates/prune_ptq_s50"] and not est["complete"]
+    assert sorted(est["estimates"]) == sorted(_saved(tmp_path)["estimates"]) == ["prune_ptq_s50", "ptq"]
+    est, measured, said = _measure(made, tmp_path, monkeypatch)
+    assert measured == ["estimates/prune_ptq_s75"] and est["complete"]
+    assert sorted(est["estimates"]) == CANDIDATES
+    assert said == [f"collabopt search: estimates from {tmp_path / estimates.ESTIMATES_FILE}"]
+
+
+@pytest.mark.slow  # a forked child importing TF and TFX first
+def test_a_search_killed_in_its_estimates_does_not_redo_those_it_saved(made, tmp_path, monkeypatch):
+    """SIGKILL right after the second save (the base and one candidate): started again, the estimates
+    file is whole and only the other candidate is measured; the saved one is kept as it was."""
+    assert call("collabopt.search.estimates:load_or_measure", tree_config.merge(CONFIG), *made, str(tmp_path),
+                faults=[("sigkill_after_estimates_saved", (2,))]) == SIGKILL
+    saved = _saved(tmp_path)
+    assert saved["base"] and sorted(saved["estimates"]) == ["prune_ptq_s50", "ptq"]
+    assert not [n for n in os.listdir(tmp_path) if ".tmp-" in n]  # saved atomically: no partial file left
+    est, measured, _ = _measure(made, tmp_path, monkeypatch)
+    assert measured == ["estimates/prune_ptq_s75"] and est["complete"]
+    assert est["estimates"]["prune_ptq_s50"] == saved["estimates"]["prune_ptq_s50"] and est["base"] == saved["base"]
+
+
+def test_a_truncated_estimates_file_is_measured_again(made, tmp_path, monkeypatch):
+    """A file cut short (a kill before saves were atomic, a full disk) is absent: one line naming it,
+    then everything is measured; no JSONDecodeError."""
+    path = tmp_path / estimates.ESTIMATES_FILE
+    path.write_text('{"key": "abc", "base": {"int8_metr')
+    est, measured, said = _measure(made, tmp_path, monkeypatch, out_of_time=lambda m: len(m) >= 1)
+    assert said == [f"collabopt search: {path} is unreadable (JSONDecodeError: Unterminated string starting at: "
+                    "line 1 column 25 (char 24)); measuring again"]
+    assert measured == ["sensitivity/base"] and _saved(tmp_path)["base"] == est["base"]
+
+
+def test_a_search_out_of_time_answers_with_the_reference_leaf(made, tmp_path):
+    """max_wall_time_s spent by the reference round: no estimate is measured and no trial round runs
+    (one run in MLMD); the search answers with the ptq leaf, which meets the drop (it is the reference)."""
+    cfg = {**CONFIG, "baseline": {"model_uri": made[0]}, "examples": {"uri": made[1]},
+           "search": {**CONFIG["search"], "budget": {"max_wall_time_s": 0.001}}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    code, log = collabopt("search", str(tmp_path / "c.yaml"), "--root", str(tmp_path / "root"), log=tmp_path / "s.log")
+    assert code == 0, log[-3000:]
+    record = Record.load(tmp_path / "root" / "search.json")
+    assert record.stopped == "wall time" and record.chosen == "ptq" and record.rounds == [], log[-3000:]
+    assert record.estimates == {} and record.base is None
+    assert len(results.runs(results.connect(str(tmp_path / "root" / "metadata.sqlite")))) == 1
+    assert "chosen: ptq" in log
