@@ -147,3 +147,46 @@ def test_latest_pushed_model_is_the_newest_version(local_run, tmp_path):
     _, bad = by_node(mlmd)
     assert bad["LatestPushedModel"]["state"] == "FAILED"
     assert not [a for a in bad["LatestPushedModel"]["outputs"].get("model", []) if a.state == a.LIVE]
+
+
+def test_a_failure_caused_by_the_deployed_tree_is_not_cached(tmp_path, capsys):
+    """A LATEST naming a missing version fails the run (the leaf cannot be judged against what is
+    deployed): the LeafEvaluator's execution is FAILED, not a cached result. Once LATEST is fixed as the
+    message says, the same command runs the evaluation again and succeeds, without --no-cache."""
+    import yaml
+
+    from collabopt.cli import main
+    from collabopt.tests.helpers import fashion_mnist_examples, tiny_model
+
+    dest, root = tmp_path / "deployed", str(tmp_path / "root")
+    examples = fashion_mnist_examples(tmp_path / "examples", 300, 100)
+
+    def run(name, model):
+        config = {"name": "deployed-state", "paths": ["ptq"], "examples": {"uri": examples},
+                  "baseline": {"model_uri": model}, "data": {"train_limit": 300, "eval_limit": 100},
+                  "requirements": {}, "npu": {"targets": ["ethos-u55-128"]}, "push": {"destination": str(dest)}}
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(config))
+        try:
+            code = main(["run", str(tmp_path / f"{name}.yaml"), "--root", root]) or 0
+        except SystemExit as e:
+            code = e.code
+        _, err = capsys.readouterr()
+        return code, err, by_node(os.path.join(root, "metadata.sqlite"))[1]
+
+    code, err, _ = run("first", tiny_model(tmp_path / "first"))
+    assert code == 0, err
+    deployed = deploy.deployed_version(dest, "ptq")
+    pointer = dest / "ptq" / deploy.LATEST
+    pointer.write_text("999\n")  # the user's mistake: a version that is not there
+    newer = tiny_model(tmp_path / "newer", width=8)  # a new baseline: its leaf is judged again
+    code, err, nodes = run("newer", newer)
+    assert code == 1 and err.strip() == (
+        f"collabopt run: node Evaluate_ptq failed: {pointer} names version '999', but {dest / 'ptq' / '999'} holds "
+        "no leaf.json: the deployed version was removed; write an existing version's name there"), err
+    assert nodes["Evaluate_ptq"]["state"] == "FAILED" and "Push_ptq" not in nodes
+    pointer.write_text(deployed + "\n")  # fixed as told
+    code, err, nodes = run("newer", newer)
+    assert code == 0, err
+    assert nodes["Evaluate_ptq"]["state"] == "COMPLETE" and nodes["Convert_ptq"]["state"] == "CACHED"
+    leaf = artifact_files.read_leaf(nodes["Evaluate_ptq"]["outputs"]["evaluation"][0].uri)
+    assert leaf["previous_version"] == deployed  # judged against what is deployed now
