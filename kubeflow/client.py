@@ -1,9 +1,10 @@
 """Kubeflow Pipelines' REST API (v2beta1) through kfp.Client: one run of a compiled package (submit)
 or a recurring run on a cron (schedule). Every mistake that can be seen locally (package file,
 parameters and the config values they set, cron, concurrency, host, token file) fails before any
-request. Every request, the client's health check included, has a connect and a read timeout and is
-tried once; whatever is not a JSON answer with the id asked for becomes a KfpError naming the host,
-the request and, for a refusal, the HTTP status and (capped) body. The token is never shown.
+request. Every request, the client's health check included, is tried once and bounded as a whole
+(kubeflow/bounded_http.py): done within the timeout (connect, send, answer: not per read), its body
+read up to a cap; whatever is not a JSON answer with the id asked for becomes a KfpError naming the
+host, the request and, for a refusal, the HTTP status and (capped) body. The token is never shown.
 """
 import contextlib
 import datetime
@@ -13,11 +14,11 @@ import os
 import re
 import urllib.parse
 
-from collabopt.kubeflow import KfpError
+from collabopt.kubeflow import KfpError, bounded_http
 from collabopt.kubeflow.compiler import load_package, run_options
 from collabopt.kubeflow.run_inputs import check_config_values, parse_params, validate_cron
 
-DEFAULT_TIMEOUT = 30.0  # seconds, each request's connect and read timeout
+DEFAULT_TIMEOUT = 30.0  # seconds, each request's deadline (and its connect and read timeout)
 BODY_CAP = 200  # characters of a response body shown in a message
 TOKEN_ENV = "KFP_TOKEN"  # a bearer token (e.g. `kubectl create token ...`), when no token file is given
 
@@ -59,21 +60,30 @@ def _bounded_rest_class():
     from kfp_server_api import ApiException, rest
 
     class BoundedRest(rest.RESTClientObject):
-        """kfp_server_api's REST client with a (connect, read) timeout on every request, no retries, and
-        every answer that is not a 2xx JSON body turned into a KfpError."""
+        """kfp_server_api's REST client with a deadline on every request (its connect and read timeout
+        too), a cap on the body it reads, no retries, and every answer that is not a 2xx JSON body
+        turned into a KfpError."""
 
         def __init__(self, configuration, host, timeout):
             configuration.retries = urllib3.Retry(total=0, raise_on_redirect=False)  # a redirect is answered
             super().__init__(configuration)
+            self.pool_manager = bounded_http.BoundedPoolManager(self.pool_manager)
             self.host, self.timeout, self.last_body = host, float(timeout), b""
 
         def request(self, method, url, query_params=None, headers=None, body=None, post_params=None,
                     _preload_content=True, _request_timeout=None):
             what = f"{method} {urllib.parse.urlsplit(url).path}"
+            deadline = bounded_http.Deadline(self.timeout)
             try:
-                r = super().request(method, url, query_params=query_params, headers=headers, body=body,
-                                    post_params=post_params, _preload_content=_preload_content,
-                                    _request_timeout=_request_timeout or (self.timeout, self.timeout))
+                with deadline:
+                    r = super().request(method, url, query_params=query_params, headers=headers, body=body,
+                                        post_params=post_params, _preload_content=True,
+                                        _request_timeout=(self.timeout, self.timeout))
+            except bounded_http.TooLarge as e:
+                size = f" (Content-Length {e.length:,} bytes)" if e.length is not None else ""
+                raise KfpError(f"Kubeflow Pipelines at {self.host} answered {what} with a body over "
+                               f"{bounded_http.MAX_BODY_BYTES // 2 ** 20} MiB{size}: not read (is {self.host} the "
+                               "KFP API endpoint?)") from None
             except ApiException as e:  # a status outside 2xx
                 said = _refusal(e.body or b"")
                 location = (e.headers or {}).get("Location")
@@ -82,6 +92,9 @@ def _bounded_rest_class():
                 raise KfpError(f"Kubeflow Pipelines at {self.host} refused {what}: HTTP {e.status} {e.reason}: "
                                f"{said}") from None
             except urllib3.exceptions.HTTPError as e:
+                if deadline.passed:  # its socket was cut: the server was still sending (slowly)
+                    raise KfpError(f"Kubeflow Pipelines at {self.host} did not answer {what} within "
+                                   f"{self.timeout:g} s") from None
                 raise KfpError(_transport_error(e, self.host, what, self.timeout)) from None
             self.last_body = r.data
             answered = f"Kubeflow Pipelines at {self.host} answered {what} with HTTP {r.status} {r.reason}"

@@ -122,6 +122,17 @@ HANG, GARBAGE = "hang", "garbage"  # never answer (until teardown, at most 60 s)
 HANG_LIMIT = 60.0
 
 
+def drip(every):
+    """A behaviour: a valid JSON answer, sent one byte every `every` seconds (until teardown)."""
+    return ("drip", every)
+
+
+def huge(size, announced=True):
+    """A behaviour: a 200 JSON answer of `size` bytes (a Content-Length given, or not: the body ends
+    when the connection closes), sent as fast as the client reads."""
+    return ("huge", size, announced)
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
@@ -140,6 +151,31 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.server.release.wait(HANG_LIMIT)
         elif behaviour == GARBAGE:
             self.wfile.write(b"\x00\xff\xfe not HTTP\r\n\r\n")
+        elif behaviour[0] == "drip":
+            data = b'{"multi_user": false}'
+            answer = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (
+                len(data), data)
+            try:
+                for i in range(len(answer)):
+                    self.wfile.write(answer[i:i + 1])
+                    self.wfile.flush()
+                    if self.server.release.wait(behaviour[1]):
+                        return
+            except OSError:  # the client cut it
+                pass
+        elif behaviour[0] == "huge":
+            _, size, announced = behaviour
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            if announced:
+                self.send_header("Content-Length", str(size))
+            self.end_headers()
+            block = b" " * (1 << 20)
+            try:
+                for sent in range(0, size, len(block)):
+                    self.wfile.write(block[:size - sent])
+            except OSError:  # the client stopped reading
+                pass
         else:
             status, content_type, data = behaviour
             self._answer(status, data, content_type)
