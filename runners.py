@@ -111,10 +111,19 @@ def _sqlite(pipeline):
     return cfg.sqlite.filename_uri if cfg is not None and cfg.HasField("sqlite") else None
 
 
+class RootError(ValueError):
+    """The run folder (--root) is not a folder, or cannot be made."""
+
+
 def paths(root):
-    """(pipeline_root, metadata_path) inside one local folder."""
+    """(pipeline_root, metadata_path) inside one local folder (made if missing)."""
     root = os.path.abspath(root)
-    os.makedirs(root, exist_ok=True)
+    if os.path.exists(root) and not os.path.isdir(root):
+        raise RootError(f"root {root!r} is a file, not a folder: give a folder for the run's artifacts and MLMD")
+    try:
+        os.makedirs(root, exist_ok=True)
+    except OSError as e:
+        raise RootError(f"root {root!r}: cannot make the folder: {e.strerror} ({e.filename})") from None
     return os.path.join(root, "pipeline_root"), os.path.join(root, "metadata.sqlite")
 
 

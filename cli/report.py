@@ -32,6 +32,9 @@ def _store(mlmd, command):
     from collabopt.mlmd import results
     if not os.path.isfile(mlmd):
         raise SystemExit(f"collabopt {command}: no ML Metadata store at {mlmd}")
+    problem = results.not_a_store(mlmd)
+    if problem:
+        raise SystemExit(f"collabopt {command}: {mlmd} is not an ML Metadata store: {problem}")
     return results.connect(mlmd)
 
 
@@ -46,6 +49,10 @@ def list_runs(args):
     mlmd = _mlmd(args)
     store = _store(mlmd, "runs")
     summaries = results.run_summaries(store, args.pipeline_name, lease=lambda run_id: runners.lease(mlmd, run_id))
+    if not summaries and args.pipeline_name:  # a filter that matches nothing is a mistake, not an empty list
+        names = sorted({results.pipeline_of(store, r) or "?" for r in results.runs(store)})
+        raise SystemExit(f"collabopt runs: no runs of pipeline {args.pipeline_name!r} in {mlmd} "
+                         f"({'its pipelines: ' + ', '.join(names) if names else 'it holds no runs'})")
     print(results.runs_table(summaries) if summaries else f"no runs in {mlmd}")
 
 

@@ -168,8 +168,9 @@ def is_qat_saved_model(saved_model_dir):
 def to_tflite(model_path, data_spec, out_dir, *, representative_samples=CONVERT["representative_samples"],
               evaluate=True, training=train.TrainingSpec()):
     """Full-INT8 .tflite (QAT ranges if the model is a QAT model, else PTQ) and its analysis."""
-    checks.stage_inputs(data_spec, model_path, train=representative_samples, evaluation=evaluate,
-                        classes=metrics.class_labels(training, data_spec.target))
+    # the train split as the run's other stages read it (not only the calibration samples): a damaged
+    # record fails a ptq-only run as it fails one that fine-tunes
+    checks.stage_inputs(data_spec, model_path, evaluation=evaluate, classes=metrics.class_labels(training, data_spec.target))
     # The converter asks for representative data even for QAT SavedModels (TF 2.21 checks before it
     # has read the graph); with fake-quant nodes present it uses their ranges and ignores the data.
     rep = data_spec.representative(representative_samples)  # only what calibration uses

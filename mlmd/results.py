@@ -18,6 +18,28 @@ ABANDONED = "abandoned"       # CANCELED execution: why (its run's process died)
 TFX_RESULT = "__execution_result__"  # TFX's launcher: an ExecutionResult as JSON, for its own failures
 
 
+MLMD_TABLES = ("MLMDEnv", "Type", "Context", "Execution", "Artifact")  # what ML Metadata's schema has
+
+
+def not_a_store(metadata_path):
+    """Why the file at `metadata_path` is not a SQLite ML Metadata store; None when it looks like one.
+    Read with sqlite3 (read-only): MLMD itself would try to create its tables in any SQLite file."""
+    import contextlib
+    import pathlib
+    import sqlite3
+    uri = pathlib.Path(metadata_path).absolute().as_uri() + "?mode=ro"
+    try:
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.Error as e:
+        return f"not an SQLite database ({e})"
+    missing = [t for t in MLMD_TABLES if t not in tables]
+    if missing:
+        found = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "") or "none"
+        return f"an SQLite database without ML Metadata's tables ({', '.join(missing)}; its tables: {found})"
+    return None
+
+
 def connect(metadata_path, write=False):
     """The SQLite MLMD store at `metadata_path`, read-only unless `write` (runners.py's books)."""
     cfg = metadata_store_pb2.ConnectionConfig()

@@ -3,6 +3,7 @@ schemas/tree_config.schema.json and what a schema cannot say, and merge it over 
 The one home of config loading, merging and validation."""
 import copy
 import os
+import stat
 
 import yaml
 
@@ -22,7 +23,13 @@ def load(path):
     bounded before it is checked: at most MAX_BYTES, nested at most MAX_DEPTH deep, at most MAX_NODES
     values once YAML aliases are expanded (an alias bomb is refused, not expanded)."""
     path = str(path)
-    if not os.path.isfile(path):
+    if os.path.exists(path) and not os.path.isfile(path) and not os.path.isdir(path):
+        mode = os.stat(path).st_mode
+        if not stat.S_ISFIFO(mode):  # a pipe (collabopt run <(...)) is read as a file, bounded as one
+            kind = ("a character device" if stat.S_ISCHR(mode) else "a block device" if stat.S_ISBLK(mode)
+                    else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+            raise schemas.ConfigError(f"config file {path!r} is {kind}, not a config file: give a YAML file")
+    elif not os.path.isfile(path):
         packaged = os.path.join(CONFIG_DIR, path if path.endswith(".yaml") else path + ".yaml")
         if not os.path.isfile(packaged):
             what = "is a folder, not a config file" if os.path.isdir(path) else "does not exist"

@@ -6,6 +6,8 @@ import contextlib
 import io
 import os
 import socket
+import subprocess
+import sys
 
 import pytest
 
@@ -36,6 +38,21 @@ def argv(*args):
         names = {"tmp": tmp, "root": e.root, "mlmd": e.mlmd}
         return [a.format(**names) for a in args], names
     return make
+
+
+def not_mlmd(e, tmp):
+    """An SQLite database of someone else's: one table, no ML Metadata schema."""
+    import sqlite3
+    db = sqlite3.connect(tmp / "other.sqlite")
+    db.execute("CREATE TABLE foo (x INTEGER)")
+    db.commit()
+    db.close()
+    return ["report", "--mlmd", tmp / "other.sqlite"], {"path": tmp / "other.sqlite"}
+
+
+def root_is_a_file(e, tmp):
+    config = write(tmp / "ok.yaml", {"paths": ["ptq"]})
+    return ["run", config, "--root", write(tmp / "afile", "x")], {"root": tmp / "afile"}
 
 
 def empty_store(e, tmp):
@@ -94,8 +111,16 @@ CONFIG_CASES = [
          "collabopt compile: config file '{tmp}' is a folder, not a config file (packaged configs: …)"),
     Case("report: no store", argv("report", "--mlmd", "{tmp}/none.sqlite"),
          "collabopt report: no ML Metadata store at {tmp}/none.sqlite"),
-    Case("report: not a store", lambda e, tmp: (["report", "--mlmd", write(tmp / "x.sqlite", "not SQLite")], {}),
-         "collabopt report: RuntimeError: Error when executing query: file is not a database …"),
+    Case("report: not a store", lambda e, tmp: (["report", "--mlmd", write(tmp / "x.sqlite", "not SQLite")], {"tmp": tmp}),
+         "collabopt report: {tmp}/x.sqlite is not an ML Metadata store: not an SQLite database (file is not a database)"),
+    Case("report: an SQLite file that is not MLMD", not_mlmd, "collabopt report: {path} is not an ML Metadata store: "
+         "an SQLite database without ML Metadata's tables (MLMDEnv, Type, Context, Execution, Artifact; its tables: foo)"),
+    Case("runs: unknown pipeline", argv("runs", "--mlmd", "{mlmd}", "--pipeline-name", "nope"),
+         "collabopt runs: no runs of pipeline 'nope' in {mlmd} (its pipelines: …earlier…)"),
+    Case("--root is a file", root_is_a_file, "collabopt run: root '{root}' is a file, not a folder: give a folder for "
+         "the run's artifacts and MLMD"),
+    Case("config is /dev/zero", argv("run", "/dev/zero", "--root", "{root}"),
+         "collabopt run: config file '/dev/zero' is a character device, not a config file: give a YAML file"),
     Case("report: a store with no runs", empty_store, "collabopt report: no pipeline run in this MLMD store"),
     Case("report: unknown pipeline", argv("report", "--mlmd", "{mlmd}", "--pipeline-name", "nope"),
          "collabopt report: no pipeline run in this MLMD store for 'nope'"),
@@ -134,6 +159,18 @@ MODULE_CASES = [
 @pytest.mark.parametrize("case", CONFIG_CASES + MODULE_CASES, ids=lambda c: c.id)
 def test_bad_config_or_command_line(case, earlier, tmp_path, capsys, caplog):  # noqa: F811 - earlier is a fixture
     check(case, earlier, tmp_path, capsys, caplog)
+
+
+def test_a_bad_limit_is_refused_before_tensorflow_is_imported(earlier, tmp_path):  # noqa: F811
+    """`--train-limit -5` is a command-line mistake: refused in a fresh process before TensorFlow is
+    imported (seconds, not the half minute importing it takes)."""
+    config = write(tmp_path / "ok.yaml", {"paths": ["ptq"]})
+    probe = ("import sys\nfrom collabopt import cli\ntry:\n    cli.main(sys.argv[1:])\nexcept SystemExit as e:\n"
+             "    print(e.code, 'tensorflow' in sys.modules)\n")
+    p = subprocess.run([sys.executable, "-c", probe, "run", config, "--root", earlier.root, "--train-limit", "-5"],
+                       capture_output=True, text=True, timeout=300, env={**os.environ, "TF_USE_LEGACY_KERAS": "1"})
+    assert p.stdout.split() == ["1", "False"], p.stdout + p.stderr
+    assert p.stderr.strip() == "collabopt run: --train-limit/--eval-limit: data.train_limit: -5 is less than the minimum of 0"
 
 
 # ---------------------------------------------------------------- Kubeflow Pipelines, a host that refuses

@@ -67,6 +67,11 @@ def keras3_file(e, tmp):
     return str(tmp / "model.keras")
 
 
+def keras3_h5(e, tmp):
+    keras3_model().save(str(tmp / "model.h5"))
+    return str(tmp / "model.h5")
+
+
 def model_file(name, save=lambda m, path: m.save(path), damage=lambda b: b):
     """A tf_keras model saved to the file `name` by `save`, its bytes then passed through `damage`."""
     def make(e, tmp):
@@ -96,6 +101,8 @@ MODEL_CASES = [
          "has no keras_metadata.pb; collabopt fine-tunes tf_keras models: build and save it with tf_keras …"),
     Case("Keras 3 .keras file", run(keras3_file), MODEL + "'{model}' was saved by Keras 3.…; collabopt fine-tunes "
          "tf_keras models: build and save it with tf_keras (import tf_keras as keras; model.save(path, save_format='tf'))"),
+    Case("Keras 3 .h5 file", run(keras3_h5), MODEL + "'{model}' was saved by Keras 3.…; collabopt fine-tunes tf_keras "
+         "models: build and save it with tf_keras (import tf_keras as keras; model.save(path, save_format='tf'))"),
     Case("weights-only .h5", run(model_file("model.h5", lambda m, p: m.save_weights(p))),
          MODEL + "'{model}' holds weights only (save_weights): save the whole model (model.save(path)) so collabopt "
          "can rebuild it"),
@@ -159,15 +166,21 @@ def without_eval(e, tmp):
 
 DATA_CASES = [
     Case("NaN features", run(examples=lambda e, tmp: examples(e, tmp, nan_at_17)), CONVERT + "Examples split 'train': "
-         + TRAIN_FILE + ": record 17: feature 'image' holds NaN or infinite values (1 of the 200 records of its batch do)"),
+         + TRAIN_FILE + ": record 17: feature 'image' holds NaN or infinite values (1 of the 300 records of its batch do)"),
     Case("labels outside the classes", run(examples=lambda e, tmp: examples(e, tmp, label_12_at_42)),
          CONVERT + "Examples split 'train': " + TRAIN_FILE + ": record 42: label 'label' is 12, outside the model's 10 "
-         "classes (0-9) (1 of the 200 labels of its batch are)"),
+         "classes (0-9) (1 of the 300 labels of its batch are)"),
     Case("labels outside the baseline's classes", run(examples=lambda e, tmp: examples(e, tmp, label_12_at_42), trained=True),
          "collabopt run: node BaselineTrainer failed: Examples split 'train': " + TRAIN_FILE + ": record 42: label "
          "'label' is 12, outside the model's 10 classes (0-9) (1 of the 300 labels of its batch are)"),
     Case("truncated TFRecord", run(examples=lambda e, tmp: damaged(e, tmp, "train", lambda b: b[:len(b) // 2])),
          CONVERT + "Examples split 'train': " + TRAIN_FILE + " is not a complete GZIP TFRecord file: truncated record at …"),
+    # cut past the 200 records PTQ calibrates with, within the 300 the run trains on: a ptq-only run
+    # fails as one that fine-tunes does (whose reference ptq leaf meets the cut first)
+    *(Case(f"truncated TFRecord past the calibration: {path}",
+           run(examples=lambda e, tmp: damaged(e, tmp, "train", lambda b: b[:len(b) * 9 // 10]), paths=(path,)),
+           f"collabopt run: node {node} failed: Examples split 'train': " + TRAIN_FILE + " is not a complete GZIP "
+           "TFRecord file: truncated record at …") for path, node in (("ptq", "Convert_ptq"), ("prune_ptq", "Convert_ptq"))),
     Case("garbage TFRecord", run(examples=lambda e, tmp: damaged(e, tmp, "eval", lambda b: b"\0garbage" * 512)),
          CONVERT + "Examples split 'eval': {examples}/Split-eval/data_tfrecord-00000-of-00001.gz is not a complete GZIP "
          "TFRecord file: inflate() failed with error -3: incorrect header check"),

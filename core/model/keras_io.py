@@ -121,8 +121,12 @@ def check_file(path):
     try:
         with h5py.File(path, "r") as f:
             whole = "model_config" in f.attrs
+            version = f.attrs.get("keras_version", b"")
     except OSError as e:
         raise ModelError(f"{path!r} is not a readable HDF5 file (corrupt or truncated?): {e}") from e
+    version = version.decode() if isinstance(version, bytes) else str(version)
+    if version.startswith("3"):  # Keras 3's HDF5 config is not one tf_keras can deserialize
+        raise ModelError(f"{path!r} was saved by Keras {version}; collabopt fine-tunes tf_keras models: {TF_KERAS_HINT}")
     if not whole:
         raise ModelError(f"{path!r} holds weights only (save_weights): save the whole model "
                          "(model.save(path)) so collabopt can rebuild it")
