@@ -14,7 +14,7 @@ import os
 import re
 import urllib.parse
 
-from collabopt.kubeflow import KfpError, bounded_http
+from collabopt.kubeflow import KfpError
 from collabopt.kubeflow.compiler import load_package, run_options
 from collabopt.kubeflow.run_inputs import check_config_values, parse_params, validate_cron
 
@@ -58,6 +58,8 @@ def _transport_error(e, host, what, timeout):
 def _bounded_rest_class():
     import urllib3
     from kfp_server_api import ApiException, rest
+
+    from collabopt.kubeflow import bounded_http  # urllib3 too: imported with kfp, when a request is made
 
     class BoundedRest(rest.RESTClientObject):
         """kfp_server_api's REST client with a deadline on every request (its connect and read timeout

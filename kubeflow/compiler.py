@@ -14,6 +14,7 @@ import re
 import yaml
 
 from collabopt.kubeflow import KfpError
+from collabopt.schemas import kubernetes
 
 ENTRYPOINT = ("python", "-m", "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor")
 PACKAGE_SUFFIXES = (".yaml", ".yml")  # what kfp.Client accepts besides .zip/.tar.gz archives
@@ -229,7 +230,12 @@ def _apply_kubeflow(spec, kubeflow, classes):
         container = executors.get(label, {}).get("container")
         if container is None:  # an importer: KFP's driver does the work, no pod
             continue
-        entry = {**resources.get("default", {}), **resources.get(classes.get(name), {}), **resources.get(name, {})}
+        layers = [(k, resources[k]) for k in ("default", classes.get(name), name) if k in resources]
+        entry = {f: v for _, e in layers for f, v in e.items()}
+        problems = kubernetes.limit_problems(entry, lambda f: next(
+            f"kubeflow.resources.{k}" for k, e in reversed(layers) if f in e))  # the entry that set the field
+        if problems:
+            raise KfpError(f"task {name}: " + "; ".join(problems))
         if _resource_spec(entry):
             container["resources"] = _resource_spec(entry)
         if entry.get("node_selector"):

@@ -12,6 +12,8 @@ import re
 
 import jsonschema
 
+from collabopt.schemas import kubernetes
+
 
 class ConfigError(ValueError):
     """A config (or a component parameter) breaks the config contract; the message names the field."""
@@ -86,6 +88,7 @@ def rule_problems(doc):
     epochs = (doc.get("search") or {}).get("epochs") or {}
     if isinstance(epochs.get("min"), int) and isinstance(epochs.get("max"), int) and epochs["min"] > epochs["max"]:
         problems.append(f"search.epochs: min {epochs['min']} is more than max {epochs['max']}")
+    problems += kubernetes.problems(doc.get("kubeflow"))
     req = doc.get("requirements") or {}
     problems += _metric_problems(doc.get("training") or {}, req)
     if req.get("npu_target") and req.get("max_npu_inference_time_s") is None:

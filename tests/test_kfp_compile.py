@@ -286,7 +286,8 @@ def test_compile_refuses_local_paths_unless_allowed(tmp_path, packages):
 def test_kubeflow_section_mistakes_are_named(tmp_path):
     from collabopt.schemas import ConfigError
     cfg = {**demo_raw(), "paths": ["ptq"]}
-    with pytest.raises(ConfigError, match=re.escape("kubeflow.resources.default.cpu: '2 cores' does not match")):
+    with pytest.raises(ConfigError, match=re.escape("kubeflow.resources.default.cpu: '2 cores' is not a Kubernetes CPU "
+                                                    "quantity: give cores ('2', '0.5') or millicores ('500m')")):
         compiler.compile_config({**cfg, "kubeflow": {"resources": {"default": {"cpu": "2 cores"}}}},
                                 tmp_path / "p.yaml", pipeline_root=ROOT)
     with pytest.raises(KfpError, match=re.escape("kubeflow.resources: Prunr: no such component class or node id "
@@ -294,3 +295,57 @@ def test_kubeflow_section_mistakes_are_named(tmp_path):
                                                  "LeafEvaluator, NPUCompiler, Reporter, TFLiteConverter)")):
         compiler.compile_config({**cfg, "kubeflow": {"resources": {"Prunr": {"cpu": "2"}}}}, tmp_path / "p.yaml",
                                 pipeline_root=ROOT)
+
+
+KUBERNETES = "Kubernetes refuses a pod whose limit is below its request"
+
+
+@pytest.mark.parametrize("kubeflow, message", [
+    ({"resources": {"default": {"cpu": "0.0005"}}},
+     "kubeflow.resources.default.cpu: '0.0005' is finer than a millicore (1m), which Kubernetes refuses"),
+    ({"resources": {"default": {"cpu": "1000"}}}, "kubeflow.resources.default.cpu: '1000' is more than 512 cores: no "
+                                                  "node has that many"),
+    ({"resources": {"Pruner": {"memory": "1K"}}}, "kubeflow.resources.Pruner.memory: '1K' is not a Kubernetes memory "
+     "quantity: give a number of bytes with a unit, e.g. '512Mi', '8Gi', '2G' (there is no 'K' suffix: use 'Ki')"),
+    ({"resources": {"default": {"memory": "512"}}}, "kubeflow.resources.default.memory: '512' is 512 bytes, less than "
+     "64Mi, too little for a task that imports TensorFlow (a unit missing? '512Mi', not '512')"),
+    ({"resources": {"default": {"memory": "100Ti"}}}, "kubeflow.resources.default.memory: '100Ti' is more than 16Ti: no "
+                                                      "node has that much"),
+    ({"resources": {"default": {"cpu": "2", "cpu_limit": "1500m"}}},
+     f"kubeflow.resources.default.cpu_limit: '1500m' is less than cpu '2': {KUBERNETES}"),
+    ({"resources": {"default": {"memory": "8Gi"}, "Pruner": {"memory_limit": "4Gi"}}},
+     f"kubeflow.resources.Pruner.memory_limit: '4Gi' is less than memory '8Gi' (of kubeflow.resources.default): "
+     f"{KUBERNETES}"),
+    ({"resources": {"default": {"node_selector": {"cloud.google.com/gke-nodepool": "gpu pool"}}}},
+     "kubeflow.resources.default.node_selector.cloud.google.com/gke-nodepool: 'gpu pool' is not a Kubernetes label "
+     "value: at most 63 letters, digits, '-', '_' or '.', beginning and ending with a letter or digit"),
+    ({"resources": {"default": {"node_selector": {"Pool_Name.example/x": "a"}}}},
+     "kubeflow.resources.default.node_selector.Pool_Name.example/x: 'Pool_Name.example/x': its prefix "
+     "'Pool_Name.example' is not a DNS-1123 subdomain (lower case, e.g. example.com)"),
+    ({"resources": {"PreservingQAT": {"accelerator": {"type": "gpu"}}}},
+     "kubeflow.resources.PreservingQAT.accelerator.type: 'gpu' is not an extended resource Kubernetes schedules: give "
+     "its qualified name, e.g. nvidia.com/gpu or amd.com/gpu"),
+    ({"service_account": "Collabopt_Runner"}, "kubeflow.service_account: 'Collabopt_Runner' is not a Kubernetes name: "
+     "lower-case letters, digits, '-' and '.', beginning and ending with a letter or digit (DNS-1123)"),
+], ids=["sub-millicore", "1000-cores", "K-suffix", "no-unit", "100Ti", "cpu-limit", "limit-over-default", "label-value",
+        "label-prefix", "accelerator", "service-account"])
+def test_kubernetes_rules_are_checked_when_the_config_is_loaded(tmp_path, kubeflow, message):
+    """What Kubernetes would refuse at pod creation is a config error naming the field, at compile time;
+    nothing is written."""
+    from collabopt.schemas import ConfigError
+    with pytest.raises(ConfigError) as e:
+        compiler.compile_config({**demo_raw(), "paths": ["ptq"], "kubeflow": kubeflow}, tmp_path / "p.yaml",
+                                pipeline_root=ROOT)
+    assert str(e.value) == f"invalid tree_config config:\n  {message}"
+    assert not os.path.exists(tmp_path / "p.yaml")
+
+
+def test_a_task_whose_layered_entries_put_a_limit_below_its_request_is_named(tmp_path):
+    """Each entry alone is fine; laid over each other for the PCQAT task (its class's memory, its node
+    id's limit) the limit is below the request: the compile fails naming the task and both entries."""
+    kubeflow = {"resources": {"PreservingQAT": {"memory": "16Gi"}, "PCQAT": {"memory_limit": "10Gi"}}}
+    with pytest.raises(KfpError) as e:
+        compiler.compile_config({**demo_raw(), "kubeflow": kubeflow}, tmp_path / "p.yaml", pipeline_root=ROOT)
+    assert str(e.value) == ("task PCQAT: kubeflow.resources.PCQAT.memory_limit: '10Gi' is less than memory '16Gi' "
+                            f"(of kubeflow.resources.PreservingQAT): {KUBERNETES}")
+    assert not os.path.exists(tmp_path / "p.yaml")
