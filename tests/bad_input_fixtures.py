@@ -127,7 +127,10 @@ def check(case, earlier, tmp_path, capsys, caplog, untouched=True):
 
 def collabopt(*argv, interrupt_after=None, timeout=300):
     """`python -m collabopt.cli <argv>` in a fresh interpreter: (exit code, stdout, stderr). With
-    `interrupt_after` (a regex), Ctrl-C (SIGINT) once a line of stderr matches it."""
+    `interrupt_after` (a regex), Ctrl-C (SIGINT) once a line of stderr matches it: the phase is an event
+    the process reports, not a time; a process that ends before it fails the test, naming the phase.
+    `timeout` only catches a hang: a loaded machine (the full suite on two workers, importing
+    TensorFlow in each process) can take minutes to reach a phase."""
     p = subprocess.Popen([sys.executable, "-m", "collabopt.cli", *map(str, argv)], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True, env={**os.environ, "TF_USE_LEGACY_KERAS": "1"})
     out, err = [], []
@@ -146,6 +149,7 @@ def collabopt(*argv, interrupt_after=None, timeout=300):
         watchdog.cancel()
     drain.join(10)
     assert code != -signal.SIGKILL, f"collabopt {' '.join(map(str, argv))} did not finish in {timeout} s:\n{''.join(err)}"
+    assert interrupt_after is None, f"collabopt ended (exit code {code}) before {interrupt_after!r}:\n{''.join(err)[-3000:]}"
     return code, "".join(out), "".join(err)
 
 
