@@ -87,6 +87,7 @@ def test_a_truncated_estimates_file_is_measured_again(made, tmp_path, monkeypatc
     assert measured == ["sensitivity/base"] and _saved(tmp_path)["base"] == est["base"]
 
 
+@pytest.mark.slow  # a real pipeline run (the reference leaf)
 def test_a_search_out_of_time_answers_with_the_reference_leaf(made, tmp_path):
     """max_wall_time_s spent by the reference round: no estimate is measured and no trial round runs
     (one run in MLMD); the search answers with the ptq leaf, which meets the drop (it is the reference)."""

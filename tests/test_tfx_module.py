@@ -62,6 +62,7 @@ def test_the_data_accessor_honours_tfx_bsl_options(transformed):
     assert tfx_input.TransformOutput(schema).transformed_feature_spec()[LABEL].shape == [1]
 
 
+@pytest.mark.slow  # a real pipeline run
 def test_a_tfx_trainer_module_runs_unchanged(transformed, tmp_path):
     """Trained as the example's run_fn trains it (its input_fn, endless, with steps per epoch), then
     collabopt run of the prune_ptq path with the same file as training.module_file."""
