@@ -101,3 +101,23 @@ def test_a_search_out_of_time_answers_with_the_reference_leaf(made, tmp_path):
     assert record.estimates == {} and record.base is None
     assert len(results.runs(results.connect(str(tmp_path / "root" / "metadata.sqlite")))) == 1
     assert "chosen: ptq" in log
+
+
+def test_a_candidate_that_cannot_be_measured_is_a_named_failure(made, tmp_path, monkeypatch):
+    """A one-shot model the interpreter cannot run (what `sparsities: [0.99]` met: XNNPACK failing to
+    prepare it) leaves that candidate out, named with why, and the others are measured: not a failed
+    search. Saved, so a restart does not try it again."""
+    measure = sensitivity.measure
+
+    def xnnpack_fails_at_75(model, sample, out_dir, *args, **kwargs):
+        if out_dir.endswith("prune_ptq_s75"):
+            raise RuntimeError("failed to create XNNPACK runtime\nNode number 3 (TfLiteXNNPackDelegate) failed to prepare.")
+        return measure(model, sample, out_dir, *args, **kwargs)
+    monkeypatch.setattr(sensitivity, "measure", xnnpack_fails_at_75)
+    said = []
+    est = estimates.load_or_measure(tree_config.merge(CONFIG), made[0], made[1], str(tmp_path), say=said.append)
+    why = ("its one-shot model could not be converted or evaluated: RuntimeError: failed to create XNNPACK "
+           "runtime Node number 3 (TfLiteXNNPackDelegate) failed to prepare.")
+    assert est["complete"] and sorted(est["estimates"]) == ["prune_ptq_s50", "ptq"]
+    assert est["failed"] == {"prune_ptq_s75": why} == _saved(tmp_path)["failed"]
+    assert said == [f"collabopt search: candidate prune_ptq_s75 left out: {why}"]
