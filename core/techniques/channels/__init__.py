@@ -1,0 +1,1 @@
+"""Channel pruning by real surgery: channel groups (graph), thinning (surgery), NPU-aligned widths (widths)."""
