@@ -23,6 +23,9 @@ REASONS = "reasons"                # JSON list: why a leaf is not blessed
 PUSHED = "pushed"                  # PushedModel: 1 or 0 (as TFX's Pusher)
 PATH = "path"                      # the leaf's deployment-tree path
 NPU_TARGETS = "npu_targets"        # LeafEvaluation: comma-separated Vela targets it has numbers for
+# NPUModel and LeafEvaluation, per target (`<target>.per_layer`): JSON, Vela's per-layer view and the
+# operators it left on the CPU with its reasons (core.npu.per_layer)
+from collabopt.core.npu.per_layer import CPU_OPERATORS, PER_LAYER  # noqa: E402,F401
 from collabopt.core.artifact_files import EXCLUDED_LAYERS  # noqa: E402,F401  JSON {technique: {layer: why}}
 # A path whose stage failed: its nodes' outputs carry these instead of a result (as TFX's Pusher marks
 # "not pushed"), so the other paths, the report and the blessing still run; set by common.PathStage.

@@ -16,7 +16,7 @@ from collabopt.core.evaluation import gates, metrics
 from collabopt.core.report import kernel_trace
 from collabopt.core.model import baseline, keras_io, train
 from collabopt.core.techniques import layer_support, optimize
-from collabopt.core.npu import vela
+from collabopt.core.npu import per_layer, vela
 from collabopt.core.data.inputs import DataSpec  # noqa: F401 (stages.DataSpec for callers)
 from collabopt.core.artifact_files import (EXCLUDED_LAYERS, INT8_STAGE, LOG_DIR, MODEL_DIR, STATS_FILE, TFLITE_FILE,
                                            excluded_layers, promises, write_json)
@@ -200,11 +200,13 @@ def to_tflite(model_path, data_spec, out_dir, *, representative_samples=CONVERT[
 
 def compile_npu(tflite_path, out_dir, *, accelerator_configs=("ethos-u55-128",), system_config=None,
                 memory_mode=None):
-    """Vela for each target; per-target numbers under out_dir/<target>/."""
+    """Vela for each target; per-target numbers under out_dir/<target>/, with where the time goes per
+    layer (per_layer.PER_LAYER) and the operators left on the CPU (per_layer.CPU_OPERATORS)."""
     vela.check_int8(tflite_path)
     results = {}
     for acc in accelerator_configs:
-        results[acc] = vela.compile_for_npu(tflite_path, os.path.join(out_dir, acc), acc,
-                                            system_config=system_config, memory_mode=memory_mode)
+        res = per_layer.measure(tflite_path, os.path.join(out_dir, acc), acc, system_config=system_config,
+                                memory_mode=memory_mode)
+        results[acc] = {k: v for k, v in res.items() if k not in ("rows", "layers")}  # the CSV holds the rows
     write_json(os.path.join(out_dir, STATS_FILE), results)
     return results

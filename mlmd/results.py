@@ -234,7 +234,7 @@ NPU_FIELDS = {"cycles": "npu_cycles", "inference_time_s": "inference_time_s", "f
 
 def leaves(store, run=None, execs=None):
     """Every evaluated leaf of a run (the latest by default), from MLMD properties alone:
-    LEAF_FIELDS, 'reasons', 'npu': {target: NPU_FIELDS}, 'pushed' (its Push_<path> node deployed it,
+    LEAF_FIELDS, 'reasons', 'npu': {target: NPU_FIELDS, per_layer, cpu_operators}, 'pushed' (its Push_<path> node deployed it,
     in this run or, CACHED, in the run it reuses), 'uri' (the LeafEvaluation folder), 'failed' and
     'error' (a path whose node failed: its numbers are None, 'error' names the node and why)."""
     execs = executions(store, run) if execs is None else execs
@@ -252,7 +252,9 @@ def leaves(store, run=None, execs=None):
             leaf["blessed"] = bool(leaf[keys.BLESSED])
             leaf["reasons"] = json.loads(p.get(keys.REASONS) or "[]")
             leaf[keys.EXCLUDED_LAYERS] = json.loads(p.get(keys.EXCLUDED_LAYERS) or "{}")
-            leaf["npu"] = {t: {k: p.get(f"{t}.{v}") for k, v in NPU_FIELDS.items()} for t in targets}
+            leaf["npu"] = {t: {**{k: p.get(f"{t}.{v}") for k, v in NPU_FIELDS.items()},
+                               **{k: json.loads(p.get(f"{t}.{k}") or "null") for k in (keys.PER_LAYER, keys.CPU_OPERATORS)}}
+                           for t in targets}
             leaf["pushed"] = leaf["path"] in pushed
             leaf["state"], leaf["uri"] = ex["state"], art.uri
             leaf[keys.FAILED], leaf[keys.ERROR] = bool(p.get(keys.FAILED)), p.get(keys.ERROR)

@@ -65,6 +65,8 @@ class Executor(common.PathStage, base_beam_executor.BaseBeamExecutor):
         common.record(evaluation, {k: v for k, v in leaf.items() if k not in ("npu", keys.REASONS)})
         for target, est in leaf["npu"].items():
             common.record(evaluation, est, prefix=f"{target}.")
+            common.record(evaluation, {k: json.dumps(est.get(k)) for k in (keys.PER_LAYER, keys.CPU_OPERATORS)},
+                          prefix=f"{target}.")
         # reasons as a JSON list: a preservation reason holds several layers itself
         reasons = json.dumps(leaf[keys.REASONS])
         common.record(evaluation, {keys.NPU_TARGETS: ",".join(leaf["npu"]), keys.REASONS: reasons,

@@ -51,6 +51,7 @@ def test_evaluates_with_the_npu_models_numbers(tmp_path, tflite_uri, model_uri, 
     assert prop(evaluation, f"{TARGET}.npu_cycles") == npu["npu_cycles"] > 0
     assert prop(evaluation, f"{TARGET}.inference_time_s") == npu["inference_time_s"]
     assert prop(evaluation, f"{TARGET}.encoded_weights_bytes") == npu["encoded_weights_bytes"]
+    assert json.loads(prop(evaluation, f"{TARGET}.{keys.PER_LAYER}")) == npu[keys.PER_LAYER] != []
     written = [os.path.join(d, f) for d, _, files in os.walk(evaluation.uri) for f in files]
     assert not os.path.exists(os.path.join(evaluation.uri, "npu"))
     assert not [f for f in written if f.endswith(("vela_stdout.txt", "_vela.tflite"))]
@@ -76,6 +77,7 @@ def test_evaluates_with_the_npu_models_numbers(tmp_path, tflite_uri, model_uri, 
     assert prop(blessing, keys.PATH) == "ptq"
     leaf = read_json(os.path.join(evaluation.uri, "leaf.json"))
     assert leaf["blessed"] is True and leaf["npu"][TARGET]["npu_cycles"] == npu["npu_cycles"]
+    assert leaf["npu"][TARGET][keys.PER_LAYER] == npu[keys.PER_LAYER]
     assert leaf["requirements"] == {"max_int8_accuracy_drop_pp": 0.0, "max_npu_inference_time_s": 1.0}
     assert os.path.isfile(os.path.join(evaluation.uri, "kernels.npz"))  # the converter's trace, for the report
 

@@ -1,4 +1,5 @@
 """NPUCompiler executor: decode (and check again), call core.stages.compile_npu, record metrics."""
+import json
 import os
 
 from collabopt.components import common, keys
@@ -22,3 +23,5 @@ class Executor(common.PathStage, common.StageExecutor):
         common.record(out, {"accelerator_config": targets[0], **{k: results[targets[0]][k] for k in RECORDED}})
         for t in targets:
             common.record(out, {k: results[t][k] for k in RECORDED}, prefix=f"{t}.")
+            common.record(out, {k: json.dumps(results[t][k]) for k in (keys.PER_LAYER, keys.CPU_OPERATORS)},
+                          prefix=f"{t}.")

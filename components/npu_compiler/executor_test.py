@@ -64,6 +64,18 @@ def test_two_targets_compiled_once_each(tmp_path, tflite_uri, vela_runs):
         assert prop(npu, f"{t}.npu_cycles") == stats[t]["npu_cycles"]
         assert prop(npu, f"{t}.inference_time_s") == stats[t]["inference_time_s"] > 0
         assert prop(npu, f"{t}.npu_op_pct") == 100.0  # all INT8 ops on the NPU
+        # Where the time goes, per Keras layer: in stats.json and as a JSON property of the artifact.
+        view = json.loads(prop(npu, f"{t}.{keys.PER_LAYER}"))
+        assert view == stats[t][keys.PER_LAYER] and json.loads(prop(npu, f"{t}.{keys.CPU_OPERATORS}")) == []
+        assert sum(v["cycles"] for v in view) == stats[t]["npu_cycles"]
+        assert {"conv_1", "dw_1", "pw_1"} <= {v["layer"] for v in view}
+        for v in view:
+            # each Vela operator costs max(NPU, memory); a layer of several operators sums them
+            assert max(v["npu_cycles"], v["memory_cycles"]) <= v["cycles"] <= v["npu_cycles"] + v["memory_cycles"]
+            assert v["bound"] == ("memory" if v["memory_cycles"] > v["npu_cycles"] else "compute")
+        pw = next(v for v in view if v["layer"] == "pw_1")
+        assert pw["macs"] > 0 and 0 < pw["mac_util_pct"] <= 100 and pw["channels"] > 0
+        assert pw["block_util"] == pw["channels"] / (-(-pw["channels"] // 8) * 8)
         command = _recorded_command(npu, t)
         assert _option(command, "--accelerator-config") == t
         # Not set: Vela picks its default system config and memory mode, and the numbers say which.

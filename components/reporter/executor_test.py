@@ -43,6 +43,8 @@ def test_report_of_two_leaves(tmp_path, evaluation_uri):
     assert prop(report, "smallest_blessed") == "ptq"
     leaves = read_json(os.path.join(report.uri, "leaves.json"))
     assert [l["path"] for l in leaves] == ["ptq", "prune_ptq"] and not any("layers" in l for l in leaves)
+    view = leaves[0]["npu"]["ethos-u55-128"][keys.PER_LAYER]  # where the NPU time goes, per layer
+    assert sum(v["cycles"] for v in view) == leaves[0]["npu"]["ethos-u55-128"]["npu_cycles"]
 
     page = open(os.path.join(report.uri, "report.html")).read()
     assert open(publish / "report.html").read() == page  # published next to the pipeline root
@@ -50,6 +52,11 @@ def test_report_of_two_leaves(tmp_path, evaluation_uri):
     assert page.count('<tr class="blessed">') == 1 and page.count('<tr class="rejected">') == 1
     assert f'<div class="reason">{html.escape(REASON)}</div>' in page
     assert page.count('<img alt="" src="data:image/png;base64,') == 3  # tree, Pareto front, density
+    assert "Where the NPU time goes, per layer" in page
+    total = leaves[0]["npu"]["ethos-u55-128"]["npu_cycles"]
+    assert page.count(f"on ethos-u55-128: {total:,} cycles</h3>") == 2  # a table per leaf
+    pw = next(v for v in view if v["layer"] == "pw_1")
+    assert f"<td class=l>pw_1</td><td>{pw['cycles']:,}</td>" in page
     # The density figure follows the deepest trace: prune_ptq's kernel through its stages.
     assert ("Kernel of layer <b>pw_1</b> after each stage of <b>prune -&gt; PTQ</b>: baseline, pruned, int8"
             in page)

@@ -11,6 +11,7 @@ from collabopt.core import deploy
 from collabopt.core.evaluation import gates, metrics
 from collabopt.core.firmware import device_check
 from collabopt.core.model import keras_io
+from collabopt.core.npu import per_layer
 from collabopt.core.artifact_files import (EXCLUDED_LAYERS, KERNELS_FILE, LEAF_FILE, STATS_FILE, TFLITE_FILE, read_leaf,
                                            write_json)
 from collabopt.core.model.train import TrainingSpec
@@ -18,7 +19,8 @@ from collabopt.core.model.train import TrainingSpec
 log = logging.getLogger("collabopt")
 
 NPU_KEYS = ("npu_cycles", "inference_time_s", "flash_bytes", "dram_bytes", "sram_bytes", "encoded_weights_bytes",
-            "npu_op_pct", "npu_ops", "cpu_ops", "weights_area", "weights_area_bytes")
+            "npu_op_pct", "npu_ops", "cpu_ops", "weights_area", "weights_area_bytes", per_layer.PER_LAYER,
+            per_layer.CPU_OPERATORS)
 
 
 def read_npu(npu_dir):
@@ -26,7 +28,8 @@ def read_npu(npu_dir):
     if not npu_dir:
         return {}
     with open(os.path.join(str(npu_dir), STATS_FILE)) as f:
-        return {t: {k: est[k] for k in NPU_KEYS} for t, est in json.load(f).items()}
+        # .get: a folder compiled before the per-layer view has None there
+        return {t: {k: est.get(k) for k in NPU_KEYS} for t, est in json.load(f).items()}
 
 
 def evaluate_leaf(path_name, tflite_dir, model_path, data_spec, out_dir, *, npu_dir=None, requirements=None,

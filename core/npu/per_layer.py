@@ -27,6 +27,7 @@ MICRO_BLOCKS = {
     "ethos-u85-2048": ((2, 2, 64), (1, 4, 64), (4, 4, 16)),
 }
 _MEMORIES = ("SRAM AC", "DRAM AC", "OnFlash AC", "OffFlash AC")
+PER_LAYER, CPU_OPERATORS = "per_layer", "cpu_operators"  # stats.json / leaf.json / MLMD (JSON) keys
 # One Keras layer's row of the per-layer view (the JSON, the report and the MLMD property).
 VIEW_KEYS = ("layer", "cycles", "npu_cycles", "memory_cycles", "macs", "mac_util_pct", "bound", "channels",
              "block_util", "ops")
@@ -162,6 +163,6 @@ def measure(tflite_path, output_dir, accelerator="ethos-u55-128", layer_names=No
     table, channels = tensor_layers(tflite_path)
     layers = keras_rows(rows, table, layer_names)
     stdout = (out / "vela_stdout.txt").read_text()
-    res.update(rows=rows, layers=layers, per_layer=view(layers, channels, accelerator),
-               cpu_operators=parse_cpu_ops(stdout), per_layer_csv=str(csv_path))
+    res.update({"rows": rows, "layers": layers, PER_LAYER: view(layers, channels, accelerator),
+                CPU_OPERATORS: parse_cpu_ops(stdout), "per_layer_csv": str(csv_path)})
     return res

@@ -16,6 +16,7 @@ import numpy as np  # noqa: E402
 
 from collabopt.core.evaluation import metrics  # noqa: E402
 from collabopt.core import tree_paths
+from collabopt.core.report import npu_layers
 from collabopt.core.artifact_files import ERROR, EXCLUDED_LAYERS, FAILED, INT8_STAGE  # noqa: E402
 
 
@@ -235,6 +236,7 @@ def render(leaves, kernels=None, title="collabopt optimization report", meta=Non
     if leaves:
         parts += ["<h2 id='tree'>Deployment tree</h2>", _png(tree_figure(leaves)),
                   "<h2 id='pareto'>Pareto front</h2>", _png(pareto_figure(leaves))]
+        parts.append(npu_layers.section(leaves))
     kernels = {p: k for p, k in (kernels or {}).items() if k and k[1]}
     if kernels:
         # The deepest path shows every stage; the others are in its prefix.
