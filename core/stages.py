@@ -22,7 +22,9 @@ from collabopt.core.artifact_files import (EXCLUDED_LAYERS, INT8_STAGE, LOG_DIR,
                                            excluded_layers, promises, write_json)
 
 log = logging.getLogger("collabopt")
-BASELINE, PRUNE, CLUSTER, QAT, CONVERT = (DEFAULTS[s] for s in ("baseline", "prune", "cluster", "qat", "convert"))
+BASELINE, PRUNE, THIN, CLUSTER, QAT, CONVERT = (DEFAULTS[s] for s in ("baseline", "prune", "thin", "cluster", "qat",
+                                                                      "convert"))
+VELA_SAMPLES = 32  # calibration rows of the INT8 models Vela costs while widths are chosen (cycles ignore values)
 
 
 @dataclasses.dataclass
@@ -117,6 +119,35 @@ def prune(model_path, data_spec, out_dir, *, target_sparsity=PRUNE["target_spars
                                                 **({"layer_sparsity": dict(layer_sparsity)} if layer_sparsity else {})},
                                    **_excluded(model_path, "prune", left_out)},
                  trace=trace, stage="pruned")
+
+
+def thin(model_path, data_spec, out_dir, *, keep_ratio=THIN["keep_ratio"], target_cycles=THIN["target_cycles"],
+         npu_target=THIN["npu_target"], score=THIN["score"], min_keep=THIN["min_keep"],
+         exclude_layers=THIN["exclude_layers"], strict=THIN["strict"], fit=fit_defaults("thin"),
+         training=train.TrainingSpec()):
+    """Channel pruning for the NPU: widths in npu_target's channel blocks chosen by Vela's per-layer
+    cycles against the channels' importance, cut out by surgery (a smaller dense model), fine-tuned."""
+    import tempfile
+
+    from collabopt.core.techniques.channels import thinning
+
+    checks.stage_inputs(data_spec, model_path, classes=metrics.class_labels(training, data_spec.target))
+    model, trace = _load(model_path)
+    with tempfile.TemporaryDirectory() as work:
+        thinned, choice, left_out = thinning.thin_for_npu(
+            model, data_spec.representative(VELA_SAMPLES), npu_target, work, score=score, min_keep=min_keep,
+            keep_ratio=None if target_cycles is not None else keep_ratio, target_cycles=target_cycles,
+            exclude_layers=exclude_layers, strict=strict)
+    train.fit(thinned, _train(data_spec, fit), epochs=fit.epochs, learning_rate=fit.learning_rate, stage="thin",
+              log_dir=os.path.join(out_dir, LOG_DIR), seed=fit.seed, training=training)
+    # {channel group (named by one of its layers): [width before, after]}
+    widths = {r: [choice["sizes"][r], w] for r, w in choice["widths"].items() if w < choice["sizes"][r]}
+    return _save(thinned, out_dir, {
+        **keras_metrics(thinned, data_spec, training), "technique": "thin", "npu_target": npu_target,
+        "channel_widths": widths,
+        "vela_cycles_before": int(choice["baseline_cycles"]), "vela_cycles_after": int(choice["cycles"]),
+        "target_met": bool(choice["met"]), "promises": promises(model_path),
+        **_excluded(model_path, "thin", left_out)}, trace=trace, stage="thinned")
 
 
 def cluster(model_path, data_spec, out_dir, *, number_of_clusters=CLUSTER["number_of_clusters"],

@@ -14,15 +14,19 @@ PATHS = {
     "prune_cluster_pcqat": ("prune", "cluster", "qat"),
     "cluster_ptq": ("cluster",),
     "cluster_cqat": ("cluster", "qat"),
+    "thin_ptq": ("thin",),  # channel pruning to NPU-aligned widths (core.techniques.channels)
 }  # depth-first order: the order of tables and of the drawn tree
+# Built only when named: thinning changes the architecture and compiles with Vela while it chooses.
+OPT_IN = ("thin_ptq",)
 # The preserving QAT scheme a prefix calls for (what PreservingQAT's "auto" picks for its model).
 QAT_SCHEME = {(): "qat", ("prune",): "pqat", ("cluster",): "cqat", ("prune", "cluster"): "pcqat"}
 REFERENCE = "ptq"  # the baseline's INT8: every leaf's accuracy drop is measured against it
 
 
 def expand(paths):
-    """'all' or a list of path names -> the ordered list of names, the reference leaf included."""
-    names = list(PATHS) if paths == "all" else list(paths)
+    """'all' (every path but the OPT_IN ones) or a list of path names -> the ordered list of names, the
+    reference leaf included."""
+    names = [p for p in PATHS if p not in OPT_IN] if paths == "all" else list(paths)
     unknown = [p for p in names if p not in PATHS]
     if unknown:
         raise ValueError(f"unknown path(s) {unknown}; known: {', '.join(PATHS)} or 'all'")
