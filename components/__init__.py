@@ -6,7 +6,7 @@ import importlib
 _WHERE = {
     "LeafBlessing": "artifacts", "LeafEvaluation": "artifacts", "NPUModel": "artifacts",
     "OptimizationReport": "artifacts", "TFLiteModel": "artifacts",
-    "BaselineTrainer": "baseline_trainer.component", "FashionMnistExampleGen": "examples_gen.component",
+    "BaselineTrainer": "baseline_trainer.component", "ChannelPruner": "channel_pruner.component", "FashionMnistExampleGen": "examples_gen.component",
     "LatestPushedModel": "latest_pushed_model.component", "LeafEvaluator": "leaf_evaluator.component",
     "LeafPusher": "leaf_pusher.component", "NPUCompiler": "npu_compiler.component",
     "PreservingQAT": "preserving_qat.component", "Pruner": "pruner.component", "Reporter": "reporter.component",

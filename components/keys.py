@@ -4,6 +4,7 @@ standard_component_specs has them): specs, executors, pipelines, the MLMD reader
 MODEL_KEY = "model"
 EXAMPLES_KEY = "examples"
 PRUNED_MODEL_KEY = "pruned_model"
+THINNED_MODEL_KEY = "thinned_model"
 CLUSTERED_MODEL_KEY = "clustered_model"
 QAT_MODEL_KEY = "qat_model"
 TFLITE_MODEL_KEY = "tflite_model"
@@ -14,7 +15,7 @@ BLESSING_KEY = "blessing"
 PUSHED_MODEL_KEY = "pushed_model"
 REPORT_KEY = "report"
 # The output of every model stage, by component
-MODEL_OUTPUT = {"Pruner": PRUNED_MODEL_KEY, "SparseClusterer": CLUSTERED_MODEL_KEY, "PreservingQAT": QAT_MODEL_KEY,
+MODEL_OUTPUT = {"Pruner": PRUNED_MODEL_KEY, "ChannelPruner": THINNED_MODEL_KEY, "SparseClusterer": CLUSTERED_MODEL_KEY, "PreservingQAT": QAT_MODEL_KEY,
                 "BaselineTrainer": MODEL_KEY, "LatestPushedModel": MODEL_KEY}
 
 # Custom properties other code reads back

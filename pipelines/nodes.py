@@ -20,6 +20,8 @@ def stage_kind(prefix):
     step, before = prefix[-1], tuple(prefix[:-1])
     if step == "prune":
         return "Pruner"
+    if step == "thin":
+        return "ChannelPruner"
     if step == "cluster":
         return "SparseClusterer" if "prune" in before else "Clusterer"
     return tree_paths.QAT_SCHEME[before].upper()
@@ -38,12 +40,14 @@ def leaf_ids(name):
 def stage_node(cfg, prefix, parent, examples, node_id, **params):
     """The component that computes `prefix`'s last stage from the `parent` Model channel: the config's
     section for that stage, overridden by `params`. Returns (component, its Model output channel)."""
-    from collabopt.components import PreservingQAT, Pruner, SparseClusterer
+    from collabopt.components import ChannelPruner, PreservingQAT, Pruner, SparseClusterer
 
     step = prefix[-1]
     common = {"model": parent, "examples": examples, **cfg["data"], "training": cfg["training"]}
     if step == "prune":
         node, key = Pruner(**common, **{**cfg["prune"], **params}), keys.PRUNED_MODEL_KEY
+    elif step == "thin":
+        node, key = ChannelPruner(**common, **{**cfg["thin"], **params}), keys.THINNED_MODEL_KEY
     elif step == "cluster":
         node, key = SparseClusterer(**common, preserve_sparsity="prune" in prefix,
                                     **{**cfg["cluster"], **params}), keys.CLUSTERED_MODEL_KEY
