@@ -65,3 +65,11 @@ def test_left_out_named_excluded_and_strict(tmp_path):
     assert thinning.exclude(graph, ["a"]) == {"a": "excluded by thin.exclude_layers"}
     assert thinning.left_out(graph, excluded={"a"}) == {}
     assert thinning.left_out(thinning.ChannelGraph(model)) == {"a": "feeds perm: Permute layer"}
+
+
+def test_thin_ptq_is_opt_in_and_hangs_below_the_baseline():
+    from collabopt.core import tree_paths
+    from collabopt.pipelines import nodes
+    assert "thin_ptq" not in tree_paths.expand("all")
+    assert tree_paths.expand(["thin_ptq"]) == ["ptq", "thin_ptq"] and tree_paths.label("thin_ptq") == "thin -> PTQ"
+    assert nodes.stage_id(("thin",)) == "ChannelPruner"
