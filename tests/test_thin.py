@@ -27,6 +27,7 @@ def _leaf(model_dir, spec, out):
     return tflite, stages.compile_npu(tflite, out + "_n")["ethos-u55-128"]
 
 
+@pytest.mark.slow  # ~80 s: fine-tuning and Vela compiles while it chooses
 def test_thin_leaf_is_faster_on_vela_than_ptq(spec, tmp_path):
     base = str(tmp_path / "base")
     keras_io.save_model(baseline.ds_cnn(width=64, blocks=2), os.path.join(base, artifact_files.MODEL_DIR))

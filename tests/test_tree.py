@@ -26,6 +26,7 @@ pytestmark = pytest.mark.slow  # real pipelines: the full suite, not the fast ti
 
 LEAF_FIELDS = ("path", "fp32_accuracy", "int8_accuracy", "tflite_bytes", "gzip_bytes", "saving_pct", "sparsity",
                "max_unique_per_channel", "blessed")
+ALL = tree_paths.expand("all")  # the tree's 8 paths (the opt-in thin_ptq is not among them)
 NPU_FIELDS = ("cycles", "inference_time_s", "flash_bytes", "sram_bytes", "npu_op_pct")
 
 
@@ -36,7 +37,7 @@ def _cli_json(capsys, mlmd):
 
 def test_all_paths_give_8_leaves_with_every_field(local_run, capsys):
     leaves = _cli_json(capsys, local_run)
-    assert sorted(l["path"] for l in leaves) == sorted(tree_paths.PATHS)
+    assert sorted(l["path"] for l in leaves) == sorted(ALL)
     for leaf in leaves:
         missing = [k for k in LEAF_FIELDS if leaf.get(k) is None]
         assert not missing, (leaf["path"], missing)
@@ -50,9 +51,9 @@ def test_all_paths_give_8_leaves_with_every_field(local_run, capsys):
     assert by_path["prune_cluster_pcqat"]["excluded_layers"] == {"prune": {}, "cluster": {}, "qat": {}}
     assert by_path["ptq"]["excluded_layers"] == {}
     # What each path promises shows in its flatbuffer: pruned paths are sparse, clustered ones have few values.
-    assert all(by_path[p]["sparsity"] > 0.4 for p in tree_paths.PATHS if "prune" in tree_paths.PATHS[p])
+    assert all(by_path[p]["sparsity"] > 0.4 for p in ALL if "prune" in tree_paths.PATHS[p])
     assert all(by_path[p]["sparsity"] < 0.1 for p in ("ptq", "qat", "cluster_ptq", "cluster_cqat"))
-    assert all(by_path[p]["max_unique_per_channel"] <= 8 for p in tree_paths.PATHS if "cluster" in tree_paths.PATHS[p])
+    assert all(by_path[p]["max_unique_per_channel"] <= 8 for p in ALL if "cluster" in tree_paths.PATHS[p])
 
 
 def test_shared_prefixes_execute_once(local_run):
@@ -78,7 +79,7 @@ def test_beam_int8_accuracy_equals_single_process(local_run):
     """Each leaf's INT8 accuracy from the Beam evaluator equals the converter's in-process figure
     on the same eval split; the baseline's FP32 accuracy agrees with the trainer's."""
     _, nodes = by_node(local_run)
-    for path in tree_paths.PATHS:
+    for path in ALL:
         beam = results.props(nodes[f"Evaluate_{path}"]["outputs"]["evaluation"][0])
         single = results.props(nodes[f"Convert_{path}"]["outputs"]["tflite_model"][0])
         assert beam["eval_examples"] == TREE_CONFIG["data"]["eval_limit"]
@@ -205,7 +206,7 @@ def test_report_html_from_mlmd_matches_the_run(local_run, tmp_path, capsys):
     assert body(again) == body(written) and body(again).count("<tr class=") == 8 and "id='density'" in again
     cli.main(["report", "--mlmd", local_run])
     table = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in table[1:]] == list(tree_paths.PATHS)
+    assert [line.split()[0] for line in table[1:]] == ALL
     assert "ethos-u65-256 cycles" in table[0]
 
 
@@ -216,7 +217,7 @@ def test_vela_runs_once_per_leaf_and_target_and_the_gate_judges_those_numbers(lo
     _, nodes = by_node(local_run)
     root = os.path.dirname(local_run)
     runs = [os.path.join(d, f) for d, _, files in os.walk(root) for f in files if f == "vela_stdout.txt"]
-    leaves, targets = list(tree_paths.PATHS), TREE_CONFIG["npu"]["targets"]
+    leaves, targets = ALL, TREE_CONFIG["npu"]["targets"]
     assert len(runs) == len(leaves) * len(targets)
     for path in leaves:
         npu = results.props(nodes[f"NPU_{path}"]["outputs"]["npu_model"][0])
