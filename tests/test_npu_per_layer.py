@@ -75,3 +75,34 @@ def test_thinned_int8_flatbuffer_has_the_promised_widths(tmp_path):
     assert stats["pw_2"]["shape"][0] == 24 and stats["pw_2"]["shape"][3] == 8
     fc = [s for s in stats.values() if s["op"] == "FULLY_CONNECTED"][0]
     assert fc["shape"] == [10, 24]
+
+
+@pytest.mark.slow  # a real (tiny) run of the tree, ~1 min
+def test_report_json_carries_the_per_layer_view_from_a_real_run(tmp_path, capsys):
+    """`collabopt report --format json` reads every leaf's per-layer NPU view and CPU operators back from
+    MLMD: one row per Keras layer, whose cycles add up to the leaf's Vela cycles and equal the rows
+    of Vela's own per-layer CSV written by that run."""
+    import json
+
+    from collabopt import cli
+    from collabopt.tests.helpers import run_tree
+
+    target = "ethos-u55-128"
+    config = {"name": "per-layer", "paths": ["ptq"], "data": {"train_limit": 200, "eval_limit": 64},
+              "baseline": {"epochs": 1, "width": 16, "blocks": 1}, "npu": {"targets": [target]}}
+    root = tmp_path / "root"
+    mlmd = run_tree(root, config)
+    cli.main(["report", "--mlmd", mlmd, "--format", "json"])
+    (leaf,) = json.loads(capsys.readouterr().out)
+    est = leaf["npu"][target]
+    assert est["cpu_operators"] == [] and est["npu_op_pct"] == 100.0  # a DS-CNN runs wholly on the NPU
+    view = {row["layer"]: row for row in est["per_layer"]}
+    assert all(set(row) == set(per_layer.VIEW_KEYS) for row in view.values())
+    assert {"conv_1", "dw_1", "pw_1", "logits"} <= set(view), sorted(view)
+    assert sum(row["cycles"] for row in view.values()) == est["cycles"]
+    assert view["pw_1"]["channels"] == 16 and view["pw_1"]["block_util"] == 1.0 and view["pw_1"]["macs"] > 0
+    assert all(row["bound"] in ("compute", "memory") for row in view.values())
+    # the same numbers as Vela's CSV of this leaf (the NPUCompiler's folder under the pipeline root)
+    (csv_path,) = [p for p in root.rglob("*_per-layer.csv") if target in str(p)]
+    rows = per_layer.parse_per_layer(csv_path)
+    assert sum(r["cycles"] for r in rows) == est["cycles"]
