@@ -116,7 +116,8 @@ def prune(model_path, data_spec, out_dir, *, target_sparsity=PRUNE["target_spars
     target = m_by_n[0] / m_by_n[1] if m_by_n else None if layer_sparsity else target_sparsity  # (M, N): M zeros per N
     return _save(pruned, out_dir, {**keras_metrics(pruned, data_spec, training), "technique": "prune",
                                    "promises": {**promises(model_path), "target_sparsity": target,
-                                                **({"layer_sparsity": dict(layer_sparsity)} if layer_sparsity else {})},
+                                                **({"layer_sparsity": dict(layer_sparsity)} if layer_sparsity else {}),
+                                                **({"m_by_n": list(m_by_n)} if m_by_n else {})},
                                    **_excluded(model_path, "prune", left_out)},
                  trace=trace, stage="pruned")
 
@@ -211,9 +212,10 @@ def to_tflite(model_path, data_spec, out_dir, *, representative_samples=CONVERT[
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, TFLITE_FILE), "wb") as f:
         f.write(tflite)
-    stats = flatbuffer.summarize(tflite)
+    promised = promises(model_path)
+    stats = flatbuffer.summarize(tflite, promised.get("m_by_n"))
     stats["mode"] = "qat" if qat else "ptq"
-    stats["promises"], stats[EXCLUDED_LAYERS] = promises(model_path), excluded_layers(model_path)
+    stats["promises"], stats[EXCLUDED_LAYERS] = promised, excluded_layers(model_path)
     stats["preservation_failures"] = gates.preservation(stats["layers"], stats["promises"], stats[EXCLUDED_LAYERS])
     layer, history = kernel_trace.history(model_path, kernel_trace.model_without_history(model_path))
     if layer:

@@ -5,10 +5,12 @@ sparsity-preserving clusterer); every leaf is converted to INT8, compiled once p
 evaluated the same way (LeafEvaluator, Beam) and gated; only blessed leaves are pushed (TFX Cond). A
 Reporter writes the run's HTML report.
 """
+import logging
 import os
 
 from collabopt.components import keys
 from collabopt.core import tree_paths
+from collabopt.core.npu import per_layer
 from collabopt.pipelines import config as tree_config, nodes
 
 
@@ -118,12 +120,15 @@ def create_pipeline(config, pipeline_root, metadata_path=None, beam_pipeline_arg
             comps.append(node)
         return models[prefix]
 
+    paths = tree_paths.expand(cfg["paths"])
+    if m_by_n_note(cfg):
+        logging.getLogger("collabopt").info(m_by_n_note(cfg))
     push_to = cfg["push"]["destination"]
     requirements = cfg["requirements"]
     if isinstance(requirements, dict):
         requirements = {k: v for k, v in requirements.items() if v is not None}
     evaluations = {}
-    for path in tree_paths.expand(cfg["paths"]):  # the reference (ptq) first: the others compare with it
+    for path in paths:  # the reference (ptq) first: the others compare with it
         leaf = nodes.leaf_nodes(cfg, path, model_for(tree_paths.PATHS[path]), examples,
                                 reference=evaluations.get(tree_paths.REFERENCE), requirements=requirements,
                                 destination=push_to)
@@ -140,6 +145,13 @@ def create_pipeline(config, pipeline_root, metadata_path=None, beam_pipeline_arg
         publish_dir = os.path.dirname(os.path.abspath(str(pipeline_root)))
     comps.append(Reporter(evaluations, title=cfg["report"]["title"], publish_dir=publish_dir or ""))
     return tfx_pipeline(cfg, pipeline_root, comps, metadata_path, beam_pipeline_args, enable_cache)
+
+
+def m_by_n_note(cfg):
+    """per_layer.m_by_n_note of a merged config whose paths prune (None if none does)."""
+    if any("prune" in tree_paths.PATHS[p] for p in tree_paths.expand(cfg["paths"])):
+        return per_layer.m_by_n_note(cfg["prune"]["m_by_n"], cfg["npu"]["targets"])
+    return None
 
 
 def tfx_pipeline(cfg, pipeline_root, comps, metadata_path=None, beam_pipeline_args=None, enable_cache=True):

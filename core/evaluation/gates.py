@@ -11,22 +11,39 @@ def preservation(layers, promised, excluded=None, tolerance=0.02):
     Returns one line per broken layer. DEPTHWISE_CONV_2D kernels are reported but not judged:
     TFMOT clusters no depthwise kernels and its CQAT does not preserve them. Layers a technique left
     out (`excluded`: {technique: {layer: why}}) promised nothing for it. A per-layer promise
-    (`layer_sparsity` / `layer_clusters`: {layer: value}) is judged per layer.
+    (`layer_sparsity` / `layer_clusters`: {layer: value}) is judged per layer. An `m_by_n` promise
+    is judged per aligned group (its M/N sparsity alone would pass a kernel whose zeros moved, and
+    fail one whose input channels are fewer than N, where TFMOT pads and prunes nothing).
     """
     failures = []
     unpruned, unclustered = (set((excluded or {}).get(t, {})) for t in ("prune", "cluster"))
+    m_by_n = promised.get("m_by_n")
     for l in layers:
         if l["op"] == "DEPTHWISE_CONV_2D":
             continue
         target = (promised.get("layer_sparsity") or {}).get(l["layer"], promised.get("target_sparsity"))
         k = (promised.get("layer_clusters") or {}).get(l["layer"], promised.get("number_of_clusters"))
-        if target and l["layer"] not in unpruned and l["sparsity"] < target - tolerance:
+        if m_by_n and l["layer"] not in unpruned:
+            failures += m_by_n_failures(l, m_by_n)
+        elif target and l["layer"] not in unpruned and l["sparsity"] < target - tolerance:
             failures.append(f"{l['layer']}: sparsity {l['sparsity']:.3f} < {target - tolerance:.3f}")
         # Sparsity-preserving clustering keeps the zero as a centroid among the k.
         if k and l["layer"] not in unclustered and l["max_unique_per_channel"] > k:
             failures.append(f"{l['layer']}: {l['max_unique_per_channel']} distinct values in an "
                             f"output channel > {k} clusters")
     return failures
+
+
+def m_by_n_failures(layer, m_by_n):
+    """[] if every aligned group of the layer's INT8 kernel (flatbuffer.layer_stats) keeps the M:N
+    pattern, else the one line naming the layer and how many groups broke it."""
+    m, n = m_by_n
+    if list(layer.get("m_by_n") or []) != [m, n]:
+        return [f"{layer['layer']}: its {m}:{n} pattern was not counted in the flatbuffer"]
+    if not layer["m_by_n_broken"]:
+        return []
+    return [f"{layer['layer']}: {layer['m_by_n_broken']} of {layer['m_by_n_groups']} aligned groups of {n} "
+            f"input channels hold fewer than {m} zeros ({m}:{n} sparsity lost)"]
 
 
 def allowed_drop(requirements, eval_metric):

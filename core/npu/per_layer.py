@@ -44,6 +44,18 @@ def channel_granularity(accelerator):
     return 16 if accelerator.startswith("ethos-u85") else 8
 
 
+def m_by_n_note(m_by_n, targets):
+    """One line when M:N sparsity cannot buy NPU time on any of `targets`, else None: only Ethos-U85
+    halves the MAC cycles of 2:4-sparse Conv2D / FullyConnected weights (Vela 5.2
+    ethos_u85_performance.cpp); Ethos-U55/U65 cycles depend on shapes only, the zeros only shrink
+    the encoded weights."""
+    if not m_by_n or any(t.startswith("ethos-u85") for t in targets):
+        return None
+    m, n = m_by_n
+    return (f"prune.m_by_n {m}:{n} saves flash on {', '.join(targets)}, not time: only Ethos-U85 skips "
+            "2:4-sparse weights (an ethos-u85 target shows the gain)")
+
+
 def block_util(channels, granularity):
     """Share of the channel blocks a width fills: 60 channels in blocks of 8 -> 60/64."""
     return channels / (math.ceil(channels / granularity) * granularity) if channels else None

@@ -10,6 +10,7 @@ import numpy as np
 
 # Ops whose input #1 is the weight kernel, and the axis of the output channel in that tensor.
 KERNEL_OPS = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 0}
+M_BY_N = (2, 4)  # the structured pattern layer_stats counts unless told another (Ethos-U85's 2:4)
 
 
 def gzip_size(data: bytes) -> int:
@@ -36,9 +37,23 @@ def interpreter(model_content=None, model_path=None, preserve_all_tensors=False)
         return Interpreter(**kw, experimental_preserve_all_tensors=True)
 
 
-def layer_stats(tflite_bytes):
+def m_by_n_broken(kernel, m_by_n=M_BY_N):
+    """(groups broken, groups) of M:N structured sparsity in a TFLite kernel: the aligned groups of N
+    along its last axis (the input channels of CONV_2D OHWI and FULLY_CONNECTED OI kernels), per
+    output channel and kernel position, the last one zero-padded, that hold fewer than M zeros.
+    The grouping is TFMOT's (pruning_utils.weights_rearrange) and Vela's for Ethos-U85
+    (ethos_u85_weight_encoder.cpp SparsityTracker: a broken group makes Vela encode the layer dense)."""
+    m, n = m_by_n
+    w = np.asarray(kernel).reshape(-1, np.shape(kernel)[-1])
+    w = np.pad(w, ((0, 0), (0, -w.shape[1] % n)))
+    zeros = (w.reshape(w.shape[0], -1, n) == 0).sum(axis=-1)
+    return int((zeros < m).sum()), int(zeros.size)
+
+
+def layer_stats(tflite_bytes, m_by_n=M_BY_N):
     """Per kernel: op, tensor name, shape, dtype, sparsity, distinct values per tensor and per
-    output channel (max over channels), and the number of quantization scales."""
+    output channel (max over channels), the number of quantization scales, and the aligned groups
+    that break the `m_by_n` pattern (`m_by_n_broken` of `m_by_n_groups`)."""
     it = interpreter(tflite_bytes, preserve_all_tensors=True)
     tensors = {t["index"]: t for t in it.get_tensor_details()}
     out = []
@@ -59,6 +74,7 @@ def layer_stats(tflite_bytes):
             "unique_per_tensor": int(len(np.unique(w))),
             "max_unique_per_channel": int(max(len(np.unique(r)) for r in per_ch)),
             "num_scales": int(len(t["quantization_parameters"]["scales"])),
+            "m_by_n": list(m_by_n), **dict(zip(("m_by_n_broken", "m_by_n_groups"), m_by_n_broken(w, m_by_n))),
         })
     return out
 
@@ -144,10 +160,11 @@ def int8_accuracy(tflite_bytes, x, y, batch_size=256):
     return float(np.mean(int8_predictions(tflite_bytes, x, batch_size) == np.asarray(y)))
 
 
-def summarize(tflite_bytes):
-    """Size figures and per-layer stats of one flatbuffer, in the seed's terms."""
+def summarize(tflite_bytes, m_by_n=None):
+    """Size figures and per-layer stats of one flatbuffer, in the seed's terms; `m_by_n`: the
+    structured pattern to count per layer (default M_BY_N)."""
     size, gz = len(tflite_bytes), gzip_size(tflite_bytes)
-    layers = layer_stats(tflite_bytes)
+    layers = layer_stats(tflite_bytes, tuple(m_by_n or M_BY_N))
     weighted = [l for l in layers if l["op"] != "DEPTHWISE_CONV_2D"] or layers
     return {
         "tflite_bytes": size,
