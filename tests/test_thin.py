@@ -74,3 +74,32 @@ def test_thin_ptq_is_opt_in_and_hangs_below_the_baseline():
     assert "thin_ptq" not in tree_paths.expand("all")
     assert tree_paths.expand(["thin_ptq"]) == ["ptq", "thin_ptq"] and tree_paths.label("thin_ptq") == "thin -> PTQ"
     assert nodes.stage_id(("thin",)) == "ChannelPruner"
+
+
+@pytest.mark.slow  # a real (tiny) run of the tree's thin_ptq path and its ptq reference, ~2 min
+def test_thin_ptq_leaf_runs_in_fewer_vela_cycles_than_ptq_in_mlmd(tmp_path, capsys):
+    """paths: [thin_ptq] on LocalDagRunner: ChannelPruner hangs below the baseline, its leaf goes
+    through the same INT8 / Vela / evaluation nodes, and MLMD says it runs in fewer NPU cycles than
+    the ptq leaf, its drop measured against that leaf."""
+    import json
+
+    from collabopt import cli
+    from collabopt.mlmd import results
+    from collabopt.tests.helpers import by_node, run_tree
+
+    target = "ethos-u55-128"
+    config = {"name": "thin-test", "paths": ["thin_ptq"], "data": {"train_limit": 300, "eval_limit": 100},
+              "baseline": {"epochs": 1, "width": 64, "blocks": 2}, "thin": {"epochs": 1, "keep_ratio": 0.5},
+              "requirements": {"max_int8_accuracy_drop_pp": 100.0}, "npu": {"targets": [target]}}
+    mlmd = run_tree(tmp_path / "root", config)
+    cli.main(["report", "--mlmd", mlmd, "--format", "json"])
+    leaves = {leaf["path"]: leaf for leaf in json.loads(capsys.readouterr().out)}
+    assert sorted(leaves) == ["ptq", "thin_ptq"] and not any(leaf["failed"] for leaf in leaves.values())
+    ptq, thin = (leaves[p]["npu"][target]["cycles"] for p in ("ptq", "thin_ptq"))
+    assert thin < 0.8 * ptq, (thin, ptq)
+    _, nodes = by_node(mlmd)
+    assert nodes["ChannelPruner"]["state"] == "COMPLETE"
+    thinned = results.props(nodes["ChannelPruner"]["outputs"]["thinned_model"][0])
+    assert thinned["vela_cycles_before"] == ptq  # the stage measured the ptq leaf's Vela cycles itself
+    assert thinned["vela_cycles_after"] == pytest.approx(thin, rel=0.02)
+    assert results.props(nodes["NPU_thin_ptq"]["outputs"]["npu_model"][0])[f"{target}.npu_cycles"] == thin
