@@ -29,6 +29,7 @@ def test_channel_granularity_covers_every_vela_target():
 def test_layer_from_tensor():
     assert per_layer.layer_from_tensor("m/pw_1_relu/Relu;m/pw_1/Conv2D") == "pw_1"
     assert per_layer.layer_from_tensor("m/avg_pool/Mean") == "avg_pool"
+    assert per_layer.layer_from_tensor("m/quant_pw_1_relu/Relu;m/quant_pw_1/Conv2D") == "pw_1"  # a QAT leaf
     assert per_layer.layer_from_tensor("m/b0_add/add;m/b0_relu/Relu", {"b0_relu"}) == "b0_relu"
 
 

@@ -110,13 +110,13 @@ def tensor_layers(tflite_path):
 
 def layer_from_tensor(name, layer_names=None):
     """The Keras layer a TFLite tensor name points at: 'm/pw_1_relu/Relu;m/pw_1/Conv2D' -> 'pw_1'
-    (the part ending in a kernel op wins), 'm/avg_pool/Mean' -> 'avg_pool'. With `layer_names`,
-    only a known layer is returned (None if no part names one)."""
+    (the part ending in a kernel op wins), 'm/avg_pool/Mean' -> 'avg_pool', 'm/quant_pw_1/Conv2D' ->
+    'pw_1'. With `layer_names`, only a known layer is returned (None if no part names one)."""
     parts = [p.split("/") for p in name.split(";")]
     kernel = [s[-2] for s in parts if len(s) >= 2 and s[-1].rstrip("0123456789") in ("Conv2D", "depthwise", "MatMul")]
     cands = kernel + [s[i] for s in parts for i in range(len(s) - 2, 0, -1)]
-    if layer_names is None:
-        return cands[0] if cands else name
+    if layer_names is None:  # QAT wrappers prefix the Keras name (as flatbuffer.layer_stats drops it)
+        return re.sub(r"^quant_", "", cands[0]) if cands else name
     return next((c for c in cands if c in layer_names), None)
 
 
