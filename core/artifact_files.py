@@ -16,6 +16,7 @@ LEAF_FILE = "leaf.json"           # a LeafEvaluation's numbers (and a deployed l
 REPORT_FILE = "report.html"
 LEAVES_FILE = "leaves.json"
 EXCLUDED_LAYERS = "excluded_layers"  # stats.json / leaf.json: {technique: {layer: why}}
+CLAMPED_CLUSTERS = "clamped_clusters"  # a clusterer's stats.json: {layer: "5 clusters, not 16: ..."}
 FAILED = "failed"                 # leaf.json (and MLMD, as 1): the path failed before it had a leaf
 ERROR = "error"                   # leaf.json (and MLMD): "<node>: <one-line reason>" of that failure
 

@@ -15,11 +15,11 @@ from collabopt.core.data import checks
 from collabopt.core.evaluation import gates, metrics
 from collabopt.core.report import kernel_trace
 from collabopt.core.model import baseline, keras_io, train
-from collabopt.core.techniques import layer_support, optimize
+from collabopt.core.techniques import cluster_counts, layer_support, optimize
 from collabopt.core.npu import per_layer, vela
 from collabopt.core.data.inputs import DataSpec  # noqa: F401 (stages.DataSpec for callers)
-from collabopt.core.artifact_files import (EXCLUDED_LAYERS, INT8_STAGE, LOG_DIR, MODEL_DIR, STATS_FILE, TFLITE_FILE,
-                                           excluded_layers, promises, write_json)
+from collabopt.core.artifact_files import (CLAMPED_CLUSTERS, EXCLUDED_LAYERS, INT8_STAGE, LOG_DIR, MODEL_DIR,
+                                           STATS_FILE, TFLITE_FILE, excluded_layers, promises, write_json)
 
 log = logging.getLogger("collabopt")
 BASELINE, PRUNE, THIN, CLUSTER, QAT, CONVERT = (DEFAULTS[s] for s in ("baseline", "prune", "thin", "cluster", "qat",
@@ -158,6 +158,9 @@ def cluster(model_path, data_spec, out_dir, *, number_of_clusters=CLUSTER["numbe
     checks.stage_inputs(data_spec, model_path, classes=metrics.class_labels(training, data_spec.target))
     model, trace = _load(model_path)
     left_out = layer_support.plan(model, "cluster", exclude_layers, strict)
+    _, clamped, dropped = cluster_counts.plan(model, number_of_clusters, preserve_sparsity, per_channel, left_out,
+                                              layer_clusters)  # named before fine-tuning, logged by optimize
+    left_out = {**left_out, **dropped}
     clustered = optimize.cluster(model, _train(data_spec, fit), number_of_clusters=number_of_clusters,
                                  centroid_init=centroid_init, preserve_sparsity=preserve_sparsity,
                                  per_channel=per_channel, epochs=fit.epochs, batch_size=fit.batch_size,
@@ -169,7 +172,7 @@ def cluster(model_path, data_spec, out_dir, *, number_of_clusters=CLUSTER["numbe
     return _save(clustered, out_dir, {**m, "technique": "cluster", "promises": {
         **kept, "number_of_clusters": None if layer_clusters else number_of_clusters,
         **({"layer_clusters": dict(layer_clusters)} if layer_clusters else {}), "per_channel": per_channel},
-        **_excluded(model_path, "cluster", left_out)},
+        CLAMPED_CLUSTERS: clamped, **_excluded(model_path, "cluster", left_out)},
         trace=trace, stage="clustered")
 
 

@@ -39,9 +39,17 @@ def _bn_folds(layer):
     return isinstance(parent, _FOLDS_INTO) and len(parent._outbound_nodes) == 1  # noqa: SLF001
 
 
+def is_op_layer(layer):
+    """A functional TF op in a Keras model (TFOpLambda, SlicingOpLambda: `x + 3.0`, `tf.nn.relu6(x)`,
+    MobileNetV3's hard-swish and squeeze-excite): no weights, and TFMOT's wrappers cannot call it."""
+    return getattr(layer, "_preserve_input_structure_in_config", False)
+
+
 def _why_not(layer, technique):
     """Why `technique` cannot handle `layer`, or None."""
     kind = type(layer).__name__
+    if is_op_layer(layer):
+        return f"{kind} {layer.get_config().get('function')} has no weights: passed through as it is"
     if technique == "prune":
         ok = prune_registry.PruneRegistry.supports(layer) or isinstance(layer, prunable_layer.PrunableLayer)
         return None if ok else f"{kind} is not in TFMOT's pruning registry"
@@ -135,11 +143,14 @@ def before_relu(model):
 
 def quantize_annotated(model, left_out):
     """The model annotated for QAT; the layers in `left_out` and those the 8-bit scheme cannot handle
-    are annotated with LeftOut."""
+    are annotated with LeftOut; functional TF ops (`is_op_layer`) are not annotated: a QuantizeAnnotate
+    wrapper cannot call them, and unannotated they stay float like a LeftOut layer."""
     skip = set(left_out) | set(unsupported(model, "qat"))
     annotate = tfmot.quantization.keras.quantize_annotate_layer
 
     def one(layer):
+        if is_op_layer(layer):
+            return layer
         return annotate(layer, quantize_config=LeftOut()) if layer.name in skip else annotate(layer)
     return wrap(model, (), one)
 
@@ -183,8 +194,8 @@ class _NoOutputRegistry:
     def __init__(self, registry, names):
         self.registry, self.names = registry, names
 
-    def supports(self, layer):
-        return self.registry.supports(layer)
+    def supports(self, layer):  # the preserving registries claim TF ops, then have no config for them
+        return not is_op_layer(layer) and self.registry.supports(layer)
 
     def get_quantize_config(self, layer):
         config = self.registry.get_quantize_config(layer)

@@ -11,7 +11,7 @@ import numpy as np
 from collabopt import schemas
 from collabopt.schemas.defaults import DEFAULTS
 from collabopt.core import tree_paths
-from collabopt.core.techniques import layer_support
+from collabopt.core.techniques import cluster_counts, layer_support
 from collabopt.core.model import train
 from collabopt.core.tfenv import keras, tf
 
@@ -93,18 +93,26 @@ def cluster(model, x, y=None, *, number_of_clusters=CLUSTER["number_of_clusters"
             layer_clusters=CLUSTER["layer_clusters"]):
     """Weight clustering; with preserve_sparsity the zeros of a pruned model stay zero; the layers
     named in `left_out` stay as they are. With `layer_clusters` ({layer: clusters}) only those
-    layers are clustered, each to its own count."""
+    layers are clustered, each to its own count. No layer gets more clusters than its kernel has
+    (non-zero) weights (`cluster_counts`: clamped, or left out, and logged)."""
     schemas.check({"cluster": {"number_of_clusters": number_of_clusters, "centroid_init": centroid_init,
                                "per_channel": per_channel, "layer_clusters": layer_clusters}})
     keras.utils.set_random_seed(seed)
     init = getattr(tfmot.clustering.keras.CentroidInitialization, CENTROID_INITS[centroid_init])
     params = dict(number_of_clusters=number_of_clusters, cluster_centroids_init=init,
                   preserve_sparsity=preserve_sparsity, cluster_per_channel=per_channel)
+    if layer_clusters:
+        per_layer(model, layer_clusters, "cluster.layer_clusters", left_out)  # names checked first
+    counts, clamped, dropped = cluster_counts.plan(model, number_of_clusters, preserve_sparsity, per_channel,
+                                                   left_out, layer_clusters)
+    for name, why in {**clamped, **dropped}.items():
+        log.info("[cluster] %s: %s", name, why)
     with tree_paths.refused("TFMOT cannot cluster this model"):
-        if layer_clusters:
-            left_out, counts = per_layer(model, layer_clusters, "cluster.layer_clusters", left_out)
+        if layer_clusters or clamped or dropped:
+            left_out = set(left_out) | set(dropped) | (
+                {l.name for l in model.layers} - set(counts) if layer_clusters else set())
             clustered = layer_support.wrap(model, left_out, lambda l: exp_cluster.cluster_weights(
-                l, **{**params, "number_of_clusters": counts[l.name]}))
+                l, **{**params, "number_of_clusters": counts.get(l.name, number_of_clusters)}))
         else:
             clustered = layer_support.wrap(model, left_out, lambda l: exp_cluster.cluster_weights(l, **params)) \
                 if left_out else exp_cluster.cluster_weights(model, **params)

@@ -1,0 +1,115 @@
+"""Layer coverage, second round (issue 20): small kernels get no more clusters than they have
+weights, functional TF ops (MobileNetV3's hard-swish, squeeze-excite) pass through every technique."""
+import logging
+
+import numpy as np
+import pytest
+
+from collabopt.core.techniques import cluster_counts, layer_support, optimize
+from collabopt.core.tflite import convert, flatbuffer
+from collabopt.core.tfenv import keras
+
+L = keras.layers
+
+
+def separable(shape=(16, 16, 1)):
+    """A SeparableConv2D on one input channel: its pointwise kernel holds 8 weights (4 once pruned)."""
+    i = keras.Input(shape)
+    x = L.SeparableConv2D(8, 3, padding="same", name="sep1")(i)
+    x = L.SeparableConv2D(8, 3, padding="same", name="sep2")(x)
+    return keras.Model(i, L.Dense(4, name="head")(L.GlobalAveragePooling2D()(x)))
+
+
+def hard_swish_se(shape=(16, 16, 3)):
+    """MobileNetV3's blocks in small: hard-swish and squeeze-excite as TFOpLambda (`x + 3.0`, `* (1/6)`)."""
+    def hard_sigmoid(x):
+        return L.ReLU(6.0)(x + 3.0) * (1.0 / 6.0)
+    i = keras.Input(shape)
+    x = L.BatchNormalization()(L.Conv2D(16, 3, padding="same", use_bias=False, name="stem")(i))
+    x = L.Multiply()([x, hard_sigmoid(x)])
+    s = L.Conv2D(16, 1, name="se_up")(L.ReLU()(L.Conv2D(8, 1, name="se_down")(L.GlobalAveragePooling2D(keepdims=True)(x))))
+    x = L.Multiply()([x, hard_sigmoid(s)])
+    x = L.BatchNormalization()(L.Conv2D(32, 1, use_bias=False, name="expand")(x))
+    x = L.GlobalAveragePooling2D()(L.Multiply()([x, hard_sigmoid(x)]))
+    return keras.Model(i, L.Dense(10, activation="softmax", name="head")(x))
+
+
+def _data(shape, n=64, classes=4, seed=0):
+    r = np.random.default_rng(seed)
+    return r.random((n, *shape), dtype=np.float32), r.integers(0, classes, n)
+
+
+def test_cluster_counts_never_exceed_the_nonzero_weights_of_a_kernel():
+    m = separable()
+    pw = m.get_layer("sep1").pointwise_kernel
+    pw.assign(np.array([0.3, -0.2, 0, 0, 0.1, 0, 0.4, 0], np.float32).reshape(1, 1, 1, 8))  # 3 positive, 1 negative
+    counts, clamped, dropped = cluster_counts.plan(m, 16, preserve_sparsity=True, per_channel=False)
+    # 4 non-zero weights: the zero centroid + 3 on the positive side + 1 on the negative side.
+    assert counts == {"sep1": 5, "sep2": 16, "head": 16}
+    assert clamped == {"sep1": "5 clusters, not 16: its kernel has too few non-zero weights"} and dropped == {}
+    pw.assign(np.array([0.3, 0, 0, 0, 0, 0, 0, 0], np.float32).reshape(1, 1, 1, 8))
+    counts, clamped, dropped = cluster_counts.plan(m, 16, preserve_sparsity=True, per_channel=False)
+    assert counts == {"sep2": 16, "head": 16}
+    assert dropped == {"sep1": "too few non-zero weights for 3 clusters: left out of clustering"}
+    assert cluster_counts.plan(m, 16, preserve_sparsity=False, per_channel=False)[1] == {
+        "sep1": "8 clusters, not 16: its kernel has too few weights"}
+    # TFMOT skips a Conv2D with no more weights than clusters: a 1x1 conv of 2x4 gets 7, not 8.
+    i = keras.Input((4, 4, 2))
+    small = keras.Model(i, L.Conv2D(4, 1, name="pw")(i))
+    assert cluster_counts.plan(small, 8, preserve_sparsity=False, per_channel=False)[0] == {"pw": 7}
+
+
+def test_a_pruned_separable_conv_clusters_with_its_count_clamped_and_named(caplog):
+    """Was: TFMOT's k-means++ crash `Expected num_to_sample <= points.rows(). 11 vs 3`, no layer named."""
+    x, y = _data((16, 16, 1))
+    p = optimize.prune(separable(), x, y, target_sparsity=0.5, epochs=1)
+    with caplog.at_level(logging.INFO, logger="collabopt"):
+        c = optimize.cluster(p, x, y, number_of_clusters=16, epochs=1)
+    assert "[cluster] sep1: 5 clusters, not 16: its kernel has too few non-zero weights" in caplog.messages
+    pw = c.get_layer("sep1").pointwise_kernel.numpy()
+    assert np.mean(pw == 0) == 0.5 and len(np.unique(pw)) <= 5
+    assert len(np.unique(c.get_layer("sep2").pointwise_kernel.numpy())) <= 16
+
+
+def _pcqat_int8(model, x, y, clusters=8):
+    """prune -> cluster -> PCQAT -> INT8 with every technique's plan, as the stages run it."""
+    p = optimize.prune(model, x, y, target_sparsity=0.5, epochs=1, left_out=layer_support.plan(model, "prune"))
+    c = optimize.cluster(p, x, y, number_of_clusters=clusters, epochs=1, left_out=layer_support.plan(p, "cluster"))
+    q, scheme = optimize.preserving_qat(c, x, y, epochs=1, left_out=layer_support.plan(c, "qat"))
+    assert scheme == "pcqat"
+    return flatbuffer.summarize(convert.to_int8(q, convert.representative(x, 16)))
+
+
+def _tf_ops(model):
+    return {l.name for l in model.layers if type(l).__name__ == "TFOpLambda"}
+
+
+@pytest.mark.slow  # ~55 s: three fine-tunings of a 30-layer graph
+def test_tf_ops_pass_through_prune_cluster_and_pcqat():
+    """Was: the clusterers crashed after their epoch (`'list' object has no attribute 'dtype'`) and
+    every QAT path refused the model. The ops are named before fine-tuning, the leaf is full INT8."""
+    m = hard_swish_se()
+    ops = _tf_ops(m)
+    assert len(ops) == 6
+    for technique in layer_support.TECHNIQUES:
+        left_out = layer_support.plan(m, technique)
+        assert ops <= set(left_out)
+        assert left_out["tf.__operators__.add"] == \
+            "TFOpLambda __operators__.add has no weights: passed through as it is"
+    stats = _pcqat_int8(m, *_data((16, 16, 3), classes=10))
+    judged = [l for l in stats["layers"] if l["layer"] in ("se_up", "expand", "head")]
+    assert len(judged) == 3 and all(l["dtype"] == "int8" for l in stats["layers"])
+    assert all(l["sparsity"] >= 0.45 and l["max_unique_per_channel"] <= 8 for l in judged), judged
+
+
+@pytest.mark.slow
+def test_mobilenet_v3_small_prune_cluster_pcqat_int8():
+    """keras.applications MobileNetV3Small (hard-swish, squeeze-excite: 56 TFOpLambda layers) through
+    the PCQAT path, 64 random images, 1 epoch per stage (~5-10 min on 2 shared cores)."""
+    m = keras.applications.MobileNetV3Small(input_shape=(32, 32, 3), alpha=0.75, minimalistic=False, weights=None,
+                                            classes=10, include_preprocessing=True)
+    assert len(_tf_ops(m)) == 56
+    x, y = _data((32, 32, 3), classes=10)
+    stats = _pcqat_int8(m, x * 255.0, y, clusters=16)
+    assert stats["layers"] and all(l["dtype"] == "int8" for l in stats["layers"])
+    assert stats["sparsity"] > 0.4 and stats["max_unique_per_channel"] <= 16
