@@ -15,7 +15,7 @@ from collabopt.core.data import checks
 from collabopt.core.evaluation import gates, metrics
 from collabopt.core.report import kernel_trace
 from collabopt.core.model import baseline, keras_io, train
-from collabopt.core.techniques import cluster_counts, layer_support, optimize
+from collabopt.core.techniques import cluster_counts, layer_support, optimize, rewrite
 from collabopt.core.npu import per_layer, vela
 from collabopt.core.data.inputs import DataSpec  # noqa: F401 (stages.DataSpec for callers)
 from collabopt.core.artifact_files import (CLAMPED_CLUSTERS, EXCLUDED_LAYERS, INT8_STAGE, LOG_DIR, MODEL_DIR,
@@ -67,9 +67,15 @@ def _train(data_spec, fit):
 
 def _load(model_path):
     """The input model and its kernel trace, taken before any stage touches it: TFMOT's wrappers
-    prune/cluster the input model's variables in place."""
+    prune/cluster the input model's variables in place. The 1D and separable convolutions are
+    rewritten to the Conv2D/DepthwiseConv2D they convert to (`rewrite`): TFMOT's QAT has no config
+    for them, so QAT left them out and the preserving schemes lost their zeros and clusters."""
     model = keras_io.load_model(model_path)
-    return model, kernel_trace.history(model_path, model)
+    trace = kernel_trace.history(model_path, model)
+    model, done, skipped = rewrite.rewrite(model)  # Conv1D, SeparableConv2D: as Conv2D for every technique
+    for layer, what in {**done, **skipped}.items():
+        log.info("[rewrite] %s: %s", layer, what)
+    return model, trace
 
 
 def _excluded(model_path, technique, left_out):

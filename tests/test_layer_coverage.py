@@ -113,3 +113,46 @@ def test_mobilenet_v3_small_prune_cluster_pcqat_int8():
     stats = _pcqat_int8(m, x * 255.0, y, clusters=16)
     assert stats["layers"] and all(l["dtype"] == "int8" for l in stats["layers"])
     assert stats["sparsity"] > 0.4 and stats["max_unique_per_channel"] <= 16
+
+
+def conv1d_separable(shape=(28, 28, 1)):
+    """A keyword-spotter-like mix: a SeparableConv2D, then a Conv1D + BN + ReLU over the flattened grid."""
+    i = keras.Input(shape)
+    x = L.SeparableConv2D(16, 3, strides=2, name="sep")(i)
+    x = L.Reshape((169, 16))(x)
+    x = L.ReLU()(L.BatchNormalization()(L.Conv1D(32, 3, strides=2, use_bias=False, name="c1d")(x)))
+    return keras.Model(i, L.Dense(10, name="head")(L.GlobalAveragePooling1D()(x)))
+
+
+def test_the_rewrite_computes_the_same_and_converts_to_the_same_ops():
+    from collabopt.core.techniques import rewrite
+    m = conv1d_separable()
+    r, done, skipped = rewrite.rewrite(m)  # checks the outputs match (RewriteError otherwise)
+    bn, relu = (l.name for l in m.layers if type(l).__name__ in ("BatchNormalization", "ReLU"))
+    assert done == {"sep": "SeparableConv2D -> DepthwiseConv2D sep_dw + Conv2D sep",
+                    "c1d": f"Conv1D -> TFOpLambda c1d_expand + Conv2D c1d + BatchNormalization {bn}"
+                           f" + ReLU {relu} + TFOpLambda c1d_squeeze"} and skipped == {}
+    assert layer_support.unsupported(r, "qat").keys() == {"c1d_expand", "c1d_squeeze"}  # TF ops only
+    assert rewrite.rewrite(r)[0] is r  # nothing left to rewrite
+
+
+def test_conv1d_and_separable_conv_keep_zeros_and_clusters_through_pcqat(tmp_path):
+    """Was: QAT left Conv1D and SeparableConv2D out, fine-tuned them freely, and PCQAT came out with
+    21-26 values per channel instead of the clusters. Judged on the flatbuffer."""
+    from collabopt.core import artifact_files, stages
+    from collabopt.core.model import keras_io
+    from collabopt.tests.helpers import fashion_mnist_examples
+    examples = fashion_mnist_examples(str(tmp_path / "ex"), train_limit=256, eval_limit=64)
+    keras_io.save_model(conv1d_separable(), str(tmp_path / "base" / keras_io.SERVING_DIR))
+    spec, fit = stages.DataSpec(examples), stages.FitSpec(epochs=1, batch_size=64)
+    stages.prune(str(tmp_path / "base"), spec, str(tmp_path / "p"), target_sparsity=0.5, fit=fit)
+    stages.cluster(str(tmp_path / "p"), spec, str(tmp_path / "c"), number_of_clusters=8, fit=fit)
+    stages.preserving_qat(str(tmp_path / "c"), spec, str(tmp_path / "q"), fit=fit)
+    stats = stages.to_tflite(str(tmp_path / "q"), spec, str(tmp_path / "t"), representative_samples=32)
+    assert not {"sep", "c1d"} & set(stats[artifact_files.EXCLUDED_LAYERS]["qat"])
+    assert stats["preservation_failures"] == []
+    layers = {l["layer"]: l for l in stats["layers"]}
+    assert layers["sep_dw"]["op"] == "DEPTHWISE_CONV_2D" and layers["c1d"]["op"] == "CONV_2D"
+    for name in ("sep", "c1d", "head"):
+        assert layers[name]["dtype"] == "int8" and layers[name]["sparsity"] >= 0.45, layers[name]
+        assert layers[name]["max_unique_per_channel"] <= 8, layers[name]
