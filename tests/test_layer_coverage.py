@@ -102,19 +102,6 @@ def test_tf_ops_pass_through_prune_cluster_and_pcqat():
     assert all(l["sparsity"] >= 0.45 and l["max_unique_per_channel"] <= 8 for l in judged), judged
 
 
-@pytest.mark.slow
-def test_mobilenet_v3_small_prune_cluster_pcqat_int8():
-    """keras.applications MobileNetV3Small (hard-swish, squeeze-excite: 56 TFOpLambda layers) through
-    the PCQAT path, 64 random images, 1 epoch per stage (~5-10 min on 2 shared cores)."""
-    m = keras.applications.MobileNetV3Small(input_shape=(32, 32, 3), alpha=0.75, minimalistic=False, weights=None,
-                                            classes=10, include_preprocessing=True)
-    assert len(_tf_ops(m)) == 56
-    x, y = _data((32, 32, 3), classes=10)
-    stats = _pcqat_int8(m, x * 255.0, y, clusters=16)
-    assert stats["layers"] and all(l["dtype"] == "int8" for l in stats["layers"])
-    assert stats["sparsity"] > 0.4 and stats["max_unique_per_channel"] <= 16
-
-
 def conv1d_separable(shape=(28, 28, 1)):
     """A keyword-spotter-like mix: a SeparableConv2D, then a Conv1D + BN + ReLU over the flattened grid."""
     i = keras.Input(shape)
