@@ -46,7 +46,7 @@ def test_an_autoencoder_is_pruned_converted_and_evaluated_by_mse_and_auc(ae, tmp
     assert leaf["eval_metric"] == "mse" and leaf["eval_examples"] == 200 and "int8_accuracy" not in leaf
     assert leaf["int8_metric"] == pytest.approx(np.mean(int8_err), rel=1e-6)  # Beam over 2 shards
     assert leaf["fp32_metric"] == pytest.approx(np.mean(keras_err), rel=1e-5)
-    assert leaf["metric_drop"] == 0.0 and leaf["blessed"]  # its own baseline: at the limit passes
+    assert leaf["metric_drop"] == 0.0 and leaf["blessed"], leaf["reasons"]  # its own baseline: at the limit passes
 
     auc = TrainingSpec(loss="mse", eval_metric="auc")
     leaf = leaf_evaluation.evaluate_leaf("prune_ptq", str(tmp_path / "tflite"), str(tmp_path / "pruned"), spec,

@@ -22,7 +22,7 @@ def test_each_requirement_alone():
 
 def test_device_gates():
     """TFLM: the arena against max_arena_bytes, the LSB difference against max_tflm_lsb, and a leaf the
-    device runtime cannot run is never blessed."""
+    device runtime cannot run is not blessed when a device requirement is set."""
     leaf = {**LEAF, "tflm_arena_bytes": 33_168, "tflm_max_lsb": 2, "tflm_examples": 64, "tflm_error": None}
     assert gates.gate(leaf, {"max_arena_bytes": 33_168, "max_tflm_lsb": 2}, 0.85) == []
     assert gates.gate(leaf, {"max_arena_bytes": 32_768, "max_tflm_lsb": 1}, 0.85) == [
@@ -30,7 +30,9 @@ def test_device_gates():
         "TFLM's answers differ from LiteRT's by 2 LSB > max 1 LSB (on 64 eval examples)"]
     assert gates.gate(LEAF, {"max_arena_bytes": 1}, 0.85) == ["no TFLM measurement to check max_arena_bytes"]
     broken = {**leaf, "tflm_arena_bytes": None, "tflm_max_lsb": None, "tflm_error": "Didn't find op for builtin opcode 'X'"}
-    assert gates.gate(broken, {}, 0.85) == ["TFLM's interpreter cannot run it: Didn't find op for builtin opcode 'X'"]
+    assert gates.gate(broken, {"max_arena_bytes": 65_536}, 0.85) == [
+        "TFLM's interpreter cannot run it: Didn't find op for builtin opcode 'X'"]
+    assert gates.gate(broken, {}, 0.85) == []  # no device requirement: reported (tflm_error), not gated
 
 
 def test_preservation_and_several_reasons_together():

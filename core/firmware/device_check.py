@@ -1,10 +1,13 @@
 """A leaf on the device runtime: TFLM's interpreter runs its INT8 model on the first few eval examples
 next to LiteRT, and measures its tensor arena. The leaf.json fields these numbers go to."""
+import json
 import logging
+import os
 
 from collabopt.core.firmware import tflm
 
 log = logging.getLogger("collabopt")
+TIMEOUT_S = 600  # the check of 64 examples takes seconds; a hung native call must not hang the run
 
 ARENA_BYTES = "tflm_arena_bytes"  # the arena to declare on the CPU path (TFLM-measured, + 16 B margin)
 ERROR = "tflm_error"              # why TFLM could not load or run the leaf (None: it did)
@@ -16,13 +19,30 @@ def leaf_numbers(tflite_bytes, data_spec, training, max_examples=tflm.CHECK_EXAM
     """{FIELDS..., 'tflm_lsb_counts', 'tflm_arena': {recorded, minimal, published, head, tail}} of an
     INT8 leaf on the eval split (data_spec.eval_split, its first `max_examples` examples). TFLM failing
     to load or run the model is a finding, not an error: tflm_error says why, the numbers are None."""
+    import subprocess
+    import sys
+    import tempfile
+
     from collabopt.core.data import examples_io  # TensorFlow: not for the readers of FIELDS (mlmd.results)
-    try:
-        arena = tflm.arena(tflite_bytes)
-        files = examples_io.split_files(data_spec.examples_uri, data_spec.eval_split)
-        found = tflm.check(tflite_bytes, data_spec.batches(data_spec.eval_split, files, max_examples), training,
-                           data_spec.target, max_examples)
-    except RuntimeError as e:  # TFLM's own refusal (an operator it lacks, a tensor it cannot allocate)
-        log.info("TFLM cannot run the leaf: %s", e)
-        return {**dict.fromkeys(FIELDS), ERROR: " ".join(str(e).split()) or type(e).__name__}
-    return {**found, ARENA_BYTES: arena["published"], "tflm_arena": arena, ERROR: None}
+    from collabopt.core.firmware import isolated
+
+    files = examples_io.split_files(data_spec.examples_uri, data_spec.eval_split)
+    features, labels = next(iter(data_spec.batches(data_spec.eval_split, files, max_examples)))
+    with tempfile.TemporaryDirectory(prefix="collabopt-tflm-") as folder:
+        isolated.write_inputs(folder, tflite_bytes, features, labels, training.eval_metric, training.top_k,
+                              data_spec.target)
+        # a child process: TFLM is native code, and its crash must not end the run
+        done = subprocess.run([sys.executable, "-m", "collabopt.core.firmware.isolated", folder],
+                              capture_output=True, text=True, timeout=TIMEOUT_S)
+        result = os.path.join(folder, isolated.RESULT)
+        if done.returncode or not os.path.exists(result):
+            why = (f"TFLM's interpreter crashed (signal {-done.returncode})" if done.returncode < 0 else
+                   f"TFLM's check exited {done.returncode}: {' '.join(done.stderr.split()[-30:])}")
+            found = {"error": why}
+        else:
+            with open(result) as f:
+                found = json.load(f)
+    if "error" in found:
+        log.info("TFLM cannot run the leaf: %s", found["error"])
+        return {**dict.fromkeys(FIELDS), ERROR: found["error"]}
+    return {**found["check"], ARENA_BYTES: found["arena"]["published"], "tflm_arena": found["arena"], ERROR: None}

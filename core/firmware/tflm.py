@@ -107,10 +107,11 @@ def _ceil(n, step=ALIGNMENT):
     return -(-int(n) // step) * step
 
 
-def minimal_arena(tflite_bytes, hi=None, step=ALIGNMENT):
+def minimal_arena(tflite_bytes, hi=None, step=ALIGNMENT, lo=0):
     """The smallest multiple of `step` bytes TFLM's interpreter constructs with: a binary search
-    (too small raises RuntimeError); `hi` a size known to fit."""
-    lo, hi = 0, _ceil(hi or _working_size(tflite_bytes), step) // step
+    (too small raises RuntimeError); `hi` a size known to fit, `lo` one known not to (TFLM has crashed
+    on arenas far below what a model needs, so arena() starts at half of its recorded total)."""
+    lo, hi = lo // step, _ceil(hi or _working_size(tflite_bytes), step) // step
     while lo + 1 < hi:
         mid = (lo + hi) // 2
         lo, hi = (lo, mid) if fits(tflite_bytes, mid * step) else (mid, hi)
@@ -125,7 +126,7 @@ def arena(tflite_bytes):
     rec = allocations(interpreter(tflite_bytes, size))
     guess = _ceil(rec["total"])
     sharp = fits(tflite_bytes, guess) and not fits(tflite_bytes, guess - ALIGNMENT)
-    need = guess if sharp else minimal_arena(tflite_bytes, hi=size)
+    need = guess if sharp else minimal_arena(tflite_bytes, hi=size, lo=_ceil(rec["total"] // 2))
     return {"recorded": rec["total"], "minimal": need, "published": need + ALIGNMENT,
             "head": rec.get("head"), "tail": rec.get("tail")}
 
