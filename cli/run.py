@@ -29,7 +29,7 @@ def run(args):
     from collabopt import runners
     from collabopt.cli import report
     from collabopt.core import tree_paths
-    from collabopt.core.model.train import duration
+    from collabopt.core.progress import duration
     from collabopt.pipelines import config as tree_config, tree
 
     cfg = tree_config.load(args.config)  # a bad config fails here, before anything runs

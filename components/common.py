@@ -178,7 +178,7 @@ def announced(do):
     is (a cached node does not run, so it says nothing)."""
     @functools.wraps(do)
     def logged(self, input_dict, output_dict, exec_properties):
-        from collabopt.core.model.train import duration
+        from collabopt.core.progress import duration
         name, started = node_id(self), time.monotonic()
         logging.getLogger("collabopt").info("%s: started", name)
         result = do(self, input_dict, output_dict, exec_properties)

@@ -9,15 +9,10 @@ import time
 
 import numpy as np
 
+from collabopt.core.progress import duration
 from collabopt.core.tfenv import keras, tf
 
 log = logging.getLogger("collabopt")
-
-
-def duration(seconds):
-    """`42 s`, `3 min 05 s`: a time a user reads in a progress line."""
-    seconds = int(round(seconds))
-    return f"{seconds} s" if seconds < 60 else f"{seconds // 60} min {seconds % 60:02d} s"
 
 
 class ProgressLog(keras.callbacks.Callback):
