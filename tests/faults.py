@@ -9,7 +9,9 @@ Each fault patches the code it interrupts, in that process only:
 - `raise_after_epoch(stage, n, exc)`: raise `exc` there instead (in process);
 - `oom_after_epoch(stage, n)`: a transient error there (TensorFlow out of memory);
 - `sigkill_after_estimates_saved(n)`: SIGKILL right after the search saved its estimates file the
-  n-th time (search/estimates.py saves after every measurement).
+  n-th time (search/estimates.py saves after every measurement);
+- `segfault_in_conversion(path)`: the INT8 conversion's child process (core/isolation.py) of the leaf
+  `path` kills itself with SIGSEGV, as a native crash in the converter does.
 """
 import logging
 import os
@@ -83,6 +85,32 @@ def sigkill_after_estimates_saved(n):
         if len(done) == n:
             _sigkill(f"estimates saved {n} time(s)")
     estimates.write_json = write_then_die
+
+
+def segfault():
+    """Run in the child instead of the conversion (pickled by name: a module-level function)."""
+    os.kill(os.getpid(), signal.SIGSEGV)
+
+
+def segfault_in_conversion(path):
+    from collabopt.core import isolation, stages
+    from collabopt.pipelines import nodes
+
+    to_tflite, call, armed = stages.to_tflite, isolation.call, []
+
+    def to_tflite_armed(model_path, data_spec, out_dir, **kwargs):
+        armed[:] = [f"/{nodes.leaf_ids(path).convert}/" in out_dir]  # the Converter node's output folder
+        try:
+            return to_tflite(model_path, data_spec, out_dir, **kwargs)
+        finally:
+            armed.clear()
+
+    def call_or_crash(target, *args, **kwargs):
+        if armed and armed[0]:
+            log.warning("test fault: SIGSEGV in the INT8 conversion of %s", path)
+            return call(segfault, **kwargs)
+        return call(target, *args, **kwargs)
+    stages.to_tflite, isolation.call = to_tflite_armed, call_or_crash
 
 
 def install(faults):

@@ -5,6 +5,9 @@ from collabopt.core import tree_paths
 from collabopt.core.tfenv import tf
 
 
+CONVERSION = "INT8 conversion"  # the crash reason's subject: "INT8 conversion crashed (signal 11)"
+
+
 def _int8_converter(converter, representative_data=None):
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
@@ -43,3 +46,16 @@ def saved_model_to_int8(saved_model_dir, representative_data=None):
     re-creating TFMOT's quantizers in Keras)."""
     conv = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
     return _convert(_int8_converter(conv, representative_data))
+
+
+def _from_samples(saved_model_dir, samples):
+    return saved_model_to_int8(saved_model_dir, (lambda: iter(samples)) if samples is not None else None)
+
+
+def isolated_saved_model_to_int8(saved_model_dir, representative_data=None):
+    """saved_model_to_int8 in a child process (core/isolation.py): the calibrator is native code and
+    has segfaulted (a batch-1 GRU); a crash raises isolation.CrashedError, a PathError."""
+    from collabopt.core import isolation
+
+    samples = list(representative_data()) if representative_data is not None else None  # picklable
+    return isolation.call(_from_samples, str(saved_model_dir), samples, what=CONVERSION)

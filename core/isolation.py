@@ -1,0 +1,89 @@
+"""Native code in a child process: a segfault or abort in the TFLite converter's calibrator (seen on a
+batch-1 GRU) or in TFLM killed the whole run with no message and no report. In a child, a crash is
+one path's failure with a one-line reason (`crash_reason`).
+
+`call` forks the child from a multiprocessing forkserver that imported TensorFlow once (imports only,
+no TensorFlow op has run in it, so forking it is safe): a fresh interpreter per call would spend 10-20 s
+importing TensorFlow, a fork from the server well under a second. The server starts with `start()` (a run
+calls it first: the import overlaps with training) or the first call, and lives as long as this process."""
+import multiprocessing
+import pickle
+
+from collabopt.core import tree_paths
+
+# imported once by the forkserver, not by each child
+PRELOAD = ["collabopt.core.tflite.convert"]
+TIMEOUT_S = 1800  # an unrolled 49-step GRU converts in about a minute; a hung native call must not hang the run
+
+
+class CrashedError(tree_paths.PathError):
+    """The native code died (signal, exit without a result) or hung: the path fails with this reason."""
+
+
+def crash_reason(what, returncode, stderr=""):
+    """'INT8 conversion crashed (signal 11)', or the exit code and the end of stderr."""
+    if returncode is not None and returncode < 0:
+        return f"{what} crashed (signal {-returncode})"
+    tail = " ".join(stderr.split()[-30:])
+    return f"{what} exited {returncode} without a result" + (f": {tail}" if tail else "")
+
+
+def _context():
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(PRELOAD)  # read only when the server starts
+    return ctx
+
+
+def start():
+    """Start the forkserver now (it imports TensorFlow in the background; no-op when running): a run
+    calls this first, so the first conversion does not wait for the import."""
+    from multiprocessing import forkserver
+
+    _context()
+    forkserver.ensure_running()
+
+
+def _portable(e):
+    """`e`, or a RuntimeError with its text when it does not survive pickling (TF's OpError does not)."""
+    try:
+        pickle.loads(pickle.dumps(e))
+        return e
+    except Exception:  # noqa: BLE001 - any pickling failure: keep the text
+        return RuntimeError(f"{type(e).__name__}: {e}")
+
+
+def _child(conn, target, args):
+    try:
+        out = ("ok", target(*args))
+    except BaseException as e:  # noqa: BLE001 - the parent re-raises it
+        out = ("raised", _portable(e))
+    conn.send(out)
+    conn.close()
+
+
+def call(target, *args, what, timeout=TIMEOUT_S):
+    """target(*args) in a forked child (target and args pickled: a module-level function); its return
+    value, or its exception raised here. The child dying or hanging raises CrashedError naming `what`."""
+    ctx = _context()
+    recv, send = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_child, args=(send, target, args), daemon=True)
+    child.start()
+    send.close()  # the child holds the only writer: its death ends recv() with EOFError
+    try:
+        if not recv.poll(timeout):
+            child.kill()
+            child.join()
+            raise CrashedError(f"{what} did not finish in {timeout} s")
+        status, value = recv.recv()
+    except EOFError:
+        child.join()
+        raise CrashedError(crash_reason(what, child.exitcode)) from None
+    finally:
+        recv.close()
+    child.join()
+    if status == "raised":
+        raise value
+    return value
+
+
+__all__ = ["CrashedError", "crash_reason", "start", "call"]
