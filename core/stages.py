@@ -10,12 +10,13 @@ import os
 import numpy as np
 
 from collabopt.schemas.defaults import DEFAULTS, FIT_KEYS
+from collabopt.core import isolation
 from collabopt.core.tflite import convert, flatbuffer
 from collabopt.core.data import checks
 from collabopt.core.evaluation import gates, metrics
 from collabopt.core.report import kernel_trace
 from collabopt.core.model import baseline, keras_io, train
-from collabopt.core.techniques import cluster_counts, layer_support, optimize, rewrite
+from collabopt.core.techniques import cluster_counts, layer_support, optimize, recurrent, rewrite
 from collabopt.core.npu import per_layer, vela
 from collabopt.core.data.inputs import DataSpec  # noqa: F401 (stages.DataSpec for callers)
 from collabopt.core.artifact_files import (CLAMPED_CLUSTERS, EXCLUDED_LAYERS, INT8_STAGE, LOG_DIR, MODEL_DIR,
@@ -73,7 +74,8 @@ def _load(model_path):
     model = keras_io.load_model(model_path)
     trace = kernel_trace.history(model_path, model)
     model, done, skipped = rewrite.rewrite(model)  # Conv1D, SeparableConv2D: as Conv2D for every technique
-    for layer, what in {**done, **skipped}.items():
+    model, unrolled, rolled = recurrent.unroll(model)  # LSTM/GRU: a loop the converter cannot make static
+    for layer, what in {**done, **skipped, **unrolled, **rolled}.items():
         log.info("[rewrite] %s: %s", layer, what)
     return model, trace
 
@@ -208,16 +210,18 @@ def is_qat_saved_model(saved_model_dir):
 
 def to_tflite(model_path, data_spec, out_dir, *, representative_samples=CONVERT["representative_samples"],
               evaluate=True, training=train.TrainingSpec()):
-    """Full-INT8 .tflite (QAT ranges if the model is a QAT model, else PTQ) and its analysis."""
+    """Full-INT8 .tflite (QAT ranges if the model is a QAT model, else PTQ) and its analysis. The
+    conversion runs in a child process (core/isolation.py): a native crash fails this path alone."""
+    isolation.start()  # the child's server imports TensorFlow while the inputs are checked
     # the train split as the run's other stages read it (not only the calibration samples): a damaged
     # record fails a ptq-only run as it fails one that fine-tunes
     checks.stage_inputs(data_spec, model_path, evaluation=evaluate, classes=metrics.class_labels(training, data_spec.target))
     # The converter asks for representative data even for QAT SavedModels (TF 2.21 checks before it
     # has read the graph); with fake-quant nodes present it uses their ranges and ignores the data.
     rep = data_spec.representative(representative_samples)  # only what calibration uses
-    with keras_io.saved_model(model_path) as src:  # a .keras/.h5 file: a temporary SavedModel
-        qat = is_qat_saved_model(src)
-        tflite = convert.saved_model_to_int8(src, rep)
+    with keras_io.saved_model(model_path) as saved, recurrent.unrolled_saved_model(saved, log) as src:
+        qat = is_qat_saved_model(src)  # (a .keras/.h5 file, a recurrent loop: a temporary SavedModel)
+        tflite = convert.isolated_saved_model_to_int8(src, rep)
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, TFLITE_FILE), "wb") as f:
         f.write(tflite)
