@@ -1,0 +1,88 @@
+"""Recurrent keyword spotters (issue 20): LSTM and GRU models go through the tree unrolled over their
+fixed time length, every leaf full INT8 with Vela numbers; an INT8 conversion that segfaults (as the
+calibrator did on a batch-1 GRU) fails its own path only: `collabopt run` exits 3 and writes the report."""
+import json
+import os
+
+import numpy as np
+import pytest
+import yaml
+
+from collabopt.core.data import examples_io
+from collabopt.core.model import keras_io
+from collabopt.core.techniques import layer_support, recurrent
+from collabopt.core.tfenv import keras
+from collabopt.tests.cli_processes import collabopt
+
+L = keras.layers
+STEPS, FEATURES, CLASSES = 8, 10, 4  # MFCC-like frames; 8 steps keep each unrolled conversion short
+TARGET = "ethos-u55-128"
+
+
+def kws(kind, steps=STEPS, units=16):
+    i = keras.Input((steps, FEATURES), name="mfcc")
+    x = getattr(L, kind)(units, name="rnn")(i)
+    return keras.Model(i, L.Dense(CLASSES, activation="softmax", name="head")(x), name=f"{kind.lower()}_kws")
+
+
+def test_unrolled_models_compute_what_the_loops_did_and_qat_names_what_it_leaves_out():
+    for kind in ("LSTM", "GRU"):
+        m = kws(kind)
+        u, done, skipped = recurrent.unroll(m)  # checks outputs equal (RewriteError otherwise)
+        assert done == {"rnn": f"{kind} unrolled over {STEPS} time steps"} and skipped == {}
+        assert u.get_layer("rnn").unroll and not m.get_layer("rnn").unroll
+        assert layer_support.unsupported(u, "prune") == {} and layer_support.unsupported(u, "cluster") == {}
+        assert layer_support.unsupported(u, "qat") == {"rnn": f"{kind} is not in TFMOT's 8-bit quantization registry"}
+    i = keras.Input((STEPS, FEATURES))
+    bi = keras.Model(i, L.Bidirectional(L.GRU(8), name="bi")(i))
+    assert recurrent.unroll(bi)[1] == {"bi": "Bidirectional unrolled over 8 time steps"}
+    i = keras.Input((None, FEATURES))
+    free = keras.Model(i, L.LSTM(8, name="free")(i))
+    u, done, skipped = recurrent.unroll(free)
+    assert u is free and done == {} and skipped == {
+        "free": "LSTM over an unknown number of time steps cannot be unrolled: give the model input a fixed time length"}
+
+
+def _tree(tmp, kind, paths):
+    r = np.random.default_rng(0)
+    x, y = r.random((256, STEPS, FEATURES), dtype=np.float32), r.integers(0, CLASSES, 256)
+    examples_io.write_examples(str(tmp / "examples"), {"train": (x, y), "eval": (x[:64], y[:64])}, image_key="mfcc")
+    keras_io.save_model(kws(kind), str(tmp / "model" / keras_io.SERVING_DIR))  # as saved: rolled, dynamic batch
+    cfg = {"name": f"{kind.lower()}-kws", "paths": paths, "examples": {"uri": str(tmp / "examples")},
+           "baseline": {"model_uri": str(tmp / "model")},
+           "data": {"feature_key": "mfcc", "feature_shape": [STEPS, FEATURES], "scale": 1.0,
+                    "train_limit": 192, "eval_limit": 64},
+           "prune": {"epochs": 1}, "cluster": {"epochs": 1}, "qat": {"epochs": 1}, "npu": {"targets": [TARGET]}}
+    (tmp / "tree.yaml").write_text(yaml.safe_dump(cfg))
+    return str(tmp / "tree.yaml"), str(tmp / "root")
+
+
+def _leaves(tmp, root):
+    code, log = collabopt("report", "--root", root, "--format", "json", log=tmp / "report.log")
+    assert code == 0, log[-3000:]
+    return {l["path"]: l for l in json.loads(log[log.index("["):log.rindex("]") + 1])}
+
+
+def _assert_int8_leaf(leaf):
+    assert not leaf["failed"] and leaf["error"] is None, leaf
+    assert 0 <= leaf["int8_accuracy"] <= 1 and leaf["npu"][TARGET]["cycles"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_a_recurrent_keyword_spotter_goes_through_the_tree_and_a_crashed_conversion_fails_its_path_alone(
+        tmp_path, kind):
+    crash = "prune_ptq" if kind == "LSTM" else None  # the segfault in one run is enough
+    paths = ["ptq", "prune_cluster_pcqat"] + ([crash] if crash else [])
+    config, root = _tree(tmp_path, kind, paths)
+    code, log = collabopt("run", config, "--root", root, log=tmp_path / "run.log",
+                          faults=[("segfault_in_conversion", (crash,))] if crash else [])
+    assert code == (3 if crash else 0), log[-3000:]
+    assert os.path.exists(os.path.join(root, "report.html"))
+    leaves = _leaves(tmp_path, root)
+    assert sorted(leaves) == sorted(paths)
+    for p in ("ptq", "prune_cluster_pcqat"):
+        _assert_int8_leaf(leaves[p])
+    if crash:
+        assert leaves[crash]["failed"] and leaves[crash]["error"].endswith("INT8 conversion crashed (signal 11)")
+        assert f"FAILED path {crash}: " in log
