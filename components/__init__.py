@@ -9,7 +9,7 @@ _WHERE = {
     "BaselineTrainer": "baseline_trainer.component", "ChannelPruner": "channel_pruner.component", "FashionMnistExampleGen": "examples_gen.component",
     "LatestPushedModel": "latest_pushed_model.component", "LeafEvaluator": "leaf_evaluator.component",
     "LeafPusher": "leaf_pusher.component", "NPUCompiler": "npu_compiler.component",
-    "PreservingQAT": "preserving_qat.component", "Pruner": "pruner.component", "Reporter": "reporter.component",
+    "Preflight": "preflight.component", "PreservingQAT": "preserving_qat.component", "Pruner": "pruner.component", "Reporter": "reporter.component",
     "SparseClusterer": "sparse_clusterer.component", "TFLiteConverter": "tflite_converter.component",
 }
 __all__ = sorted(_WHERE)

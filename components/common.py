@@ -15,7 +15,7 @@ from collabopt import schemas
 from collabopt.schemas import defaults
 from collabopt.components import keys
 from collabopt.core import stages, tree_paths
-from collabopt.core.data import inputs, user_module
+from collabopt.core.data import inputs, scale, user_module
 
 # Every model stage reads a standard Model and the Examples it fine-tunes/evaluates on.
 MODEL_STAGE_INPUTS = {keys.MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
@@ -84,9 +84,19 @@ def decode(section, props, names, required=()):
             v = None
         elif spec[name].type is str and "string" not in _types(section, name):
             v = json.loads(v)
+        elif spec[name].type is str and _types(section, name) & {"number", "integer"}:
+            v = _number_or_string(v)
         out[name] = v
     schemas.check({section: out})
     return out
+
+
+def _number_or_string(v):
+    """A value of a number-or-string key (data.scale: 0.5 or auto) as encode wrote it: JSON for a number."""
+    try:
+        return json.loads(v) if isinstance(v, str) else v
+    except ValueError:
+        return v
 
 
 DATA_PARAMETERS = parameters("data", DATA_DEFAULTS)
@@ -135,6 +145,7 @@ def optional_uri(input_dict, key):
 def data_spec(input_dict, props, key=keys.EXAMPLES_KEY):
     t = decode("training", props, TRAINING_DEFAULTS)
     d = {**decode("data", props, DATA_DEFAULTS), **{k: t[k] for k in DATA_TRAINING_KEYS}}
+    d["scale"] = scale.resolve(d["scale"], optional_uri(input_dict, keys.MODEL_KEY))
     return inputs.DataSpec(examples_uri=single_uri(input_dict, key), **{**d, "feature_shape": tuple(d["feature_shape"])})
 
 

@@ -57,6 +57,19 @@ def stage_node(cfg, prefix, parent, examples, node_id, **params):
     return node, node.outputs[key]
 
 
+def preflight(cfg, baseline, examples, comps):
+    """The Preflight node over the `baseline` Model channel, run before every node of `comps` that reads
+    that channel (a TFX task dependency: it has no outputs), so a baseline the converter refuses stops
+    the run before any fine-tuning. Returns the node (not added to `comps`)."""
+    from collabopt.components import Preflight
+
+    node = Preflight(model=baseline, examples=examples, **cfg["data"], training=cfg["training"]).with_id("Preflight")
+    for comp in comps:
+        if any(ch is baseline for ch in comp.inputs.values()):
+            comp.add_upstream_node(node)
+    return node
+
+
 def leaf_nodes(cfg, name, model, examples, *, ids=None, targets=None, reference=None, requirements=None,
                destination=None):
     """A leaf's nodes: TFLiteConverter (full INT8), NPUCompiler (Vela, once per target: `targets`, default

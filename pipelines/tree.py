@@ -144,6 +144,8 @@ def create_pipeline(config, pipeline_root, metadata_path=None, beam_pipeline_arg
     if publish_dir is None and "://" not in str(pipeline_root):
         publish_dir = os.path.dirname(os.path.abspath(str(pipeline_root)))
     comps.append(Reporter(evaluations, title=cfg["report"]["title"], publish_dir=publish_dir or ""))
+    if any(tree_paths.PATHS[p] for p in paths):  # before any node fine-tunes (ptq alone: Convert_ptq is first)
+        comps.append(nodes.preflight(cfg, baseline, examples, comps))
     return tfx_pipeline(cfg, pipeline_root, comps, metadata_path, beam_pipeline_args, enable_cache)
 
 

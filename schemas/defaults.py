@@ -5,7 +5,7 @@ tests/test_config.py checks that the two name the same keys."""
 import copy
 
 FASHION_MNIST_SHAPE = [28, 28, 1]
-INT_SCALE = 1 / 255  # multiplies integer-valued features: uint8 pixels to [0, 1]
+INT_SCALE = 1 / 255  # multiplies integer-valued features: uint8 pixels to [0, 1] (data.scale auto, core/data/scale.py)
 
 DEFAULTS = {
     "name": "collabopt-tree",
@@ -15,7 +15,7 @@ DEFAULTS = {
     "examples": {"uri": None, "resolve": None, "data_dir": None, "seed": 0},  # data_dir None: Debian's package
     "data": {"feature_key": "image", "label_key": "label", "feature_shape": FASHION_MNIST_SHAPE,
              "train_split": "train", "eval_split": "eval", "train_limit": 0, "eval_limit": 0,  # 0: whole split
-             "scale": INT_SCALE},
+             "scale": "auto"},  # INT_SCALE unless the model rescales its own input
     "training": {"target": "label", "module_file": None, "loss": "auto", "metrics": None, "eval_metric": "accuracy",
                  "top_k": 5},
     "prune": {"target_sparsity": 0.5, "schedule": "polynomial", "frequency": 100, "m_by_n": None,

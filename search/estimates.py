@@ -69,7 +69,9 @@ def load_or_measure(cfg, model_uri, examples_uri, work_dir, *, say=print, out_of
     path = os.path.join(work_dir, ESTIMATES_FILE)
     state = read(path, key(cfg, model_uri), say)
     s, t = cfg["search"], cfg["training"]
-    spec = stages.DataSpec(examples_uri, **cfg["data"], target=t["target"], module_file=t["module_file"])
+    from collabopt.core.data import scale
+    spec = stages.DataSpec(examples_uri, **{**cfg["data"], "scale": scale.resolve(cfg["data"]["scale"], model_uri)},
+                           target=t["target"], module_file=t["module_file"])
     sample = sensitivity.Sample(spec, train.TrainingSpec(eval_metric=t["eval_metric"], top_k=t["top_k"]),
                                 cfg["convert"]["representative_samples"], s["sensitivity_sample"])
     target, model = s["npu_target"], None

@@ -230,7 +230,7 @@ def read_json(path):
 def encoded_data(**overrides):
     """The data parameters as a component's spec holds them (lists as JSON strings)."""
     return {"feature_key": "image", "label_key": "label", "feature_shape": "[28, 28, 1]", "train_split": "train",
-            "eval_split": "eval", "train_limit": 0, "eval_limit": 0, "scale": 1 / 255, **overrides}
+            "eval_split": "eval", "train_limit": 0, "eval_limit": 0, "scale": "auto", **overrides}
 
 
 def encoded_training(**overrides):

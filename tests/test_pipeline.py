@@ -15,7 +15,7 @@ TARGET = TREE_CONFIG["prune"]["target_sparsity"]
 CLUSTERS = TREE_CONFIG["cluster"]["number_of_clusters"]
 PCQAT_NODES = ["FashionMnistExampleGen", "BaselineTrainer", "Pruner", "SparseClusterer", "PCQAT",
                "Convert_prune_cluster_pcqat", "Evaluate_prune_cluster_pcqat", "NPU_prune_cluster_pcqat",
-               "Convert_ptq", "Evaluate_ptq", "NPU_ptq", "Reporter"]
+               "Convert_ptq", "Evaluate_ptq", "NPU_ptq", "Preflight", "Reporter"]
 
 
 def test_beam_runner_runs_the_pcqat_path_with_lineage(beam_run):

@@ -162,7 +162,7 @@ def test_a_transient_error_fails_the_execution_uncached_and_the_next_run_execute
     code, log2 = collabopt(*argv, log=tmp_path / "again.log")
     assert code == 0, log2[-2000:]
     # a run says where it is: each node executed starts and ends with its time, each epoch too
-    assert "(2 leaves, 10 nodes)" in log2 and re.search(r"collabopt run: 10 nodes done in \d+", log2)
+    assert "(2 leaves, 11 nodes)" in log2 and re.search(r"collabopt run: 11 nodes done in \d+", log2)
     assert "Pruner: started" in log2 and re.search(r"Pruner: done in \d+ s", log2)
     assert "BaselineTrainer: started" not in log2  # cached: it did not run
     assert re.search(r"\[prune\] epoch 1/1 .*\(\d+ s per epoch\)", log)  # its epoch, before the error

@@ -72,7 +72,7 @@ def test_shared_prefixes_execute_once(local_run):
     assert [n for n in consumers["Pruner"] if not n.startswith("Evaluate_")] == [
         "Convert_prune_ptq", "PQAT", "SparseClusterer"]
     assert [n for n in consumers["BaselineTrainer"] if not n.startswith("Evaluate_")] == [
-        "Clusterer", "Convert_ptq", "Pruner", "QAT"]
+        "Clusterer", "Convert_ptq", "Preflight", "Pruner", "QAT"]
 
 
 def test_beam_int8_accuracy_equals_single_process(local_run):

@@ -37,6 +37,10 @@ class DataSpec:
     target: str = LABEL
     module_file: str = None  # a TFX-style module file whose input_fn reads the records instead
 
+    def __post_init__(self):
+        if isinstance(self.scale, str):  # data.scale auto is the model's to settle: core/data/scale.resolve
+            raise TypeError(f"DataSpec.scale: a number, got {self.scale!r} (core.data.scale.resolve it first)")
+
     def train_cap(self, limit=0):
         """How many train records a reader capped at `limit` reads (0: all)."""
         return _cap(self.train_limit, limit)

@@ -80,6 +80,30 @@ def saved_model_class(path):
     return root.get("class_name", "?"), bool(root.get("is_graph_network")) or root.get("class_name") == "Sequential"
 
 
+def model_config(path):
+    """The Keras config ({'layers': [...], ...}) of the tf_keras model at `path`, read from its files
+    (keras_metadata.pb, a .keras zip's config.json, an .h5's model_config), nothing loaded; {} if none."""
+    path = str(path)
+    if os.path.isfile(path):
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                root = json.loads(z.read("config.json")) if "config.json" in z.namelist() else {}
+        else:
+            import h5py
+            with h5py.File(path, "r") as f:
+                raw = f.attrs.get("model_config")
+            root = json.loads(raw.decode() if isinstance(raw, bytes) else raw) if raw is not None else {}
+        return root.get("config") or {}
+    from tf_keras.protobuf import saved_metadata_pb2
+    try:
+        with tf.io.gfile.GFile(os.path.join(saved_model_dir(path), KERAS_METADATA), "rb") as f:
+            nodes = saved_metadata_pb2.SavedMetadata.FromString(f.read()).nodes
+    except (OSError, tf.errors.NotFoundError):
+        return {}
+    root = json.loads(next((n.metadata for n in nodes if n.node_path == "root"), "{}") or "{}")
+    return root.get("config") or {}
+
+
 def subclassed_error(class_name):
     return ModelError(f"only Sequential/Functional tf_keras models are supported; got a subclassed model "
                       f"({class_name}). Rebuild it with the Functional API.")
