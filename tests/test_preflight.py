@@ -1,5 +1,5 @@
 """The pre-flight: the baseline is converted to full INT8 once before any node fine-tunes, so a model
-the converter refuses (a dynamic-batch LSTM, not unrolled) stops `collabopt run` in seconds with one
+the converter refuses (an op TFLite has no builtin for) stops `collabopt run` in seconds with one
 line naming the model and the converter's first error, its Preflight execution FAILED in MLMD and no
 fine-tuning node executed."""
 import time
@@ -22,6 +22,7 @@ CONVERTER_ERROR = (
     '<unknown>:0: note: loc(fused["StatefulPartitionedCall:", "StatefulPartitionedCall"]): called from\n'
     '<unknown>:0: error: Lowering tensor list ops is failed. Please consider using Select TF ops\n')
 REASON = "'tf.TensorListReserve' op requires element_shape to be static during TF Lite transformation pass"
+INVERSE = "'tf.MatrixInverse' op is neither a custom op nor a flex op"
 FINE_TUNING = ("Pruner", "SparseClusterer", "Clusterer", "QAT", "PQAT", "CQAT", "PCQAT", "ChannelPruner")
 
 
@@ -30,20 +31,21 @@ def test_converter_reason_is_its_first_error_without_the_mlir_location():
     assert preflight.converter_reason("\n  something else went wrong  \nmore") == "something else went wrong"
 
 
-def lstm_model():
-    """A keyword-spotter-like LSTM over Fashion-MNIST rows, as saved by default: dynamic batch, not unrolled."""
-    from collabopt.core.tfenv import keras
+def unconvertible_model():
+    """A model with an op TFLite has no builtin for (a matrix inverse): no path could convert it."""
+    from collabopt.core.tfenv import keras, tf
     L = keras.layers
     inp = keras.Input((28, 28, 1), name="image")
-    x = L.LSTM(8, name="lstm")(L.Reshape((28, 28), name="rows")(inp))
-    return keras.Model(inp, L.Dense(10, name="logits")(x), name="lstm_kws")
+    x = L.Reshape((28, 28), name="rows")(inp)
+    x = L.Flatten()(tf.linalg.inv(x[:, :8, :8] + tf.eye(8)))
+    return keras.Model(inp, L.Dense(10, name="logits")(x), name="inverse")
 
 
 @pytest.mark.slow  # the run stops in ~11 s; the forkserver's imports take a minute on a shared machine
 def test_a_model_the_converter_refuses_stops_the_run_before_any_fine_tuning(tmp_path):
-    model = save_model_dir(str(tmp_path / "lstm"), lstm_model())
+    model = save_model_dir(str(tmp_path / "inverse"), unconvertible_model())
     examples = fashion_mnist_examples(tmp_path / "examples", 200, 50)
-    config = tmp_path / "lstm.yaml"
+    config = tmp_path / "inverse.yaml"
     config.write_text(yaml.safe_dump({
         "name": "preflight", "paths": "all", "examples": {"uri": examples}, "baseline": {"model_uri": model},
         "npu": {"targets": ["ethos-u55-128"]}}))
@@ -55,10 +57,10 @@ def test_a_model_the_converter_refuses_stops_the_run_before_any_fine_tuning(tmp_
     assert seconds < 60, seconds
     print(f"preflight: the run stopped after {seconds:.1f} s")
     line = (f"collabopt run: node Preflight failed: baseline model {model!r} cannot be converted to full INT8: "
-            f"{REASON} (layer 'lstm')")
+            f"{INVERSE} (layer 'tf.linalg.inv')")
     assert log.splitlines()[-1] == line
-    assert log.count(REASON) == 1, log[-5000:]  # not once per node, nor the converter's MLIR dump
-    assert "TensorListReserve:" not in log and "Traceback" not in log
+    assert log.count(INVERSE) == 1, log[-5000:]  # not once per node, nor the converter's MLIR dump
+    assert "tf.MatrixInverse(tensor" not in log and "Traceback" not in log
     store = results.connect(str(tmp_path / "run" / "metadata.sqlite"))
     states = {e["node"]: e["state"] for e in results.executions(store)}
     assert states["Preflight"] == "FAILED"

@@ -1,6 +1,5 @@
 """The pre-flight: the baseline converted to full INT8 once, calibrated on a handful of examples,
-before any node fine-tunes. A model the converter refuses (a dynamic-batch LSTM, an op TFLite
-cannot lower) would otherwise fail every path after minutes of fine-tuning each; here it fails the
+before any node fine-tunes. A model the converter refuses (an op TFLite cannot lower) would otherwise fail every path after minutes of fine-tuning each; here it fails the
 run in seconds, with one line naming the model and the converter's first error."""
 import contextlib
 import logging
@@ -11,6 +10,7 @@ import time
 
 from collabopt.core import tree_paths
 from collabopt.core.model import keras_io
+from collabopt.core.techniques import recurrent
 from collabopt.core.tflite import convert
 
 SAMPLES = 4  # calibration examples: enough for the converter to run, ranges do not matter here
@@ -75,7 +75,9 @@ def check_baseline(model_path, data_spec, samples=SAMPLES):
         log.warning("preflight skipped: the calibration examples could not be read (%s); the first stage "
                     "checks the data", type(e).__name__)
         return None
-    with tempfile.TemporaryFile(mode="w+") as sink, keras_io.saved_model(model_path) as src:
+    # what the reference path converts: its SavedModel, its recurrent loops unrolled (stages.to_tflite)
+    with tempfile.TemporaryFile(mode="w+") as sink, keras_io.saved_model(model_path) as saved, \
+            recurrent.unrolled_saved_model(saved, log) as src:
         try:
             with _native_stderr(sink):
                 tflite = convert.saved_model_to_int8(src, lambda: iter(rows))
