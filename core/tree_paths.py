@@ -1,11 +1,12 @@
 """The deployment tree: every path from the trained baseline to a fully INT8 leaf.
 
 A path is the tuple of stages applied before INT8 conversion; a path without "qat" ends in PTQ.
-Paths that share a prefix share its stages (one pruned model feeds all its children).
+Paths that share a prefix share its stages (one pruned model feeds all its children). Every path
+also exists below channel pruning (thin_...): the thinned model is a smaller dense baseline.
 """
 import contextlib
 
-PATHS = {
+_UNTHINNED = {
     "ptq": (),
     "qat": ("qat",),
     "prune_ptq": ("prune",),
@@ -14,12 +15,22 @@ PATHS = {
     "prune_cluster_pcqat": ("prune", "cluster", "qat"),
     "cluster_ptq": ("cluster",),
     "cluster_cqat": ("cluster", "qat"),
-    "thin_ptq": ("thin",),  # channel pruning to NPU-aligned widths (core.techniques.channels)
 }  # depth-first order: the order of tables and of the drawn tree
+THIN = "thin"  # channel pruning to NPU-aligned widths (core.techniques.channels): the tree hangs below it
+# Every path again below the thinned model: thin_ptq, thin_qat, thin_prune_ptq, ..., thin_prune_cluster_pcqat.
+PATHS = {**_UNTHINNED, **{f"{THIN}_{name}": (THIN, *steps) for name, steps in _UNTHINNED.items()}}
 # Built only when named: thinning changes the architecture and compiles with Vela while it chooses.
-OPT_IN = ("thin_ptq",)
+OPT_IN = tuple(p for p, steps in PATHS.items() if THIN in steps)
 # The preserving QAT scheme a prefix calls for (what PreservingQAT's "auto" picks for its model).
 QAT_SCHEME = {(): "qat", ("prune",): "pqat", ("cluster",): "cqat", ("prune", "cluster"): "pcqat"}
+
+
+def qat_scheme(before):
+    """The QAT scheme after the stages `before`: a thinned model is a smaller dense one, so thinning
+    does not change what is to be preserved."""
+    return QAT_SCHEME[tuple(s for s in before if s != THIN)]
+
+
 REFERENCE = "ptq"  # the baseline's INT8: every leaf's accuracy drop is measured against it
 
 
@@ -44,7 +55,7 @@ def label(path):
     steps = PATHS[path]
     names = [("sparsity-preserving cluster" if s == "cluster" and "prune" in steps else s) for s in steps]
     if steps and steps[-1] == "qat":
-        names[-1] = QAT_SCHEME[steps[:-1]].upper()
+        names[-1] = qat_scheme(steps[:-1]).upper()
     else:
         names.append("PTQ")
     return " -> ".join(names)

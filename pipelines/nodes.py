@@ -2,7 +2,8 @@
 (search/trials.py): a stage's node and a leaf's nodes, with one naming and one order.
 
 A stage node's id is its kind, which names its prefix (Pruner; SparseClusterer after pruning,
-Clusterer without; the QAT node by the scheme its prefix calls for: QAT, PQAT, CQAT, PCQAT),
+Clusterer without; the QAT node by the scheme its prefix calls for: QAT, PQAT, CQAT, PCQAT; ChannelPruner,
+and "Thin" before the kind of every stage below it: ThinPruner, ThinPCQAT),
 followed by a key only when the node's parameters are not the config's own (a search trial:
 `Pruner_s75_e1`). So a search trial of the config's own stage is the tree's node, and the cache
 serves one to the other. A leaf's nodes are (convert, npu, evaluate), in that order everywhere.
@@ -16,15 +17,17 @@ LeafIds = collections.namedtuple("LeafIds", "convert npu evaluate")
 
 
 def stage_kind(prefix):
-    """The node kind of the last stage of `prefix` (a tuple of tree_paths stages)."""
+    """The node kind of the last stage of `prefix` (a tuple of tree_paths stages); below the thinned
+    model, "Thin" first (ThinPruner, ThinPCQAT, ...), so the thinned subtree's nodes are its own."""
     step, before = prefix[-1], tuple(prefix[:-1])
-    if step == "prune":
-        return "Pruner"
-    if step == "thin":
+    if step == tree_paths.THIN:
         return "ChannelPruner"
+    below = "Thin" if tree_paths.THIN in before else ""
+    if step == "prune":
+        return below + "Pruner"
     if step == "cluster":
-        return "SparseClusterer" if "prune" in before else "Clusterer"
-    return tree_paths.QAT_SCHEME[before].upper()
+        return below + ("SparseClusterer" if "prune" in before else "Clusterer")
+    return below + tree_paths.qat_scheme(before).upper()
 
 
 def stage_id(prefix, key=""):

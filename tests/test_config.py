@@ -56,6 +56,12 @@ def test_schema_targets_are_velas_own():
     assert schema["properties"]["npu"]["properties"]["targets"]["items"]["enum"] == list(vela.valid_accelerator_configs())
 
 
+def test_schema_paths_are_the_trees_own():
+    from collabopt.core import tree_paths
+    paths = schemas.load("tree_config")["properties"]["paths"]["oneOf"][1]["items"]["enum"]
+    assert sorted(paths) == sorted(tree_paths.PATHS)  # thin_prune_cluster_pcqat and the other thinned paths too
+
+
 def test_yaml_files(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("paths: all\nprune: {target_sparsity: 0.5\n")

@@ -131,7 +131,8 @@ def tree_figure(leaves):
             if pre and pre[-1] != "qat":
                 nodes.setdefault(pre, np.mean([y_leaf[q] for q in paths if tree_paths.PATHS[q][:len(pre)] == pre]))
     names = {(): "baseline", ("prune",): "pruned", ("cluster",): "clustered",
-             ("prune", "cluster"): "pruned +\nclustered"}
+             ("prune", "cluster"): "pruned +\nclustered", ("thin",): "thinned"}
+    x_leaf = max(2, *map(len, nodes)) + 1.2  # right of the deepest stage node (thin -> prune -> cluster: 3)
     for pre, y in nodes.items():
         if pre:
             parent = pre[:-1]
@@ -142,19 +143,19 @@ def tree_figure(leaves):
     for p in paths:
         leaf, steps = by_path[p], tree_paths.PATHS[p]
         parent = steps[:-1] if steps and steps[-1] == "qat" else steps
-        method = tree_paths.QAT_SCHEME[parent].upper() if steps and steps[-1] == "qat" else "PTQ"
+        method = tree_paths.qat_scheme(parent).upper() if steps and steps[-1] == "qat" else "PTQ"
         npu = next(iter(leaf.get("npu", {}).items()), None)
         name, value = metrics.of_leaf(leaf)
         text = (f"{method}: INT8 {metrics.fmt(name, value)}  gzip {leaf['gzip_bytes']:,} B "
                 f"({leaf['saving_pct']:.1f}% saved)  sparsity {leaf['sparsity']:.0%}  "
                 f"uniq/ch {leaf['max_unique_per_channel']}"
                 + (f"  {npu[0]}: {npu[1]['npu_cycles']:,} cycles" if npu else ""))
-        ax.annotate("", (3.15, y_leaf[p]), (len(parent) + 0.32, nodes[parent]),
+        ax.annotate("", (x_leaf - 0.05, y_leaf[p]), (len(parent) + 0.32, nodes[parent]),
                     arrowprops=dict(arrowstyle="->", color="#666"))
-        ax.text(3.2, y_leaf[p], text, ha="left", va="center", fontsize=8.5,
+        ax.text(x_leaf, y_leaf[p], text, ha="left", va="center", fontsize=8.5,
                 bbox=dict(boxstyle="round", fc="#e8f6e8" if leaf["blessed"] else "#fbeaea",
                           ec="#585" if leaf["blessed"] else "#a55"))
-    ax.set_xlim(-0.5, 7.6)
+    ax.set_xlim(-0.5, x_leaf + 4.4)
     ax.set_ylim(min(y_leaf.values()) - 0.7, 0.7)
     return fig
 
