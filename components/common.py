@@ -276,7 +276,8 @@ class PathStage:
                 error = f"{self.node_id()}: {reason(e)}"
                 logging.getLogger("collabopt").warning("path failed: %s", error, exc_info=True)
         else:
-            logging.getLogger("collabopt").warning("%s: an input is marked failed, passed on: %s", self.node_id(), error)
+            # the reason was logged once, by the node that failed (the error starts with its id)
+            logging.getLogger("collabopt").warning("%s: skipped, %s failed", self.node_id(), error.split(": ", 1)[0])
         self.failed(input_dict, output_dict, exec_properties, error)
         return None
 

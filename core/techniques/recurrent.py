@@ -67,18 +67,23 @@ def unroll(model, check=True):
     return result, done, skipped
 
 
+def _read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
 @contextlib.contextmanager
 def unrolled_saved_model(saved_model_dir, log=None):
     """`saved_model_dir`, or a temporary SavedModel of its model unrolled when it has a recurrent loop
     (found in keras_metadata.pb without loading the model): what the converter reads."""
     meta = os.path.join(saved_model_dir, keras_io.KERAS_METADATA)
-    if not os.path.exists(meta) or _ROLLED not in open(meta, "rb").read():
+    if not os.path.exists(meta) or _ROLLED not in _read(meta):
         yield saved_model_dir
         return
     model, done, skipped = unroll(keras_io.load_model(saved_model_dir, check=False))
     for layer, what in {**done, **skipped}.items():
         if log:
-            log.info("[recurrent] %s: %s", layer, what)
+            log.info("[rewrite] %s: %s", layer, what)
     if not done:
         yield saved_model_dir
         return
