@@ -98,9 +98,29 @@ def gate(leaf, requirements, baseline_int8_metric):
         elif over(est["inference_time_s"], max_time):
             reasons.append(f"{target} inference time {est['inference_time_s'] * 1e3:.3f} ms > max "
                            f"{max_time * 1e3:.3f} ms")
+    reasons += sram(leaf, req)
     reasons += device(leaf, req)
     if leaf.get("preservation_failures"):
         reasons.append("preservation: " + "; ".join(leaf["preservation_failures"]))
+    return reasons
+
+
+def sram(leaf, requirements):
+    """Why the leaf's Vela SRAM misses max_sram_bytes: on the requirement's npu_target, else on every
+    target it was compiled for (each is a device it may ship to)."""
+    limit = requirements.get("max_sram_bytes")
+    if limit is None:
+        return []
+    targets = [requirements["npu_target"]] if requirements.get("npu_target") else list(leaf["npu"])
+    if not targets:
+        return ["no NPU estimate to check max_sram_bytes"]
+    reasons = []
+    for target in targets:
+        value = (leaf["npu"].get(target) or {}).get("sram_bytes")
+        if value is None:
+            reasons.append(f"no NPU estimate for {target!r} to check max_sram_bytes")
+        elif over(value, limit):
+            reasons.append(f"{target} Vela SRAM {value:,} B > max {limit:,} B")
     return reasons
 
 
