@@ -8,7 +8,7 @@ from collabopt.core.evaluation import gates
 from collabopt.core.firmware import tflm
 
 log = logging.getLogger("collabopt")
-TIMEOUT_S = 600  # the check of 64 examples takes seconds; a hung native call must not hang the run
+TIMEOUT_S = 600  # the check of tflm.check_examples takes seconds; a hung native call must not hang the run
 
 ARENA_BYTES = gates.ARENA_BYTES  # the arena to declare on the CPU path (TFLM-measured, + 16 B margin)
 ERROR = "tflm_error"              # why TFLM could not load or run the leaf (None: it did)
