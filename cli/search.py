@@ -4,7 +4,8 @@ Exit code 0 with the chosen leaf; NOT_MET (4) when no leaf meets every requireme
 the best leaf per objective and, per requirement, by how much the best leaf misses it."""
 import os
 
-from collabopt.core.evaluation import metrics
+from collabopt.core.evaluation import gates, metrics
+from collabopt.search import stop
 
 NOT_MET = 4
 UNITS = {"encoded_weights_bytes": "B", "npu_cycles": "cycles", "inference_time_s": "s",
@@ -23,7 +24,12 @@ def add_parsers(sub):
 
 def _leaf(leaf, name):
     return (f"drop {metrics.fmt_drop(name, leaf['drop'], '+')}, encoded weights {leaf['encoded_weights_bytes']:,} B, "
-            f"{leaf['npu_cycles']:,} cycles, SRAM {leaf['sram_bytes']:,} B")
+            f"{leaf['npu_cycles']:,} cycles, SRAM {leaf['sram_bytes']:,} B, TFLM arena {_arena(leaf)}")
+
+
+def _arena(leaf):
+    arena = leaf.get(gates.ARENA_BYTES)
+    return "not measured" if arena is None else f"{arena:,} B"
 
 
 def _value(name, key, v):
@@ -50,7 +56,7 @@ def summary(record):
     best = record.best_so_far or {"best": {}, "misses": {}}
     lines.append("no leaf meets every requirement; best so far:")
     lines += [f"  {k}: {cid} ({_value(name, k, v)})" for k, (cid, v) in best["best"].items()]
-    lines += [f"  {req}: missed by {m:,.4g}" for req, m in best["misses"].items()]
+    lines += [f"  no leaf meets {line}" for line in stop.named_misses(record)]
     return lines
 
 

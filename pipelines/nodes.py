@@ -88,5 +88,6 @@ def leaf_nodes(cfg, name, model, examples, *, ids=None, targets=None, reference=
                       system_config=cfg["npu"]["system_config"], memory_mode=cfg["npu"]["memory_mode"]).with_id(ids.npu)
     ev = LeafEvaluator(tflite_model=tflite, model=model, path=name, npu_model=npu.outputs[keys.NPU_MODEL_KEY],
                        baseline=reference, requirements=requirements, destination=destination,
+                       check_examples=cfg["tflm"]["check_examples"],
                        **common).with_id(ids.evaluate)
     return LeafIds(conv, npu, ev)

@@ -31,7 +31,8 @@ DEFAULTS = {
     "convert": {"representative_samples": 200},
     "requirements": {"max_int8_accuracy_drop_pp": None, "max_metric_drop": None, "max_gzip_bytes": None,
                      "max_npu_inference_time_s": None, "npu_target": None, "max_arena_bytes": None,
-                     "max_tflm_lsb": None},
+                     "max_tflm_lsb": None, "max_sram_bytes": None},
+    "tflm": {"check_examples": 64},  # TFLM's reference kernels are slow (~150 examples/s on a DS-CNN)
     "npu": {"targets": ["ethos-u55-128"], "system_config": "", "memory_mode": ""},  # "": Vela's default
     "push": {"destination": None},
     "report": {"title": "collabopt optimization report"},

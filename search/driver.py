@@ -14,6 +14,7 @@ from collabopt import runners
 from collabopt.components import keys
 from collabopt.core import tree_paths
 from collabopt.core.artifact_files import ERROR, FAILED, read_leaf
+from collabopt.core.evaluation import gates
 from collabopt.mlmd import results
 from collabopt.pipelines import config as tree_config
 from collabopt.search import auto, estimates as search_estimates, halving, prefix, space, trials
@@ -47,16 +48,17 @@ def _run_round(cfg, candidates, epochs, root, mlmd, runner, resume=None):
 
 def leaf_numbers(leaf, target):
     """A LeafEvaluation's leaf.json as the numbers the search judges: its drop is the leaf's own
-    `metric_drop` vs the reference (ptq) leaf, in the eval metric's units. A trial whose path failed
-    (common.PathStage), or that has no drop (its reference failed), scores inf everywhere: it meets
-    nothing and is promoted last; its error is kept."""
+    `metric_drop` vs the reference (ptq) leaf, in the eval metric's units; its TFLM arena is the one
+    the LeafEvaluator measured (None: TFLM could not run it, it meets no max_arena_bytes). A trial
+    whose path failed (common.PathStage), or that has no drop (its reference failed), scores inf
+    everywhere: it meets nothing and is promoted last; its error is kept."""
     if leaf.get(FAILED) or leaf.get("metric_drop") is None:
         inf = float("inf")
-        return {"drop": inf, "int8_metric": None, **{k: inf for k in space.NPU_NUMBERS},
+        return {"drop": inf, "int8_metric": None, **{k: inf for k in space.NPU_NUMBERS}, gates.ARENA_BYTES: inf,
                 "error": leaf.get(ERROR) or "the reference (ptq) leaf failed"}
     npu = leaf["npu"][target]
     return {"drop": leaf["metric_drop"], "int8_metric": leaf["int8_metric"],
-            **{k: npu[k] for k in space.NPU_NUMBERS}}
+            **{k: npu[k] for k in space.NPU_NUMBERS}, gates.ARENA_BYTES: leaf.get(gates.ARENA_BYTES)}
 
 
 def _leaves(rnd, nodes, batch, epochs, target):

@@ -3,7 +3,8 @@ search/driver.py writes it to search.json): the trajectory, the Pareto fronts (m
 with the chosen leaf, the per-layer sensitivity table and the schedules built from it."""
 import html
 
-from collabopt.core.evaluation import metrics, pareto
+from collabopt.core.evaluation import gates, metrics, pareto
+from collabopt.search import stop
 from collabopt.core.report.html_page import CSS, _png, plt
 
 FRONTS = (("encoded_weights_bytes", "Vela encoded weights (B)", 1), ("inference_time_s", "NPU time (ms)", 1e3))
@@ -44,11 +45,12 @@ def render(record, title="collabopt search"):
     def drop(d):
         return metrics.fmt_drop(name, d, "+")
     trajectory = [[cid, r.epochs, drop(leaf["drop"]), f"{leaf['encoded_weights_bytes']:,}",
-                   f"{leaf['npu_cycles']:,}", f"{leaf['inference_time_s'] * 1e3:.3f}", leaf.get("state", "")]
+                   f"{leaf['npu_cycles']:,}", f"{leaf['inference_time_s'] * 1e3:.3f}",
+                   f"{leaf[gates.ARENA_BYTES]:,}" if leaf.get(gates.ARENA_BYTES) is not None else "-",
+                   leaf.get("state", "")]
                   for r in record.rounds for cid, leaf in r.leaves.items()]
     outcome = (f"chosen: <b>{html.escape(chosen)}</b>" if chosen else "no leaf meets every requirement; misses: "
-               + html.escape(", ".join(f"{k} by {v:,.4g}" for k, v in (record.best_so_far or {}).get(
-                   "misses", {}).items())))
+               + html.escape("; ".join(stop.named_misses(record))))
     sens = [[r["layer"], r["technique"], r["value"], drop(r["drop"]), f"{r['saved']['encoded_weights_bytes']:,}",
              f"{r['saved']['npu_cycles']:,}"] for r in record.sensitivity if "error" not in r]
     sched = [[s["name"], drop(s["budget"]), ", ".join(f"{k}: {v}" for k, v in s["prune"].items()) or "-",
@@ -60,7 +62,7 @@ def render(record, title="collabopt search"):
              f"estimate; {record.epochs_spent} fine-tuning epochs; stopped: {html.escape(record.stopped)}.</p>",
              *([f"<p>Left out (could not be measured): {html.escape('; '.join(f'{k}: {v}' for k, v in record.failed.items()))}</p>"]
                if record.failed else []),
-             "<h2>Trajectory</h2>", _table(["candidate", "epochs", "drop", "encoded B", "cycles", "NPU ms", "MLMD"],
+             "<h2>Trajectory</h2>", _table(["candidate", "epochs", "drop", "encoded B", "cycles", "NPU ms", "TFLM arena B", "MLMD"],
                                           trajectory)]
     if found:
         parts += ["<h2>Pareto fronts</h2>"] + [_figure(found, chosen, name, *f) for f in FRONTS]

@@ -2,13 +2,14 @@
 is judged by, the cheap-before-expensive order of one-shot estimates, and what a round of
 fine-tuning costs in epochs.
 
-Pure: a leaf here is a flat dict of numbers (`drop` and NPU_NUMBERS); who computes them (one-shot
-Vela estimates, fine-tuned TFX trials) is the caller's business.
+Pure: a leaf here is a flat dict of numbers (`drop`, NPU_NUMBERS and the TFLM arena); who computes
+them (one-shot Vela estimates, fine-tuned TFX trials) is the caller's business. A one-shot estimate
+has the NPU numbers only: the arena is measured by TFLM on a trial's leaf, never estimated.
 """
 import dataclasses
 
 from collabopt.core import tree_paths
-from collabopt.core.evaluation import metrics
+from collabopt.core.evaluation import gates, metrics
 
 # requirement -> the leaf number it bounds (every one an upper bound); `drop`: the INT8 eval metric's
 # drop vs the ptq leaf in the metric's units, as requirements.max_metric_drop
@@ -19,8 +20,9 @@ REQUIREMENTS = {
     "max_npu_cycles": "npu_cycles",
     "max_npu_inference_time_s": "inference_time_s",
     "max_sram_bytes": "sram_bytes",
+    "max_arena_bytes": gates.ARENA_BYTES,  # measured on the trial's leaf only (TFLM)
 }
-NPU_NUMBERS = ("encoded_weights_bytes", "npu_cycles", "inference_time_s", "sram_bytes", "flash_bytes")  # a leaf's
+NPU_NUMBERS = ("encoded_weights_bytes", "npu_cycles", "inference_time_s", "sram_bytes", "flash_bytes")  # estimated too
 RESOURCE_KEYS = ("encoded_weights_bytes", "npu_cycles")  # what a cheaper candidate is cheaper in
 OBJECTIVES = ("drop", "encoded_weights_bytes", "npu_cycles")  # all minimized
 FINE_TUNED = ("prune", "cluster", "qat")
@@ -115,20 +117,27 @@ def of_config(cfg, schedules=()):
 
 
 def misses(leaf, requirements):
-    """{requirement: by how much the leaf is over it} for each requirement it misses."""
+    """{requirement: by how much the leaf is over it} for each requirement it misses (the gate's rule,
+    core.evaluation.gates.over: a number the leaf lacks misses by inf)."""
     out = {}
     for req, key in REQUIREMENTS.items():
         limit = requirements.get(req)
-        if limit is not None and leaf[key] > limit + 1e-9:
-            out[req] = leaf[key] - limit
+        by = 0 if limit is None else gates.over(leaf.get(key), limit)
+        if by:
+            out[req] = by
     return out
+
+
+def estimated(requirements):
+    """{requirement: leaf number} of the set requirements a one-shot estimate can judge: the NPU numbers
+    (not the drop: fine-tuning recovers it; not the arena: only a trial's leaf measures it)."""
+    return {r: k for r, k in REQUIREMENTS.items() if k in NPU_NUMBERS and requirements.get(r) is not None}
 
 
 def could_meet(estimate, requirements, slack=0.05):
     """The one-shot estimate's NPU numbers are within the resource requirements (+ slack: fine-tuning
-    moves them a little); its drop is not judged (fine-tuning recovers it)."""
-    return all(estimate[k] <= requirements[r] * (1 + slack) for r, k in REQUIREMENTS.items()
-               if k != "drop" and requirements.get(r) is not None)
+    moves them a little)."""
+    return all(estimate[k] <= requirements[r] * (1 + slack) for r, k in estimated(requirements).items())
 
 
 def order(candidates, estimates, requirements):
@@ -142,8 +151,8 @@ def closest(candidates, estimates, requirements, keep):
     """None could meet the resource requirements by estimate: the `keep` whose estimates miss them by
     the least (largest relative miss), so the search still returns leaves and their misses."""
     def worst(c):
-        return max((estimates[c.id][k] / requirements[r] for r, k in REQUIREMENTS.items()
-                    if k != "drop" and requirements.get(r)), default=0.0)
+        return max((estimates[c.id][k] / requirements[r] for r, k in estimated(requirements).items()),
+                   default=0.0)
     return sorted(candidates, key=lambda c: (worst(c), c.id))[:keep]
 
 

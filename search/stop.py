@@ -19,13 +19,33 @@ def stop_leaf(leaves, pending, estimates, requirements):
 
 
 def best_so_far(leaves, requirements):
-    """Nothing feasible: per objective the best leaf, and per requirement the smallest miss of any
-    leaf (0 if some leaf meets it): {"best": {objective: (id, value)}, "misses": {req: amount}}."""
+    """Nothing feasible: per objective the best leaf, per requirement the smallest miss of any leaf (0
+    if some leaf meets it), and per missed requirement the leaf closest to it and its number:
+    {"best": {objective: (id, value)}, "misses": {req: amount}, "closest": {req: (id, value)}}."""
     best = {k: min(((cid, leaf[k]) for cid, leaf in leaves.items()), key=lambda t: (t[1], t[0]))
             for k in OBJECTIVES} if leaves else {}
-    miss = {req: min(misses(leaf, requirements).get(req, 0.0) for leaf in leaves.values())
-            for req in REQUIREMENTS if requirements.get(req) is not None} if leaves else {}
-    return {"best": best, "misses": {r: m for r, m in miss.items() if m > 0}}
+    miss, closest = {}, {}
+    for req in (r for r in REQUIREMENTS if requirements.get(r) is not None and leaves):
+        by, cid = min((misses(leaf, requirements).get(req, 0.0), cid) for cid, leaf in leaves.items())
+        if by > 0:
+            miss[req], closest[req] = by, (cid, leaves[cid].get(REQUIREMENTS[req]))
+    return {"best": best, "misses": miss, "closest": closest}
+
+
+def _number(v):
+    if v is None or v == float("inf"):
+        return "not measured"
+    return f"{v:,}" if isinstance(v, int) else f"{v:,.4g}"
+
+
+def named_misses(record):
+    """One line per requirement no leaf met: by how much the closest leaf misses it, which leaf, and its
+    number, e.g. "max_arena_bytes 4,096: missed by 4,544 (closest: ptq, tflm_arena_bytes 8,640)"."""
+    best = record.best_so_far or {}
+    closest = best.get("closest", {})
+    return [f"{req} {_number(record.requirements.get(req))}: missed by {m:,.4g}"
+            + (f" (closest: {closest[req][0]}, {REQUIREMENTS[req]} {_number(closest[req][1])})" if req in closest else "")
+            for req, m in best.get("misses", {}).items()]
 
 
 def keep(seen, leaves, requirements):

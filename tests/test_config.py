@@ -120,6 +120,7 @@ BAD_PARAMETERS = [  # (component, section, key, value, message): one row per sec
     ("NPUCompiler", "npu", "system_config", 5, "npu.system_config: 5 is not of type 'string'"),
     ("BaselineTrainer", "baseline", "width", 0, "baseline.width: 0 is less than the minimum of 1"),
     ("Pruner", "data", "feature_shape", [28, 0], "data.feature_shape.1: 0 is less than the minimum of 1"),
+    ("LeafEvaluator", "tflm", "check_examples", 0, "tflm.check_examples: 0 is less than the minimum of 1"),
 ]
 
 
@@ -139,6 +140,8 @@ def test_a_bad_parameter_gets_the_config_schemas_message_at_load_and_at_construc
                   {} if component == "BaselineTrainer" else {"model": channel.Channel(type=standard_artifacts.Model)})
     if component == "NPUCompiler":
         inputs.pop("examples")
+    if component == "LeafEvaluator":
+        inputs.update(tflite_model=channel.Channel(type=components.TFLiteModel), path="ptq")
     with pytest.raises(schemas.ConfigError) as built:
         getattr(components, component)(**inputs, **{key: value})
     assert str(built.value) == message

@@ -35,6 +35,24 @@ def test_device_gates():
     assert gates.gate(broken, {}, 0.85) == []  # no device requirement: reported (tflm_error), not gated
 
 
+def test_vela_sram_gate():
+    """max_sram_bytes: Vela's SRAM on the requirement's npu_target, else on every target; the search
+    judges its own target by the same rule (gates.over)."""
+    from collabopt.search import space
+    leaf = {**LEAF, "npu": {"ethos-u55-128": {"inference_time_s": 0.002, "sram_bytes": 40_960},
+                            "ethos-u65-256": {"inference_time_s": 0.001, "sram_bytes": 24_576}}}
+    assert gates.gate(leaf, {"max_sram_bytes": 40_960}, 0.85) == []
+    assert gates.gate(leaf, {"max_sram_bytes": 32_768}, 0.85) == ["ethos-u55-128 Vela SRAM 40,960 B > max 32,768 B"]
+    assert gates.gate(leaf, {"max_sram_bytes": 16_384}, 0.85) == [
+        "ethos-u55-128 Vela SRAM 40,960 B > max 16,384 B", "ethos-u65-256 Vela SRAM 24,576 B > max 16,384 B"]
+    assert gates.gate(leaf, {"max_sram_bytes": 32_768, "npu_target": "ethos-u65-256"}, 0.85) == []
+    assert gates.gate(leaf, {"max_sram_bytes": 32_768, "npu_target": "ethos-u85-256"}, 0.85) == [
+        "no NPU estimate for 'ethos-u85-256' to check max_sram_bytes"]
+    assert gates.gate({**LEAF, "npu": {}}, {"max_sram_bytes": 1}, 0.85) == ["no NPU estimate to check max_sram_bytes"]
+    assert space.misses({"sram_bytes": 40_960}, {"max_sram_bytes": 32_768}) == {"max_sram_bytes": 8_192}
+    assert space.misses({"sram_bytes": 40_960}, {"max_sram_bytes": 40_960}) == {}
+
+
 def test_preservation_and_several_reasons_together():
     broken = {**LEAF, "preservation_failures": ["pw_1: 23 distinct values in an output channel > 8 clusters",
                                                 "pw_2: sparsity 0.310 < 0.480"]}

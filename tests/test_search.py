@@ -41,7 +41,7 @@ def searched(tmp_path_factory):
     requirement on the same root. Returns [(exit code, log, {run: {node: state}}, search.json) after each]."""
     d = tmp_path_factory.mktemp("search")
     out = []
-    infeasible = {**CONFIG, "search": {**CONFIG["search"], "requirements": {"max_npu_cycles": 1}}}
+    infeasible = {**CONFIG, "search": {**CONFIG["search"], "requirements": {"max_npu_cycles": 1, "max_arena_bytes": 1}}}
     # round 0 (inputs and the ptq reference) executes 5 nodes; its 6th is in the trial round
     kill = [("sigkill_after_node", (6,))]
     for i, (cfg, fault) in enumerate([(CONFIG, kill), (CONFIG, []), (infeasible, [])]):
@@ -80,9 +80,11 @@ def test_an_infeasible_search_exits_4_with_the_misses(searched):
     leaves = {cid: leaf for r in record.rounds for cid, leaf in r.leaves.items()}
     assert record.chosen is None and record.feasible_by_estimate == 0 and leaves
     fewest = min(leaf["npu_cycles"] for leaf in leaves.values())
-    assert record.best_so_far["misses"] == {"max_npu_cycles": fewest - 1}
+    smallest = min(leaf["tflm_arena_bytes"] for leaf in leaves.values())  # measured on every trial's leaf
+    assert record.best_so_far["misses"] == {"max_npu_cycles": fewest - 1, "max_arena_bytes": smallest - 1}
     assert "no leaf meets every requirement; best so far:" in log
-    assert f"max_npu_cycles: missed by {fewest - 1:,.4g}" in log
+    assert f"no leaf meets max_npu_cycles 1: missed by {fewest - 1:,.4g} (closest: " in log
+    assert f"no leaf meets max_arena_bytes 1: missed by {smallest - 1:,.4g} (closest: " in log
 
 
 def _closure(tasks, name):

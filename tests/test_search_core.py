@@ -118,7 +118,8 @@ def test_infeasible_returns_best_so_far_and_misses():
     assert rec.best_so_far == {
         "best": {"drop": ("prune_ptq_s50", 2.0), "encoded_weights_bytes": ("prune_ptq_s75", 250),
                  "npu_cycles": ("prune_ptq_s75", 80)},
-        "misses": {"max_metric_drop": 1.0}}  # cycles: s75 meets 85; SRAM: both meet
+        "misses": {"max_metric_drop": 1.0},  # cycles: s75 meets 85; SRAM: both meet
+        "closest": {"max_metric_drop": ("prune_ptq_s50", 2.0)}}
     # a budget smaller than the first round runs nothing
     rec = halving.run(cands, est, req, lambda b, e: pytest.fail("ran"), max_epochs=1, budget_epochs=1)
     assert rec.stopped == "budget" and rec.rounds == []
@@ -217,3 +218,39 @@ def test_a_trial_of_the_configs_own_stages_is_the_trees_node(tmp_path):
     assert {"Pruner", "SparseClusterer", "PCQAT", "Convert_prune_cluster_pcqat", "Evaluate_prune_ptq"} <= set(in_round)
     other = trials.create_round(cfg, [space.Candidate("prune_ptq", 0.75)], 1, str(tmp_path / "o"))
     assert "Pruner_s75_e1" in [c.id for c in other.pipeline.components]
+
+
+def test_the_arena_is_judged_on_the_trials_leaf_by_the_gates_rule():
+    """max_arena_bytes: no one-shot estimate has an arena, so it excludes no candidate; the trial's
+    measured arena (TFLM, via leaf.json) decides, by the tree gate's own rule; a miss names the leaf."""
+    from collabopt.cli.search import summary
+    from collabopt.core.evaluation import gates
+    from collabopt.search import driver, stop
+
+    cands = [space.Candidate("prune_ptq", s) for s in (0.5, 0.75)]
+    est = {c.id: leaf(1, 1000 * (1 - c.sparsity), 100) for c in cands}  # no arena: never estimated
+    arena = {"prune_ptq_s50": 4_000, "prune_ptq_s75": 8_640}  # the cheaper leaf needs more RAM
+
+    def run_round(batch, epochs):
+        return {c.id: {**leaf(0.5, est[c.id]["encoded_weights_bytes"], 100), gates.ARENA_BYTES: arena[c.id]}
+                for c in batch}
+    rec = halving.run(cands, est, {"max_arena_bytes": 4_096}, run_round, max_epochs=1)
+    assert rec.feasible_by_estimate == 2 and rec.chosen == "prune_ptq_s50" and rec.leaf[gates.ARENA_BYTES] == 4_000
+    rec = halving.run(cands, est, {"max_arena_bytes": 3_000}, run_round, max_epochs=1)
+    assert rec.chosen is None and rec.best_so_far["misses"] == {"max_arena_bytes": 1_000}
+    assert rec.best_so_far["closest"] == {"max_arena_bytes": ("prune_ptq_s50", 4_000)}
+    rec.requirements = {"max_arena_bytes": 3_000}
+    assert stop.named_misses(rec) == [
+        "max_arena_bytes 3,000: missed by 1,000 (closest: prune_ptq_s50, tflm_arena_bytes 4,000)"]
+    assert "  no leaf meets max_arena_bytes 3,000: missed by 1,000 (closest: prune_ptq_s50, tflm_arena_bytes " \
+           "4,000)" in summary(rec)
+    # the search and the tree's gate judge one number by one rule: at the limit passes, a byte over misses
+    for value, limit in ((4_000, 4_000), (4_001, 4_000)):
+        tree_leaf = {gates.ARENA_BYTES: value, "tflm_error": None, "tflm_max_lsb": 0}
+        assert bool(space.misses({gates.ARENA_BYTES: value}, {"max_arena_bytes": limit})) == \
+            bool(gates.device(tree_leaf, {"max_arena_bytes": limit})) == (value > limit)
+    # leaf.json -> the search's numbers: the measured arena; a leaf TFLM could not run misses by inf
+    numbers = {"path": "p", "metric_drop": 0.0, "int8_metric": 0.9, "npu": {"u55": {k: 1 for k in space.NPU_NUMBERS}}}
+    assert driver.leaf_numbers({**numbers, gates.ARENA_BYTES: 4_000}, "u55")[gates.ARENA_BYTES] == 4_000
+    crashed = driver.leaf_numbers({**numbers, gates.ARENA_BYTES: None, "tflm_error": "segfault"}, "u55")
+    assert space.misses(crashed, {"max_arena_bytes": 10**9}) == {"max_arena_bytes": float("inf")}

@@ -7,6 +7,7 @@ from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from collabopt.components import artifacts, common, keys
 from collabopt.components.leaf_evaluator import executor
+from collabopt.schemas.defaults import DEFAULTS
 
 
 class LeafEvaluatorSpec(component_spec.ComponentSpec):
@@ -14,6 +15,7 @@ class LeafEvaluatorSpec(component_spec.ComponentSpec):
         keys.PATH: ExecutionParameter(type=str),       # the leaf's deployment-tree path, e.g. prune_cluster_pcqat
         "requirements": ExecutionParameter(type=str),  # JSON: the config's requirements section
         **common.parameters("push", ("destination",)),  # compare with the leaf deployed there ("" = no)
+        **common.parameters("tflm", ("check_examples",)),  # eval examples TFLM runs next to LiteRT
         **common.DATA_PARAMETERS, **common.TRAINING_PARAMETERS,
     }
     INPUTS = {
@@ -41,6 +43,7 @@ class LeafEvaluator(base_component.BaseComponent):
       baseline: the reference (ptq) leaf's evaluation: accuracy drops are measured against it.
       requirements: the config's requirements section (checked by the config schema).
       destination: a push destination: the leaf must also be not worse than the one deployed there.
+      check_examples: the first eval examples TFLM's interpreter runs next to LiteRT (tflm.check_examples).
       training: the config's `training` section (loss, metrics, eval_metric, top_k); None: defaults.
       **data_kwargs: as for Pruner.
     """
@@ -49,13 +52,15 @@ class LeafEvaluator(base_component.BaseComponent):
 
     def __init__(self, tflite_model: types.BaseChannel, examples: types.BaseChannel, path: str,
                  model: types.BaseChannel = None, npu_model: types.BaseChannel = None,
-                 baseline: types.BaseChannel = None, requirements=None, destination=None, training=None, **data_kwargs):
+                 baseline: types.BaseChannel = None, requirements=None, destination=None, training=None,
+                 check_examples=DEFAULTS["tflm"]["check_examples"], **data_kwargs):
         if not isinstance(path, str) or not path:
             raise ValueError(f"path must name the leaf's deployment-tree path, got {path!r}")
         super().__init__(spec=LeafEvaluatorSpec(
             tflite_model=tflite_model, model=model, examples=examples, npu_model=npu_model, baseline=baseline,
             path=path, requirements=executor.encode_requirements(requirements, training),
             **common.encode("push", destination=destination),
+            **common.encode("tflm", check_examples=check_examples),
             evaluation=types.Channel(type=artifacts.LeafEvaluation),
             blessing=types.Channel(type=artifacts.LeafBlessing), **common.data_params(**data_kwargs),
             **common.training_params(training)))

@@ -59,7 +59,8 @@ class Executor(common.PathStage, base_beam_executor.BaseBeamExecutor):
             baseline_dir=None if reference_failed else common.optional_uri(input_dict, keys.BASELINE_KEY),
             make_pipeline=self._make_beam_pipeline,
             push_destination=common.decode("push", exec_properties, ("destination",))["destination"],
-            training=training)
+            training=training,
+            tflm_examples=common.decode("tflm", exec_properties, ("check_examples",))["check_examples"])
         if reference_failed:
             leaf = without_reference(leaf, evaluation.uri, reference_failed, requirements)
         common.record(evaluation, {k: v for k, v in leaf.items() if k not in ("npu", keys.REASONS)})

@@ -20,6 +20,7 @@ from collabopt.tests.helpers import (prop, TINY_DATA, artifact, beam_executor, c
                                      failure_of, read_json, run_executor)
 
 TARGET = "ethos-u55-128"  # what the npu_uri fixture compiled for
+CHECKED = 40  # tflm.check_examples: not the default, so the parameter is seen to reach TFLM
 
 
 @pytest.fixture
@@ -41,7 +42,8 @@ def test_evaluates_with_the_npu_models_numbers(tmp_path, tflite_uri, model_uri, 
                                keys.MODEL_KEY: artifact(standard_artifacts.Model, model_uri),
                                keys.NPU_MODEL_KEY: artifact(NPUModel, npu_uri),
                                keys.EXAMPLES_KEY: examples_artifact(examples_uri)},
-                    made, requirements={"max_int8_accuracy_drop_pp": 0.0, "max_npu_inference_time_s": 1.0})
+                    made, requirements={"max_int8_accuracy_drop_pp": 0.0, "max_npu_inference_time_s": 1.0},
+                    check_examples=CHECKED)
     evaluation, blessing = out[keys.EVALUATION_KEY], out[keys.BLESSING_KEY]
     assert len(made) == 1  # one Beam pipeline, the executor's (the TFX pipeline's beam_pipeline_args)
 
@@ -81,8 +83,9 @@ def test_evaluates_with_the_npu_models_numbers(tmp_path, tflite_uri, model_uri, 
     assert leaf["requirements"] == {"max_int8_accuracy_drop_pp": 0.0, "max_npu_inference_time_s": 1.0}
     assert os.path.isfile(os.path.join(evaluation.uri, "kernels.npz"))  # the converter's trace, for the report
 
-    # The device runtime: TFLM ran the first CHECK_EXAMPLES eval examples next to LiteRT, and its arena.
-    n = tflm.CHECK_EXAMPLES
+    # The device runtime: TFLM ran the first tflm.check_examples eval examples next to LiteRT, and its arena.
+    n = CHECKED
+    assert n != tflm.CHECK_EXAMPLES
     assert prop(evaluation, "tflm_examples") == n < len(y)
     assert prop(evaluation, "tflm_litert_metric") == pytest.approx(flatbuffer.int8_accuracy(tflite_bytes, x[:n], y[:n]))
     assert abs(prop(evaluation, "tflm_metric") - prop(evaluation, "tflm_litert_metric")) <= 0.05

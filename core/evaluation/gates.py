@@ -2,7 +2,21 @@
 (preservation), the user's requirements, the device runtime (TFLM) runs it, and, when retraining,
 not worse than the leaf deployed now.
 Each returns the reasons a leaf fails ([] = passes)."""
+import math
+
 from collabopt.core.evaluation import metrics
+
+ARENA_BYTES = "tflm_arena_bytes"  # leaf.json: the TFLM arena to declare on the CPU path (core/firmware/device_check)
+TOLERANCE = 1e-9  # a float at its limit passes
+
+
+def over(value, limit):
+    """By how much a measured number exceeds its upper bound (a max_* requirement): 0 within it, inf
+    when it was not measured (nothing shows it fits). The one rule of every upper bound: the tree's
+    gate and the search's (search/space.py) both call it."""
+    if value is None:
+        return math.inf
+    return value - limit if value > limit + TOLERANCE else 0
 
 
 def preservation(layers, promised, excluded=None, tolerance=0.02):
@@ -73,7 +87,7 @@ def gate(leaf, requirements, baseline_int8_metric):
             reasons.append(f"{what} {metrics.fmt(name, value)} is {metrics.fmt_drop(name, lost)} {side} the "
                            f"baseline's {metrics.fmt(name, baseline_int8_metric)} (max drop {shown})")
     max_gzip = req.get("max_gzip_bytes")
-    if max_gzip is not None and leaf["gzip_bytes"] > max_gzip:
+    if max_gzip is not None and over(leaf["gzip_bytes"], max_gzip):
         reasons.append(f"gzip size {leaf['gzip_bytes']:,} B > max {max_gzip:,} B")
     max_time = req.get("max_npu_inference_time_s")
     if max_time is not None:
@@ -81,12 +95,32 @@ def gate(leaf, requirements, baseline_int8_metric):
         est = leaf["npu"].get(target)
         if est is None:
             reasons.append(f"no NPU estimate for {target!r} to check max_npu_inference_time_s")
-        elif est["inference_time_s"] > max_time:
+        elif over(est["inference_time_s"], max_time):
             reasons.append(f"{target} inference time {est['inference_time_s'] * 1e3:.3f} ms > max "
                            f"{max_time * 1e3:.3f} ms")
+    reasons += sram(leaf, req)
     reasons += device(leaf, req)
     if leaf.get("preservation_failures"):
         reasons.append("preservation: " + "; ".join(leaf["preservation_failures"]))
+    return reasons
+
+
+def sram(leaf, requirements):
+    """Why the leaf's Vela SRAM misses max_sram_bytes: on the requirement's npu_target, else on every
+    target it was compiled for (each is a device it may ship to)."""
+    limit = requirements.get("max_sram_bytes")
+    if limit is None:
+        return []
+    targets = [requirements["npu_target"]] if requirements.get("npu_target") else list(leaf["npu"])
+    if not targets:
+        return ["no NPU estimate to check max_sram_bytes"]
+    reasons = []
+    for target in targets:
+        value = (leaf["npu"].get(target) or {}).get("sram_bytes")
+        if value is None:
+            reasons.append(f"no NPU estimate for {target!r} to check max_sram_bytes")
+        elif over(value, limit):
+            reasons.append(f"{target} Vela SRAM {value:,} B > max {limit:,} B")
     return reasons
 
 
@@ -95,7 +129,7 @@ def device(leaf, requirements):
     it; its tensor arena exceeds max_arena_bytes; its answers differ from LiteRT's by more than
     max_tflm_lsb. Without a device requirement TFLM's findings are reported (tflm_error), not gated:
     the host's TFLM interpreter has crashed on models LiteRT and Vela take."""
-    error, arena, lsb = leaf.get("tflm_error"), leaf.get("tflm_arena_bytes"), leaf.get("tflm_max_lsb")
+    error, arena, lsb = leaf.get("tflm_error"), leaf.get(ARENA_BYTES), leaf.get("tflm_max_lsb")
     max_arena, max_lsb = requirements.get("max_arena_bytes"), requirements.get("max_tflm_lsb")
     if max_arena is None and max_lsb is None:
         return []
@@ -105,9 +139,9 @@ def device(leaf, requirements):
     for name, limit, value in (("max_arena_bytes", max_arena, arena), ("max_tflm_lsb", max_lsb, lsb)):
         if limit is not None and value is None:
             reasons.append(f"no TFLM measurement to check {name}")
-    if max_arena is not None and arena is not None and arena > max_arena:
+    if max_arena is not None and arena is not None and over(arena, max_arena):
         reasons.append(f"TFLM tensor arena {arena:,} B > max {max_arena:,} B")
-    if max_lsb is not None and lsb is not None and lsb > max_lsb:
+    if max_lsb is not None and lsb is not None and over(lsb, max_lsb):
         reasons.append(f"TFLM's answers differ from LiteRT's by {lsb} LSB > max {max_lsb} LSB "
                        f"(on {leaf['tflm_examples']} eval examples)")
     return reasons

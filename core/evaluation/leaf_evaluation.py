@@ -9,7 +9,7 @@ import shutil
 from collabopt.core.data import checks
 from collabopt.core import deploy
 from collabopt.core.evaluation import gates, metrics
-from collabopt.core.firmware import device_check
+from collabopt.core.firmware import device_check, tflm
 from collabopt.core.model import keras_io
 from collabopt.core.npu import per_layer
 from collabopt.core.artifact_files import (EXCLUDED_LAYERS, KERNELS_FILE, LEAF_FILE, STATS_FILE, TFLITE_FILE, read_leaf,
@@ -33,12 +33,13 @@ def read_npu(npu_dir):
 
 
 def evaluate_leaf(path_name, tflite_dir, model_path, data_spec, out_dir, *, npu_dir=None, requirements=None,
-                  baseline_dir=None, make_pipeline=None, push_destination=None, training=TrainingSpec()):
+                  baseline_dir=None, make_pipeline=None, push_destination=None, training=TrainingSpec(),
+                  tflm_examples=tflm.CHECK_EXAMPLES):
     """Evaluate one deployment-tree leaf the same way as every other: the eval metric
     (training.eval_metric, core.metrics) of the FP32 and INT8 models with Beam over the eval split,
     the flatbuffer's size and per-layer analysis (from the converter's stats.json), the Vela numbers
     of its compile_npu output (npu_dir: compiled once, judged here), TFLM's answers on the first
-    eval examples and its tensor arena (core.firmware.device_check), then the requirement and
+    `tflm_examples` eval examples (config: tflm.check_examples) and its tensor arena (core.firmware.device_check), then the requirement and
     preservation gates. Writes leaf.json (+ the
     kernel history) to out_dir; returns the leaf dict with 'blessed' and 'reasons'."""
     from collabopt.core.evaluation import beam_eval  # Beam only where it is used
@@ -52,7 +53,7 @@ def evaluate_leaf(path_name, tflite_dir, model_path, data_spec, out_dir, *, npu_
         m = beam_eval.metric(tflite_path, data_spec.examples_uri, data_spec.eval_split, saved_model_dir=src,
                             make_pipeline=make_pipeline, data_spec=data_spec, training=training)
     with open(tflite_path, "rb") as f:
-        device = device_check.leaf_numbers(f.read(), data_spec, training)  # TFLM: a few examples, the arena
+        device = device_check.leaf_numbers(f.read(), data_spec, training, tflm_examples)  # TFLM: a few examples, the arena
     os.makedirs(out_dir, exist_ok=True)
     npu = read_npu(npu_dir)
     leaf = {

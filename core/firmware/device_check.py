@@ -4,12 +4,13 @@ import json
 import logging
 import os
 
+from collabopt.core.evaluation import gates
 from collabopt.core.firmware import tflm
 
 log = logging.getLogger("collabopt")
-TIMEOUT_S = 600  # the check of 64 examples takes seconds; a hung native call must not hang the run
+TIMEOUT_S = 600  # the check of tflm.check_examples takes seconds; a hung native call must not hang the run
 
-ARENA_BYTES = "tflm_arena_bytes"  # the arena to declare on the CPU path (TFLM-measured, + 16 B margin)
+ARENA_BYTES = gates.ARENA_BYTES  # the arena to declare on the CPU path (TFLM-measured, + 16 B margin)
 ERROR = "tflm_error"              # why TFLM could not load or run the leaf (None: it did)
 FIELDS = ("tflm_examples", "tflm_max_lsb", "tflm_top1_differ", "tflm_top1_differ_rate", "tflm_metric",
           "tflm_litert_metric", "tflm_seconds", ARENA_BYTES, ERROR)  # scalars: MLMD properties too

@@ -20,9 +20,10 @@ import numpy as np
 
 from collabopt.core.evaluation import metrics
 from collabopt.core.tflite import flatbuffer
+from collabopt.schemas.defaults import DEFAULTS
 
 ALIGNMENT = 16  # MicroArenaBufferAlignment(): every buffer and the arena start are 16-byte aligned
-CHECK_EXAMPLES = 64  # eval examples per leaf: TFLM's reference kernels are slow (~150/s on a DS-CNN)
+CHECK_EXAMPLES = DEFAULTS["tflm"]["check_examples"]  # eval examples per leaf (config: tflm.check_examples)
 _MAX_ARENA = 1 << 28  # 256 MiB: no MCU model needs more; ends the search for a working size
 _INTEGER = (np.int8, np.uint8, np.int16)
 
