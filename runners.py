@@ -52,7 +52,7 @@ def run(pipeline, runner="local", *, run_id=None):
     every time."""
     import logging
 
-    from collabopt.core import isolation, tfenv  # noqa: F401  (TF_USE_LEGACY_KERAS before TFX imports TF)
+    from collabopt.core import tfenv  # noqa: F401  (TF_USE_LEGACY_KERAS before TFX imports TF)
     for name in ("absl", "tensorflow"):
         logging.getLogger(name).addFilter(_NOISE)  # the same object: added once per process
     if runner not in RUNNERS:
@@ -62,7 +62,6 @@ def run(pipeline, runner="local", *, run_id=None):
     mlmd = _sqlite(pipeline)
     with _Lease(mlmd, run_id, ir.pipeline_info.id):
         try:
-            isolation.start()  # the conversions' forkserver imports TensorFlow while the run trains
             _run_ir(ir, runner)
         except BaseException as e:
             failed = []

@@ -4,9 +4,10 @@ one path's failure with a one-line reason (`crash_reason`).
 
 `call` forks the child from a multiprocessing forkserver that imported TensorFlow once (imports only,
 no TensorFlow op has run in it, so forking it is safe): a fresh interpreter per call would spend 10-20 s
-importing TensorFlow, a fork from the server well under a second. The server starts with `start()` (a run
-calls it first: the import overlaps with training) or the first call, and lives as long as this process."""
+importing TensorFlow, a fork from the server well under a second. The server starts with `start()` (a
+stage calls it before its input checks) and lives as long as this process."""
 import multiprocessing
+import os
 import pickle
 
 from collabopt.core import tree_paths
@@ -35,12 +36,22 @@ def _context():
 
 
 def start():
-    """Start the forkserver now (it imports TensorFlow in the background; no-op when running): a run
-    calls this first, so the first conversion does not wait for the import."""
+    """Start the forkserver now (it imports TensorFlow in the background; no-op when running): a stage
+    calls this before its input checks, so the conversion does not wait for the whole import. The
+    server and its children write to /dev/null, not the run's stderr: TensorFlow's C++ start-up lines
+    would land after a run's last line, and the converter's native dumps are not the user's one line
+    (its errors come back as exceptions, a crash as its signal)."""
     from multiprocessing import forkserver
 
     _context()
-    forkserver.ensure_running()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)  # inherited by the server only: restored right after its spawn
+            forkserver.ensure_running()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _portable(e):
@@ -64,6 +75,7 @@ def _child(conn, target, args):
 def call(target, *args, what, timeout=TIMEOUT_S):
     """target(*args) in a forked child (target and args pickled: a module-level function); its return
     value, or its exception raised here. The child dying or hanging raises CrashedError naming `what`."""
+    start()  # no-op when running; else started with its stderr quiet
     ctx = _context()
     recv, send = ctx.Pipe(duplex=False)
     child = ctx.Process(target=_child, args=(send, target, args), daemon=True)

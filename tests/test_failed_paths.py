@@ -154,7 +154,7 @@ def test_kubeflow_tasks_pass_a_failed_path_on_as_complete_tasks(broken_config, t
     compile_config({**broken_config, "paths": ["prune_ptq"]}, package)
     chain = {"Pruner": "pruned_model", "Convert_prune_ptq": "tflite_model", "NPU_prune_ptq": "npu_model"}
     tasks = emulator.run_compiled_locally(package, str(tmp_path / "kfp"), str(tmp_path / "kfp.sqlite"), workers=2,
-                                          env=task_env, tasks=["ExamplesImporter", "BaselineImporter", *chain])["tasks"]
+                                          env=task_env, tasks=["ExamplesImporter", "BaselineImporter", "Preflight", *chain])["tasks"]
     assert {t: r["state"] for t, r in tasks.items()} == {t: "COMPLETE" for t in tasks} and set(chain) <= set(tasks)
     for task, key in chain.items():
         metadata = tasks[task]["outputs"][key]["metadata"]

@@ -94,8 +94,9 @@ def test_tf_ops_pass_through_prune_cluster_and_pcqat():
     for technique in layer_support.TECHNIQUES:
         left_out = layer_support.plan(m, technique)
         assert ops <= set(left_out)
-        assert left_out["tf.__operators__.add"] == \
-            "TFOpLambda __operators__.add has no weights: passed through as it is"
+        # Keras names the layer tf.__operators__.add, or _1, _2 ... when the process built one before
+        add = min(n for n in ops if n.startswith("tf.__operators__.add"))
+        assert left_out[add] == "TFOpLambda __operators__.add has no weights: passed through as it is"
     stats = _pcqat_int8(m, *_data((16, 16, 3), classes=10))
     judged = [l for l in stats["layers"] if l["layer"] in ("se_up", "expand", "head")]
     assert len(judged) == 3 and all(l["dtype"] == "int8" for l in stats["layers"])

@@ -6,8 +6,8 @@ through the PCQAT path (prune -> sparsity-preserving cluster -> PCQAT -> INT8 ->
   leaves, sparsity and clusters per layer in the flatbuffer, the left-out BNs named with their reason
   in stats.json, MLMD and the report; fine-tuned on probabilities (from_logits=False); the PCQAT
   leaf's INT8 accuracy within 1.5 pp of the PTQ leaf's.
-- keras.applications MobileNetV2 (softmax) and a model with Rescaling + Normalization + Dropout,
-  through core.stages on tiny data (the functions the pipeline's executors call).
+- keras.applications MobileNetV2 (softmax) through prune -> INT8 -> Vela, and a model with Rescaling +
+  Normalization + Dropout through the PCQAT path, by core.stages on tiny data (the functions the pipeline's executors call).
 - strict: true fails before any fine-tuning with one error naming every unsupported layer.
 """
 import html
@@ -194,19 +194,26 @@ def _pcqat_path(model, examples, shape, tmp_path):
 
 
 def test_mobilenet_v2_from_keras_applications(tiny, tmp_path, caplog):
+    """keras.applications MobileNetV2 as a user takes it, through prune -> INT8 -> Vela: every BN folds,
+    every Conv2D/Dense kernel pruned in the flatbuffer, all on the NPU. (Its whole PCQAT path takes ~5 min
+    on 2 cores; the ResNet above and the TF-op model of test_layer_coverage carry clustering and PCQAT.)"""
     caplog.set_level(logging.INFO, logger="collabopt")
     model = mobilenet_v2()
     convs = [l.name for l in model.layers if type(l) in (L.Conv2D, L.Dense)]
-    stats, tflite, npu = _pcqat_path(model, tiny[(32, 32, 3)], (32, 32, 3), tmp_path)
-    assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("fine-tuning loss:")] == \
-        [PROBABILITIES] * 3
-    assert stats[artifact_files.EXCLUDED_LAYERS] == {"prune": {}, "cluster": {}, "qat": {}}  # every BN folds
+    base = keras_io.save_model(model, str(tmp_path / "model"))
+    spec = stages.DataSpec(tiny[(32, 32, 3)], feature_shape=(32, 32, 3))
+    stages.prune(base, spec, str(tmp_path / "p"), target_sparsity=0.5,
+                 fit=stages.FitSpec(epochs=1, batch_size=64, learning_rate=1e-4))
+    stats = stages.to_tflite(str(tmp_path / "p"), spec, str(tmp_path / "t"), representative_samples=32)
+    tflite = str(tmp_path / "t" / artifact_files.TFLITE_FILE)
+    npu = stages.compile_npu(tflite, str(tmp_path / "npu"))["ethos-u55-128"]
+    assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("fine-tuning loss:")] == [PROBABILITIES]
+    assert stats[artifact_files.EXCLUDED_LAYERS] == {"prune": {}}  # every BN folds
     _assert_int8_io(tflite)
     kernels, all_int8 = _kernel_layers(tflite)
     assert all_int8 and len(kernels) == len(convs)
-    assert all(l["sparsity"] >= 0.45 and l["max_unique_per_channel"] <= 8 for l in kernels), \
-        [(l["layer"], l["sparsity"], l["max_unique_per_channel"]) for l in kernels]
-    assert stats["preservation_failures"] == [] and npu["npu_op_pct"] == 100.0
+    assert all(l["sparsity"] >= 0.45 for l in kernels), [(l["layer"], l["sparsity"]) for l in kernels]
+    assert npu["npu_op_pct"] == 100.0
 
 
 def test_rescaling_normalization_dropout(tiny, tmp_path):
