@@ -33,7 +33,7 @@ demo: setup
 
 # The full suite: what CI and the README run (under 25 minutes on 2 cores), on two workers
 # (a module on one worker; tests/conftest.py builds the shared pipeline runs once for both).
-PYTEST_WORKERS := -n 2 --dist loadfile
+PYTEST_WORKERS := -n 2 --dist loadfile --no-loadscope-reorder  # files in conftest's order: heaviest first
 test: setup
 	.venv/bin/pytest $(PYTEST_WORKERS)
 

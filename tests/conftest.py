@@ -61,3 +61,19 @@ def firmware_models(firmware_data):
     with tempfile.TemporaryDirectory() as tmp:
         found["vela"] = fm.vela_model(found["ds_cnn"], tmp)
     return found
+
+
+# The heaviest files first (minutes each; `--durations`): xdist (`--dist loadfile
+# --no-loadscope-reorder`, Makefile) hands out whole files in this order, so the long ones start at once
+# on both workers instead of leaving one worker alone at the end. The tree (local_run) and the KFP
+# emulator start first, on different workers; the files that read local_run come after it is built.
+HEAVY_FIRST = ("tests/test_tree.py", "tests/test_kfp_emulator.py", "tests/test_search.py", "tests/test_resume.py",
+               "tests/test_user_models.py", "tests/test_bad_input_runs.py", "tests/test_mlperf_tiny_models.py",
+               "tests/test_recurrent.py", "tests/test_pipeline.py", "tests/test_bad_input_matrix.py",
+               "tests/test_search_metric.py", "tests/test_failed_paths.py", "tests/test_search_estimates.py",
+               "tests/test_retraining.py", "tests/test_thin_tree.py", "tests/test_thin.py", "tests/test_runs.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {f: i for i, f in enumerate(HEAVY_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))  # stable: the rest as collected

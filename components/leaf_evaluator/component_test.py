@@ -1,6 +1,8 @@
 """LeafEvaluator component: construction, encoded exec_properties (the requirements as sorted JSON),
 optional inputs, output types, parameters checked by the config schema."""
 import pytest
+
+from collabopt.schemas.defaults import DEFAULTS
 from tfx.dsl.components.base import executor_spec
 from tfx.types import standard_artifacts
 
@@ -27,6 +29,7 @@ def test_construct_with_every_input():
     assert evaluator.EXECUTOR_SPEC.executor_class is executor.Executor
     assert evaluator.exec_properties == {
         keys.PATH: "prune_ptq", "destination": "/deploy", **encoded_data(eval_limit=100), **encoded_training(),
+        "check_examples": DEFAULTS["tflm"]["check_examples"],
         # sorted keys, unset (None) requirements left out
         "requirements": '{"max_gzip_bytes": 20000, "max_int8_accuracy_drop_pp": 2.5}'}
 
@@ -34,7 +37,8 @@ def test_construct_with_every_input():
 def test_construct_with_required_inputs_only():
     evaluator = LeafEvaluator(**_inputs(), path="ptq")
     assert set(evaluator.inputs) == {keys.TFLITE_MODEL_KEY, keys.EXAMPLES_KEY}
-    assert evaluator.exec_properties == {keys.PATH: "ptq", "requirements": "{}", "destination": "", **encoded_data(), **encoded_training()}
+    assert evaluator.exec_properties == {keys.PATH: "ptq", "requirements": "{}", "destination": "", **encoded_data(),
+                                         **encoded_training(), "check_examples": DEFAULTS["tflm"]["check_examples"]}
 
 
 @pytest.mark.parametrize("params, message", [
