@@ -95,7 +95,8 @@ def test_the_gate_names_the_layers_whose_flatbuffer_lost_2_4_and_vela_u85_sees_i
     cycles = {(name, acc): vela.compile_for_npu(f, str(tmp_path / name / acc), acc)["npu_cycles"]
               for name, f in (("kept", kept_file), ("lost", lost_file)) for acc in ("ethos-u85-256", "ethos-u55-128")}
     assert cycles["kept", "ethos-u85-256"] < 0.95 * cycles["lost", "ethos-u85-256"]
-    assert cycles["kept", "ethos-u55-128"] == cycles["lost", "ethos-u55-128"]  # shapes alone
+    # U55: MAC cycles from shapes alone; only the weight stream differs (a few cycles: 303,651 vs 303,683)
+    assert cycles["kept", "ethos-u55-128"] == pytest.approx(cycles["lost", "ethos-u55-128"], rel=1e-3)
 
 
 def test_a_per_layer_promise_without_m_by_n_is_judged_by_sparsity_as_before():
