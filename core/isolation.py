@@ -22,11 +22,12 @@ class CrashedError(tree_paths.PathError):
 
 
 def crash_reason(what, returncode, stderr=""):
-    """'INT8 conversion crashed (signal 11)', or the exit code and the end of stderr."""
+    """'INT8 conversion crashed (signal 11)', or the exit code and the last line of stderr (the
+    exception's own line, not the traceback above it)."""
     if returncode is not None and returncode < 0:
         return f"{what} crashed (signal {-returncode})"
-    tail = " ".join(stderr.split()[-30:])
-    return f"{what} exited {returncode} without a result" + (f": {tail}" if tail else "")
+    last = next((line.strip() for line in reversed(stderr.splitlines()) if line.strip()), "")
+    return f"{what} exited {returncode} without a result" + (f": {last}" if last else "")
 
 
 def _context():

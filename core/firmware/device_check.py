@@ -5,6 +5,7 @@ import logging
 import os
 
 from collabopt.core.evaluation import gates
+from collabopt.core import isolation
 from collabopt.core.firmware import tflm
 
 log = logging.getLogger("collabopt")
@@ -37,9 +38,7 @@ def leaf_numbers(tflite_bytes, data_spec, training, max_examples=tflm.CHECK_EXAM
                               capture_output=True, text=True, timeout=TIMEOUT_S)
         result = os.path.join(folder, isolated.RESULT)
         if done.returncode or not os.path.exists(result):
-            why = (f"TFLM's interpreter crashed (signal {-done.returncode})" if done.returncode < 0 else
-                   f"TFLM's check exited {done.returncode}: {' '.join(done.stderr.split()[-30:])}")
-            found = {"error": why}
+            found = {"error": isolation.crash_reason("TFLM's interpreter", done.returncode, done.stderr)}
         else:
             with open(result) as f:
                 found = json.load(f)
