@@ -7,6 +7,9 @@ FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 CHROMIUM := /usr/bin/chromium
 APT_INSTALL := apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 export TF_USE_LEGACY_KERAS := 1
+# Python may cache bytecode in the venv: with PYTHONDONTWRITEBYTECODE set (as on our CI machines) every
+# process the tests start (a CLI run, a conversion server, a KFP task) compiles TensorFlow again, ~8 s each.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: setup demo test test-fast image
 setup: $(FMNIST) $(CHROMIUM) .venv/.synced

@@ -6,9 +6,12 @@ one path's failure with a one-line reason (`crash_reason`).
 no TensorFlow op has run in it, so forking it is safe): a fresh interpreter per call would spend 10-20 s
 importing TensorFlow, a fork from the server well under a second. The server starts with `start()` (a
 stage calls it before its input checks) and lives as long as this process."""
+import contextlib
 import multiprocessing
 import os
 import pickle
+import sys
+import types
 
 from collabopt.core import tree_paths
 
@@ -73,6 +76,19 @@ def _child(conn, target, args):
     conn.close()
 
 
+@contextlib.contextmanager
+def _without_main_script():
+    """multiprocessing makes each child import the parent's main script again (as __mp_main__): a
+    user's pipeline script without a `__name__ == "__main__"` guard would run its whole pipeline in
+    the child. The targets here live in collabopt's modules, so the child is told of no main script."""
+    main = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
+
+
 def call(target, *args, what, timeout=TIMEOUT_S):
     """target(*args) in a forked child (target and args pickled: a module-level function); its return
     value, or its exception raised here. The child dying or hanging raises CrashedError naming `what`."""
@@ -80,7 +96,13 @@ def call(target, *args, what, timeout=TIMEOUT_S):
     ctx = _context()
     recv, send = ctx.Pipe(duplex=False)
     child = ctx.Process(target=_child, args=(send, target, args), daemon=True)
-    child.start()
+    try:
+        with _without_main_script():
+            child.start()
+    except OSError as e:  # the server or the new child died at once: not this path's fault, not cached
+        send.close()
+        recv.close()
+        raise RuntimeError(f"{what}: its child process did not start ({e})") from e
     send.close()  # the child holds the only writer: its death ends recv() with EOFError
     try:
         if not recv.poll(timeout):
