@@ -86,7 +86,7 @@ def test_beam_int8_accuracy_equals_single_process(local_run):
         assert beam["int8_accuracy"] == single["int8_accuracy"], path
     trainer = results.props(nodes["BaselineTrainer"]["outputs"]["model"][0])
     ptq = results.props(nodes["Evaluate_ptq"]["outputs"]["evaluation"][0])
-    assert abs(ptq["fp32_accuracy"] - trainer["accuracy"]) <= 1 / 500
+    assert abs(ptq["fp32_accuracy"] - trainer["accuracy"]) <= 1 / TREE_CONFIG["data"]["eval_limit"]
 
 
 def test_beam_evaluation_on_two_worker_processes(local_run, examples_uri, tmp_path):
