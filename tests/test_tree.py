@@ -193,6 +193,32 @@ def test_html_report_renders_in_headless_chromium(local_run, tmp_path):
     assert rows_with_ink > 0.3  # the table, tree, plots are drawn, not a blank page
 
 
+def test_the_per_layer_npu_view_of_every_leaf_renders_and_adds_up_to_vela(local_run, tmp_path, capsys):
+    """'Where the NPU time goes': a table per leaf and target whose layer rows add up to the cycles
+    Vela gave the leaf (report --format json), drawn by the browser."""
+    page = os.path.join(os.path.dirname(local_run), artifact_files.REPORT_FILE)
+    with open(page) as f:
+        html = f.read()
+    section = html[html.index("<h2 id='npu-layers'>"):]
+    tables = dict(re.findall(r"<h3>(\w+ on [\w-]+): ([\d,]+) cycles</h3><table>", section))
+    leaves = _cli_json(capsys, local_run)
+    assert tables == {f"{l['path']} on {t}": f"{est['cycles']:,}" for l in leaves for t, est in l["npu"].items()}
+    for leaf in leaves:
+        rows = leaf["npu"]["ethos-u55-128"]["per_layer"]
+        assert sum(r["cycles"] for r in rows) == leaf["npu"]["ethos-u55-128"]["cycles"], leaf["path"]
+        assert {"conv_1", "pw_1", "logits"} <= {r["layer"] for r in rows}, leaf["path"]
+    # The section alone, with the page's own style (a headless screenshot does not scroll to an anchor).
+    alone = tmp_path / "npu_layers.html"
+    alone.write_text(html[:html.index("<body>") + len("<body>")] + section[:section.index("<h2 id='density'>")]
+                     + "</body></html>")
+    shot = tmp_path / "npu_layers.png"
+    subprocess.run([_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                    "--window-size=1400,1600", f"--screenshot={shot}", f"file://{alone}"],
+                   check=True, capture_output=True, timeout=120)
+    pixels = matplotlib.image.imread(str(shot))
+    assert np.mean(pixels[..., :3].std(axis=1).mean(axis=1) > 0.01) > 0.3  # the tables are drawn
+
+
 def test_report_html_from_mlmd_matches_the_run(local_run, tmp_path, capsys):
     """`collabopt report --format html` rebuilds the run's page from MLMD: everything below the header
     line (which names who generated it, and when) is the page the run's Reporter wrote."""
