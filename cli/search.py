@@ -6,6 +6,7 @@ import os
 
 from collabopt.core.evaluation import gates, metrics
 from collabopt.search import stop
+from collabopt.search.record import KEEP_RATIO
 
 NOT_MET = 4
 UNITS = {"encoded_weights_bytes": "B", "npu_cycles": "cycles", "inference_time_s": "s",
@@ -23,8 +24,11 @@ def add_parsers(sub):
 
 
 def _leaf(leaf, name):
-    return (f"drop {metrics.fmt_drop(name, leaf['drop'], '+')}, encoded weights {leaf['encoded_weights_bytes']:,} B, "
-            f"{leaf['npu_cycles']:,} cycles, SRAM {leaf['sram_bytes']:,} B, TFLM arena {_arena(leaf)}")
+    kept = leaf.get(KEEP_RATIO)
+    return ((f"channels kept {kept:.0%}, " if kept is not None else "")
+            + f"drop {metrics.fmt_drop(name, leaf['drop'], '+')}, encoded weights {leaf['encoded_weights_bytes']:,} B, "
+            f"{leaf['npu_cycles']:,} cycles ({leaf['inference_time_s'] * 1e3:.3f} ms), SRAM {leaf['sram_bytes']:,} B, "
+            f"TFLM arena {_arena(leaf)}")
 
 
 def _arena(leaf):

@@ -18,6 +18,7 @@ from collabopt.core.evaluation import gates
 from collabopt.mlmd import results
 from collabopt.pipelines import config as tree_config
 from collabopt.search import auto, estimates as search_estimates, halving, prefix, space, trials
+from collabopt.search.record import KEEP_RATIO
 
 RECORD_FILE = "search.json"
 REPORT_FILE = "search.html"
@@ -69,7 +70,7 @@ def _leaves(rnd, nodes, batch, epochs, target):
         state, outputs, inputs = nodes[ids.evaluate]
         out[c.id] = {**leaf_numbers(read_leaf(outputs[keys.EVALUATION_KEY]), target), "state": state,
                      "tflite_uri": nodes[ids.convert][1][keys.TFLITE_MODEL_KEY], "epochs": epochs,
-                     "model_uri": inputs[keys.MODEL_KEY]}
+                     "model_uri": inputs[keys.MODEL_KEY], **({KEEP_RATIO: c.keep} if c.keep is not None else {})}
     return out
 
 

@@ -18,6 +18,7 @@ from collabopt.core.artifact_files import write_json
 from collabopt.search import per_layer, space
 
 ESTIMATES_FILE = "search_estimates.json"
+THIN_KEYS = ("score", "min_keep", "exclude_layers")  # the thin section's keys a thinned estimate uses
 DEFAULT_DROP_BUDGET = 0.01  # schedules' unit budget without search.requirements.max_metric_drop (1 pp)
 log = logging.getLogger("collabopt")
 
@@ -26,8 +27,9 @@ def key(cfg, model_uri):
     """What the estimates depend on: the baseline, the space's parameters, the data, the metric (not the
     budget, nor the resource limits)."""
     s = cfg["search"]
-    used = {k: s[k] for k in ("sparsities", "clusters", "per_layer", "schedule_budgets", "sensitivity_sample",
-                              "npu_target")}
+    used = {k: s[k] for k in ("sparsities", "clusters", "thin_keep_ratios", "per_layer", "schedule_budgets",
+                              "sensitivity_sample", "npu_target")}
+    used["thin"] = {k: cfg["thin"][k] for k in THIN_KEYS}
     used["paths"] = [c.id for c in space.of_config(cfg)]
     used["max_metric_drop"] = s["requirements"].get("max_metric_drop")
     return hashlib.sha256(json.dumps([model_uri, used, cfg["data"], cfg["training"]],
@@ -113,7 +115,23 @@ def load_or_measure(cfg, model_uri, examples_uri, work_dir, *, say=print, out_of
             state["sensitivity_done"] = True
             write_json(path, state)
     schedules = build_schedules(cfg, state) if state["sensitivity_done"] else []
-    layers = None
+    models, layers = {}, {}  # per thin keep ratio (None: unthinned): the one-shot model and its layers
+
+    def start(keep):
+        """The model a candidate's one-shot changes start from: the baseline, or it thinned to `keep` by
+        channel pruning's own choice and surgery (no fine-tuning), once per keep ratio."""
+        if keep not in models:
+            try:
+                models[keep] = loaded() if keep is None else sensitivity.thinned(
+                    loaded(), keep, sample, target, os.path.join(work_dir, "estimates", f"thin_{keep}"),
+                    **{k: cfg["thin"][k] for k in THIN_KEYS})
+                layers[keep] = {t_: sensitivity.layers(models[keep], t_) for t_ in ("prune", "cluster")}
+            except Exception as e:  # noqa: BLE001 - every candidate of this keep ratio fails with it, once
+                models[keep] = e
+        if isinstance(models[keep], Exception):
+            raise models[keep]
+        return models[keep], layers[keep]
+
     for c in space.of_config(cfg, schedules):
         if c.id in state["estimates"] or c.id in state["failed"]:
             continue
@@ -123,11 +141,12 @@ def load_or_measure(cfg, model_uri, examples_uri, work_dir, *, say=print, out_of
         if not c.stages():
             state["estimates"][c.id] = {**base, "drop": 0.0}
             continue
-        layers = layers or {t_: sensitivity.layers(loaded(), t_) for t_ in ("prune", "cluster")}
-        ls = dict(c.layer_sparsity) or ({n: c.sparsity for n in layers["prune"]} if c.sparsity else None)
-        lc = dict(c.layer_clusters) or ({n: c.clusters for n in layers["cluster"]} if c.clusters else None)
         try:
-            m = base if not (ls or lc) else measure(sensitivity.one_shot(loaded(), ls, lc), os.path.join("estimates", c.id))
+            model, names = start(c.keep)
+            ls = dict(c.layer_sparsity) or ({n: c.sparsity for n in names["prune"]} if c.sparsity else None)
+            lc = dict(c.layer_clusters) or ({n: c.clusters for n in names["cluster"]} if c.clusters else None)
+            m = base if not (ls or lc or c.keep) else measure(sensitivity.one_shot(model, ls, lc),
+                                                               os.path.join("estimates", c.id))
             state["estimates"][c.id] = {**m, "drop": space.metric_drop(m, base, t["eval_metric"])}
         except Exception as e:  # noqa: BLE001 - a candidate that cannot be measured is a named failure
             state["failed"][c.id] = f"its one-shot model could not be converted or evaluated: {_reason(e)}"

@@ -27,7 +27,8 @@ def screen(candidate):
     per_layer = candidate.layer_sparsity if prune else candidate.layer_clusters if cluster else ()
     return space.Candidate(PATH_OF_STAGE[step], candidate.sparsity if prune else None,
                             candidate.clusters if cluster else None, candidate.schedule if per_layer else None,
-                            candidate.layer_sparsity if prune else (), candidate.layer_clusters if cluster else ())
+                            candidate.layer_sparsity if prune else (), candidate.layer_clusters if cluster else (),
+                            candidate.keep if step == tree_paths.THIN else None)
 
 
 def groups(candidates):

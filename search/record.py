@@ -8,6 +8,7 @@ import dataclasses
 import json
 
 STOPPED = ("met", "budget", "wall time", "exhausted")
+KEEP_RATIO = "thin_keep_ratio"  # a thinned trial's leaf: the fraction of the thinnable channels it kept
 
 
 @dataclasses.dataclass

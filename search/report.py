@@ -5,6 +5,7 @@ import html
 
 from collabopt.core.evaluation import gates, metrics, pareto
 from collabopt.search import stop
+from collabopt.search.record import KEEP_RATIO
 from collabopt.core.report.html_page import CSS, _png, plt
 
 FRONTS = (("encoded_weights_bytes", "Vela encoded weights (B)", 1), ("inference_time_s", "NPU time (ms)", 1e3))
@@ -44,7 +45,8 @@ def render(record, title="collabopt search"):
 
     def drop(d):
         return metrics.fmt_drop(name, d, "+")
-    trajectory = [[cid, r.epochs, drop(leaf["drop"]), f"{leaf['encoded_weights_bytes']:,}",
+    trajectory = [[cid, f"{leaf[KEEP_RATIO]:.0%}" if leaf.get(KEEP_RATIO) is not None else "-", r.epochs,
+                   drop(leaf["drop"]), f"{leaf['encoded_weights_bytes']:,}",
                    f"{leaf['npu_cycles']:,}", f"{leaf['inference_time_s'] * 1e3:.3f}",
                    f"{leaf[gates.ARENA_BYTES]:,}" if leaf.get(gates.ARENA_BYTES) is not None else "-",
                    leaf.get("state", "")]
@@ -62,7 +64,7 @@ def render(record, title="collabopt search"):
              f"estimate; {record.epochs_spent} fine-tuning epochs; stopped: {html.escape(record.stopped)}.</p>",
              *([f"<p>Left out (could not be measured): {html.escape('; '.join(f'{k}: {v}' for k, v in record.failed.items()))}</p>"]
                if record.failed else []),
-             "<h2>Trajectory</h2>", _table(["candidate", "epochs", "drop", "encoded B", "cycles", "NPU ms", "TFLM arena B", "MLMD"],
+             "<h2>Trajectory</h2>", _table(["candidate", "channels kept", "epochs", "drop", "encoded B", "cycles", "NPU ms", "TFLM arena B", "MLMD"],
                                           trajectory)]
     if found:
         parts += ["<h2>Pareto fronts</h2>"] + [_figure(found, chosen, name, *f) for f in FRONTS]

@@ -77,6 +77,17 @@ def one_shot(model, layer_sparsity=None, layer_clusters=None):
     return copy
 
 
+def thinned(model, keep_ratio, sample, target, work_dir, *, score="l1", min_keep=0.25, exclude_layers=()):
+    """`model` thinned to `keep_ratio` of its thinnable channels for `target`: the ChannelPruner's own
+    choice (Vela's per-layer cycles against the channels' importance) and surgery, no fine-tuning."""
+    from collabopt.core.stages import VELA_SAMPLES
+    from collabopt.core.techniques.channels import thinning
+
+    return thinning.thin_for_npu(model, sample.data_spec.representative(VELA_SAMPLES), target, work_dir,
+                                 keep_ratio=keep_ratio, score=score, min_keep=min_keep,
+                                 exclude_layers=exclude_layers)[0]
+
+
 @dataclasses.dataclass(frozen=True)
 class Sample:
     """What a one-shot model is measured on: the first `representative` train examples calibrate

@@ -25,7 +25,11 @@ REQUIREMENTS = {
 NPU_NUMBERS = ("encoded_weights_bytes", "npu_cycles", "inference_time_s", "sram_bytes", "flash_bytes")  # estimated too
 RESOURCE_KEYS = ("encoded_weights_bytes", "npu_cycles")  # what a cheaper candidate is cheaper in
 OBJECTIVES = ("drop", "encoded_weights_bytes", "npu_cycles")  # all minimized
-FINE_TUNED = ("prune", "cluster", "qat")
+FINE_TUNED = (tree_paths.THIN, "prune", "cluster", "qat")
+# requirements a thinner model meets and a pruned / clustered one of the same widths does not (issue 23:
+# on Ethos-U55/U65 MAC cycles depend on shapes only): with one of them and no search.paths, every path
+# is searched below channel pruning too
+LATENCY = ("max_npu_inference_time_s", "max_npu_cycles")
 
 
 def metric_drop(leaf, reference, eval_metric):
@@ -44,10 +48,13 @@ class Candidate:
     schedule: str = None  # name of the per-layer schedule; its maps below
     layer_sparsity: tuple = ()  # ((layer, sparsity), ...)
     layer_clusters: tuple = ()  # ((layer, clusters), ...)
+    keep: float = None  # thin paths: the fraction of the thinnable channels channel pruning keeps
 
     @property
     def id(self):
         parts = [self.path]
+        if self.keep is not None:
+            parts.append(keep_token(self.keep))
         if self.schedule:
             parts.append(self.schedule)
         if self.sparsity is not None:
@@ -61,14 +68,16 @@ class Candidate:
 
     def continues(self):
         """A later rung can go on fine-tuning this candidate's last stage from the model the previous
-        rung left (prune / cluster; a QAT model is not wrapped for QAT again)."""
+        rung left (prune / cluster; a QAT model is not wrapped for QAT again, a thinned one not thinned again)."""
         return bool(self.stages()) and self.stages()[-1] in ("prune", "cluster")
 
     def stage_tokens(self):
         """Per stage, the token of its parameters: s50 / k8 / a schedule's name; "" for QAT (none)."""
         out = []
         for step in self.stages():
-            if step == "prune":
+            if step == tree_paths.THIN:
+                out.append(keep_token(self.keep))
+            elif step == "prune":
                 out.append(self.schedule if self.layer_sparsity else f"s{round(self.sparsity * 100)}")
             elif step == "cluster":
                 out.append(self.schedule if self.layer_clusters else f"k{self.clusters}")
@@ -81,7 +90,9 @@ class Candidate:
         (candidates that share a prefix with equal parameters share its fine-tuning)."""
         keys, prefix = [], []
         for step in self.stages():
-            if step == "prune":
+            if step == tree_paths.THIN:
+                prefix.append(keep_token(self.keep))
+            elif step == "prune":
                 prefix.append(f"s{round(self.sparsity * 100)}" if not self.layer_sparsity else self.schedule)
             elif step == "cluster":
                 prefix.append(f"k{self.clusters}" if not self.layer_clusters else self.schedule)
@@ -90,17 +101,24 @@ class Candidate:
         return keys
 
 
-def space(paths, sparsities=(), clusters=(), schedules=()):
-    """Every candidate: paths x target sparsity x clusters (each where the path has that stage), plus
-    per schedule ({"name", "prune": {layer: s}, "cluster": {layer: k}}) the paths it fits (every
-    fine-tuned stage of the path has a map in it)."""
+def keep_token(keep):
+    """A thin keep ratio's token in ids and node keys: 0.5 -> t50."""
+    return f"t{round(keep * 100)}"
+
+
+def space(paths, sparsities=(), clusters=(), schedules=(), keeps=()):
+    """Every candidate: paths x thin keep ratio x target sparsity x clusters (each where the path has
+    that stage), plus per schedule ({"name", "prune": {layer: s}, "cluster": {layer: k}}) the unthinned
+    paths it fits (every fine-tuned stage of the path has a map in it; the schedules are measured on
+    the unthinned model)."""
     out = []
     for path in tree_paths.expand(paths):
         steps = tree_paths.PATHS[path]
-        for s in (sparsities if "prune" in steps else [None]):
-            for k in (clusters if "cluster" in steps else [None]):
-                out.append(Candidate(path, s, k))
-        for sch in schedules:
+        for t in (keeps if tree_paths.THIN in steps else [None]):
+            for s in (sparsities if "prune" in steps else [None]):
+                for k in (clusters if "cluster" in steps else [None]):
+                    out.append(Candidate(path, s, k, keep=t))
+        for sch in (schedules if tree_paths.THIN not in steps else ()):
             needs = [t for t in ("prune", "cluster") if t in steps]
             if needs and all(sch.get(t) for t in needs):
                 out.append(Candidate(
@@ -110,10 +128,24 @@ def space(paths, sparsities=(), clusters=(), schedules=()):
     return out
 
 
-def of_config(cfg, schedules=()):
-    """The candidates of a merged config's search section (its paths default to the config's)."""
+def searched_paths(cfg):
+    """The paths a merged config's search covers: search.paths, else the config's paths and, when a
+    LATENCY requirement is set, each of them below channel pruning too (thin_...): only fewer
+    channels cut NPU compute, so a time limit brings thinning in."""
     s = cfg["search"]
-    return space(s["paths"] or cfg["paths"], s["sparsities"], s["clusters"], schedules)
+    if s["paths"]:
+        return tree_paths.expand(s["paths"])
+    paths = tree_paths.expand(cfg["paths"])
+    if any(s["requirements"].get(r) is not None for r in LATENCY):
+        thin = [f"{tree_paths.THIN}_{p}" for p in paths if f"{tree_paths.THIN}_{p}" in tree_paths.PATHS]
+        paths = tree_paths.expand(paths + thin)
+    return paths
+
+
+def of_config(cfg, schedules=()):
+    """The candidates of a merged config's search section (searched_paths)."""
+    s = cfg["search"]
+    return space(searched_paths(cfg), s["sparsities"], s["clusters"], schedules, s["thin_keep_ratios"])
 
 
 def misses(leaf, requirements):

@@ -2,7 +2,7 @@
 some fine-tuning epochs) are nodes of their own, independent of each other, next to the reference
 leaf (ptq) they are measured against. The nodes come from the tree's own builder (pipelines/nodes.py):
 a trial of the config's own stage is the tree's node (same id), others carry a key, e.g.
-`Pruner_s75_e1`, `SparseClusterer_pl1_e2`, `Convert_prune_cluster_ptq_s75_k8_e1`.
+`Pruner_s75_e1`, `SparseClusterer_pl1_e2`, `ChannelPruner_t75_e1`, `Convert_prune_cluster_ptq_s75_k8_e1`.
 
 Every trial is an MLMD execution; with the cache on, a restarted search reruns the same round and
 the finished trials come back CACHED. On Kubeflow the trials are parallel tasks.
@@ -23,10 +23,12 @@ class Round:
     epochs: dict  # stage node id -> epochs it fine-tunes
 
 
-def _stage_params(step, candidate, epochs, resumed=False):
+def _stage_params(cfg, step, candidate, epochs, resumed=False):
     """The candidate's parameters for one stage (over the config's section)."""
     params = {"epochs": epochs}
-    if step == "prune":
+    if step == tree_paths.THIN:  # to the candidate's keep ratio (not a cycles target), for the search's NPU
+        params.update(keep_ratio=candidate.keep, target_cycles=None, npu_target=cfg["search"]["npu_target"])
+    elif step == "prune":
         if candidate.layer_sparsity:
             params["layer_sparsity"] = dict(candidate.layer_sparsity)
         else:
@@ -60,7 +62,7 @@ def stage_key(cfg, candidate, prefix, epochs):
     """The key of the node computing `prefix` for `candidate`: "" when every stage of the prefix is the
     config's own (the tree's node), else the candidate's parameter tokens and the epochs."""
     steps = candidate.stages()[:len(prefix)]
-    if all(_own(cfg, s, _stage_params(s, candidate, epochs)) for s in steps):
+    if all(_own(cfg, s, _stage_params(cfg, s, candidate, epochs)) for s in steps):
         return ""
     return "_".join(_tokens(candidate, prefix) + [f"e{epochs}"])
 
@@ -108,7 +110,7 @@ def create_round(config, candidates, epochs, pipeline_root, metadata_path=None, 
             prefix = c.stages()
             key = "_".join(_tokens(c, prefix) + [f"e{done}to{epochs}"])
             node, out = nodes.stage_node(cfg, prefix, imp.outputs["result"], examples, nodes.stage_id(prefix, key),
-                                         **_stage_params(prefix[-1], c, epochs - done, resumed=True))
+                                         **_stage_params(cfg, prefix[-1], c, epochs - done, resumed=True))
             comps.extend([imp, node])
             plan[node.id] = epochs - done
             leaf(c, out, reference)
@@ -119,7 +121,7 @@ def create_round(config, candidates, epochs, pipeline_root, metadata_path=None, 
             node_id = nodes.stage_id(prefix, stage_key(cfg, c, prefix, epochs))
             if node_id not in models:
                 node, models[node_id] = nodes.stage_node(cfg, prefix, model, examples, node_id,
-                                                         **_stage_params(step, c, epochs))
+                                                         **_stage_params(cfg, step, c, epochs))
                 comps.append(node)
                 plan[node_id] = epochs
             model = models[node_id]

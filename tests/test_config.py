@@ -32,6 +32,11 @@ MISTAKES = [
     ({"paths": "all", "name": "my pipeline"}, "name: 'my pipeline' does not match"),
     ({"paths": "all", "baseline": {"model_uri": "/tmp", "pushed_models": "/tmp"}},
      "baseline: model_uri and pushed_models are alternatives; set one"),
+    ({"paths": "all", "search": {"thin_keep_ratios": [0.5, 1.0]}},
+     "search.thin_keep_ratios.1: 1.0 is greater than or equal to the maximum of 1"),
+    ({"paths": "all", "search": {"thin_keep_ratios": []}}, "search.thin_keep_ratios: [] should be non-empty"),
+    ({"paths": "all", "search": {"paths": ["thin_prune_qat"]}},
+     "search.paths.0: 'thin_prune_qat' is not one of ['ptq', 'qat', 'prune_ptq'"),
 ]
 
 

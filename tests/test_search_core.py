@@ -206,18 +206,23 @@ def test_a_trial_of_the_configs_own_stages_is_the_trees_node(tmp_path):
     from collabopt.pipelines import tree
     from collabopt.search import trials
 
-    paths = ["prune_ptq", "prune_cluster_pcqat"]
-    cfg = {"paths": paths, "prune": {"target_sparsity": 0.5, "epochs": 1},
+    paths = ["prune_ptq", "prune_cluster_pcqat", "thin_prune_ptq"]
+    cfg = {"paths": paths, "prune": {"target_sparsity": 0.5, "epochs": 1}, "thin": {"keep_ratio": 0.5, "epochs": 1},
            "cluster": {"number_of_clusters": 8, "epochs": 1}, "qat": {"epochs": 1},
            "search": {"paths": paths, "sparsities": [0.5, 0.75], "clusters": [8]}}
     in_tree = [c.id for c in tree.create_pipeline(cfg, str(tmp_path / "t")).components]
-    own = [space.Candidate(p, 0.5, 8 if "cluster" in p else None) for p in paths]
+    own = [space.Candidate(p, 0.5, 8 if "cluster" in p else None, keep=0.5 if "thin" in p else None) for p in paths]
     in_round = [c.id for c in trials.create_round(cfg, own, 1, str(tmp_path / "s")).pipeline.components]
     assert [i for i in in_tree if i in in_round] == [i for i in in_round if i in in_tree]  # same order
     assert set(in_round) <= set(in_tree)
-    assert {"Pruner", "SparseClusterer", "PCQAT", "Convert_prune_cluster_pcqat", "Evaluate_prune_ptq"} <= set(in_round)
-    other = trials.create_round(cfg, [space.Candidate("prune_ptq", 0.75)], 1, str(tmp_path / "o"))
-    assert "Pruner_s75_e1" in [c.id for c in other.pipeline.components]
+    assert {"Pruner", "SparseClusterer", "PCQAT", "Convert_prune_cluster_pcqat", "Evaluate_prune_ptq",
+            "ChannelPruner", "ThinPruner", "Evaluate_thin_prune_ptq"} <= set(in_round)
+    other = trials.create_round(cfg, [space.Candidate("prune_ptq", 0.75), space.Candidate("thin_prune_ptq", 0.5, keep=0.75)],
+                                1, str(tmp_path / "o"))
+    by_id = {c.id: c for c in other.pipeline.components}
+    assert {"Pruner_s75_e1", "ChannelPruner_t75_e1", "ThinPruner_t75_s50_e1", "Evaluate_thin_prune_ptq_t75_s50_e1"} <= set(by_id)
+    thin = by_id["ChannelPruner_t75_e1"].exec_properties
+    assert (thin["keep_ratio"], thin["npu_target"], thin["epochs"]) == (0.75, "ethos-u55-128", 1)
 
 
 def test_the_arena_is_judged_on_the_trials_leaf_by_the_gates_rule():
@@ -254,3 +259,44 @@ def test_the_arena_is_judged_on_the_trials_leaf_by_the_gates_rule():
     assert driver.leaf_numbers({**numbers, gates.ARENA_BYTES: 4_000}, "u55")[gates.ARENA_BYTES] == 4_000
     crashed = driver.leaf_numbers({**numbers, gates.ARENA_BYTES: None, "tflm_error": "segfault"}, "u55")
     assert space.misses(crashed, {"max_arena_bytes": 10**9}) == {"max_arena_bytes": float("inf")}
+
+
+def test_a_latency_requirement_brings_thinned_candidates_in():
+    """Thin keep ratios are a dimension of the space (ids t75 / t50, their own stage nodes); without
+    search.paths a time or cycles limit adds every path below channel pruning; when no unthinned
+    candidate can meet the limit by estimate, the thinned ones are what the search explores."""
+    from collabopt.pipelines import config as tree_config
+
+    cands = space.space(["thin_ptq", "thin_prune_ptq"], [0.5], [8], keeps=[0.75, 0.5],
+                        schedules=[{"name": "pl1", "prune": {"a": 0.5}, "cluster": {}}])
+    assert [c.id for c in cands] == ["ptq", "thin_ptq_t75", "thin_ptq_t50", "thin_prune_ptq_t75_s50",
+                                     "thin_prune_ptq_t50_s50"]  # per-layer schedules: unthinned paths only
+    by_id = {c.id: c for c in cands}
+    assert by_id["thin_prune_ptq_t50_s50"].stage_keys() == ["t50_thin", "t50_thin_s50_prune"]
+    assert by_id["thin_prune_ptq_t50_s50"].stage_tokens() == ["t50", "s50"]
+    assert not by_id["thin_ptq_t50"].continues()  # a thinned model is not thinned again
+    # thin_ptq_t50 and thin_prune_ptq_t50_s50 share their thinning: 3 fine-tuned nodes, not 4
+    assert space.round_epochs([by_id["thin_ptq_t50"], by_id["thin_prune_ptq_t50_s50"], by_id["thin_ptq_t75"]], 2) == 6
+
+    base = {"paths": ["prune_ptq"], "search": {"sparsities": [0.5], "thin_keep_ratios": [0.5]}}
+    assert [c.id for c in space.of_config(tree_config.merge(base))] == ["ptq", "prune_ptq_s50"]
+    timed = tree_config.merge({**base, "search": {**base["search"],
+                                                  "requirements": {"max_npu_inference_time_s": 0.6}}})
+    assert space.searched_paths(timed) == ["ptq", "prune_ptq", "thin_ptq", "thin_prune_ptq"]
+    found = space.of_config(timed)
+    assert [c.id for c in found] == ["ptq", "prune_ptq_s50", "thin_ptq_t50", "thin_prune_ptq_t50_s50"]
+    named = tree_config.merge({**base, "search": {**timed["search"], "paths": ["prune_ptq"]}})
+    assert [c.id for c in space.of_config(named)] == ["ptq", "prune_ptq_s50"]  # search.paths: as named
+
+    def est(time_s, weights):
+        return {"drop": 0.3, "encoded_weights_bytes": weights, "npu_cycles": int(time_s * 1e6),
+                "inference_time_s": time_s, "sram_bytes": 1, "flash_bytes": weights}
+    estimates = {"ptq": est(1.0, 1000), "prune_ptq_s50": est(0.99, 600), "thin_ptq_t50": est(0.52, 300),
+                 "thin_prune_ptq_t50_s50": est(0.51, 200)}
+    req = timed["search"]["requirements"]
+    assert [c.id for c in space.order(found, estimates, req)] == ["thin_prune_ptq_t50_s50", "thin_ptq_t50"]
+
+    def run_round(batch, epochs):
+        return {c.id: {**estimates[c.id], "drop": 0.004} for c in batch}
+    rec = halving.run(found, estimates, {**req, "max_metric_drop": 0.01}, run_round, max_epochs=1)
+    assert rec.chosen == "thin_prune_ptq_t50_s50" and rec.rounds[0].ids == ["thin_prune_ptq_t50_s50", "thin_ptq_t50"]
