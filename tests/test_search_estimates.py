@@ -121,3 +121,31 @@ def test_a_candidate_that_cannot_be_measured_is_a_named_failure(made, tmp_path, 
     assert est["complete"] and sorted(est["estimates"]) == ["prune_ptq_s50", "ptq"]
     assert est["failed"] == {"prune_ptq_s75": why} == _saved(tmp_path)["failed"]
     assert said == [f"collabopt search: candidate prune_ptq_s75 left out: {why}"]
+
+
+def test_a_thinned_candidate_is_estimated_by_channel_prunings_own_surgery(made, tmp_path, monkeypatch):
+    """thin_ptq at keep 0.5: the model thinned by the ChannelPruner's choice (no fine-tuning), converted
+    and compiled: its flatbuffer has the NPU-aligned widths and Vela counts fewer cycles than the
+    baseline's; the thin section's choice parameters are part of the estimates' key."""
+    from collabopt.core.npu import per_layer
+    from collabopt.core.tflite import flatbuffer
+
+    cfg = tree_config.merge({**CONFIG, "search": {**CONFIG["search"], "paths": ["thin_ptq"], "thin_keep_ratios": [0.5]}})
+    measured, measure = [], sensitivity.measure
+
+    def counted(model, sample, out_dir, *args, **kwargs):
+        measured.append(os.path.relpath(out_dir, tmp_path))
+        return measure(model, sample, out_dir, *args, **kwargs)
+    monkeypatch.setattr(sensitivity, "measure", counted)
+    est = estimates.load_or_measure(cfg, made[0], made[1], str(tmp_path), say=lambda line: None)
+    assert est["complete"] and not est["failed"] and sorted(est["estimates"]) == ["ptq", "thin_ptq_t50"]
+    assert measured == ["sensitivity/base", "estimates/thin_ptq_t50"]
+    thin, base = est["estimates"]["thin_ptq_t50"], est["base"]
+    assert thin["npu_cycles"] < base["npu_cycles"] and thin["inference_time_s"] < base["inference_time_s"]
+    with open(tmp_path / "estimates" / "thin_ptq_t50" / "model.tflite", "rb") as f:
+        layers = flatbuffer.layer_stats(f.read())
+    block = per_layer.channel_granularity(cfg["search"]["npu_target"])
+    widths = [s["shape"][0] for s in layers if s["op"] == "CONV_2D"]
+    assert widths and all(w % block == 0 and w < 16 for w in widths), widths  # 16 channels kept to 8
+    other = tree_config.merge({**cfg, "thin": {"score": "bn"}})
+    assert estimates.key(other, made[0]) != estimates.key(cfg, made[0])
