@@ -118,6 +118,7 @@ def run(config, root, runner="local", log=print):
         s["npu_target"]
     record.executions, record.schedules, record.sensitivity = executed, est["schedules"], est["sensitivity"]
     record.base, record.estimates, record.failed = est["base"], est["estimates"], est["failed"]
+    record.reference = known[reference.id]
     record.wall_time_s = time.monotonic() - started
     record.epochs_executed = sum(e["epochs"][n] for e in executed for n, st in e["fine_tune_nodes"].items()
                                  if st == "COMPLETE")

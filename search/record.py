@@ -40,6 +40,7 @@ class Record:
     executions: list = dataclasses.field(default_factory=list)  # per round: its run id and fine-tuning nodes
     epochs_executed: int = 0  # fine-tuning epochs the nodes executed (not CACHED)
     wall_time_s: float = 0.0
+    reference: dict = None  # the ptq leaf every drop is measured against (its NPU time: what a latency limit is in)
     base: dict = None  # the unchanged model's one-shot numbers
     estimates: dict = dataclasses.field(default_factory=dict)  # candidate id -> one-shot estimate
     sensitivity: list = dataclasses.field(default_factory=list)  # the per-layer sensitivity table

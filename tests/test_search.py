@@ -181,3 +181,38 @@ def test_a_prefix_search_trains_its_best_group_from_the_baseline(tmp_path):
         stats = flatbuffer.layer_stats(f.read())
     sparse = {layer["layer"]: layer["max_unique_per_channel"] for layer in stats if layer["sparsity"] >= target - 0.01}
     assert set(sparse) == {"conv_1", "pw_1", "logits"} and max(sparse.values()) <= 9, stats  # 0 and 8 centroids
+
+
+def test_a_time_limit_below_ptqs_is_met_by_a_thinned_leaf(tmp_path):
+    """No search.paths and a max_npu_inference_time_s below the ptq leaf's: the time limit brings the
+    thin paths in, no unthinned candidate can meet it by estimate, and the search answers with a
+    thinned leaf (the ChannelPruner at the candidate's keep ratio, one node) that meets it."""
+    from collabopt.core.stages import DataSpec
+    from collabopt.core.model import keras_io
+    from collabopt.search import sensitivity
+    from collabopt.search.record import KEEP_RATIO
+    from collabopt.tests.helpers import fashion_mnist_examples, tiny_model
+
+    model, examples = tiny_model(tmp_path / "model", width=32), fashion_mnist_examples(tmp_path / "examples", 300, 100)
+    ptq = sensitivity.measure(keras_io.load_model(model), sensitivity.Sample(DataSpec(examples), eval_limit=10),
+                              str(tmp_path / "ptq"))["inference_time_s"]
+    limit = 0.9 * ptq
+    cfg = {**CONFIG, "name": "search-thin", "paths": ["prune_ptq"], "baseline": {"model_uri": model},
+           "examples": {"uri": examples},
+           "search": {"sparsities": [0.5], "thin_keep_ratios": [0.5], "per_layer": False, "sensitivity_sample": 100,
+                      "epochs": {"min": 1, "max": 1},
+                      "requirements": {"max_metric_drop": 0.5, "max_npu_inference_time_s": limit}}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    code, log = collabopt("search", str(tmp_path / "c.yaml"), "--root", str(tmp_path / "root"), log=tmp_path / "s.log")
+    assert code == 0, log[-3000:]
+    record = Record.load(tmp_path / "root" / "search.json")
+    assert sorted(record.estimates) == ["prune_ptq_s50", "ptq", "thin_prune_ptq_t50_s50", "thin_ptq_t50"]
+    assert record.feasible_by_estimate == 2 and all(cid.startswith("thin_") for r in record.rounds for cid in r.ids)
+    assert record.chosen.startswith("thin_") and record.leaf[KEEP_RATIO] == 0.5
+    assert record.leaf["inference_time_s"] <= limit < record.reference["inference_time_s"]
+    assert not space.misses(record.leaf, record.requirements)
+    states = {n: s for states in _all_executions(str(tmp_path / "root" / "metadata.sqlite")).values()
+              for n, s in states.items()}
+    assert states["ChannelPruner_t50_e1"] == "COMPLETE"  # one thinning for both thinned candidates
+    assert not [n for n in states if n.startswith("ChannelPruner") and n != "ChannelPruner_t50_e1"]
+    assert f"chosen: {record.chosen} (1 epoch(s)): channels kept 50%, " in log
