@@ -26,7 +26,7 @@ def demo_raw():
 # pushed (packages["run"] pushes to a fresh folder). A size requirement instead of the demo's accuracy
 # one (noisy on 300 images) blesses the two pruned+clustered leaves and not the PTQ one, so both
 # branches of the push conditions run.
-RUN_CONFIG = {**demo_raw(), "name": "collabopt-kfp-test", "data": {"train_limit": 1200, "eval_limit": 300},
+RUN_CONFIG = {**demo_raw(), "name": "collabopt-kfp-test", "data": {"train_limit": 2000, "eval_limit": 300},
               "prune": {"target_sparsity": 0.5, "epochs": 1}, "requirements": {"max_gzip_bytes": 24000}}
 # Production: retraining from what a Pusher deployed, on Examples at a URI, pushing blessed leaves;
 # resources per task (default, by component class, by node id), node selectors, caching, service account.
