@@ -11,7 +11,7 @@ export TF_USE_LEGACY_KERAS := 1
 # process the tests start (a CLI run, a conversion server, a KFP task) compiles TensorFlow again, ~8 s each.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: setup demo test test-fast image
+.PHONY: setup demo test test-fast test-zoo image
 setup: $(FMNIST) $(CHROMIUM) .venv/.synced
 
 # Real data: Debian's Fashion-MNIST package (IDX files under /usr/share/datasets/fashion-mnist).
@@ -38,11 +38,16 @@ demo: setup
 # (a module on one worker; tests/conftest.py builds the shared pipeline runs once for both).
 PYTEST_WORKERS := -n 2 --dist loadfile --no-loadscope-reorder  # files in conftest's order: heaviest first
 test: setup
-	.venv/bin/pytest $(PYTEST_WORKERS)
+	.venv/bin/pytest $(PYTEST_WORKERS) -m "not zoo"
 
 # Before every commit: everything but the real pipelines (under 5 minutes).
 test-fast: setup
 	.venv/bin/pytest $(PYTEST_WORKERS) -m "not slow"
+
+# The layer-coverage zoo (tests/test_zoo.py, issue 20): ten models through every leaf, minutes each;
+# not in `make test` (its 25-minute budget).
+test-zoo: setup
+	.venv/bin/pytest -m zoo tests/test_zoo.py
 
 image:
 	docker build --build-arg VERSION=$$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml) \

@@ -130,6 +130,25 @@ def subclassed_model(shape=(28, 28, 1), classes=10):
     return model
 
 
+def int8_kernel_layers(tflite_path, left_out=()):
+    """The flatbuffer's Conv2D/Dense kernels (TFMOT neither prunes nor clusters depthwise ones), except
+    those of layers a technique left out; and whether every kernel is int8."""
+    from collabopt.core.tflite import flatbuffer
+    with open(tflite_path, "rb") as f:
+        layers = flatbuffer.layer_stats(f.read())
+    return [l for l in layers if l["op"] != "DEPTHWISE_CONV_2D" and l["layer"] not in left_out], \
+        all(l["dtype"] == "int8" for l in layers)
+
+
+def int8_io(tflite_path):
+    """Whether every input and output of the flatbuffer is int8."""
+    import numpy as np
+
+    from collabopt.core.tflite import flatbuffer
+    it = flatbuffer.interpreter(model_path=tflite_path)
+    return all(d["dtype"] == np.int8 for d in it.get_input_details() + it.get_output_details())
+
+
 # ---------------------------------------------------------------- components' own tests
 # components/<name>/component_test.py and executor_test.py (fixtures: components/conftest.py).
 

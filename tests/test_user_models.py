@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 
 from collabopt.mlmd import results
-from collabopt.core.tflite import flatbuffer
 from collabopt.core import artifact_files, stages
 from collabopt.core.data import examples_io
 from collabopt.core.model import keras_io, train
@@ -27,7 +26,7 @@ from collabopt.core.techniques import layer_support
 from collabopt.core.evaluation import leaf_evaluation
 from collabopt.core.report import run_report
 from collabopt.core.tfenv import keras
-from collabopt.tests.helpers import by_node, pcqat_stages, run_tree
+from collabopt.tests.helpers import by_node, int8_io, int8_kernel_layers, pcqat_stages, run_tree
 
 pytestmark = pytest.mark.slow  # real pipelines: the full suite, not the fast tier
 
@@ -68,18 +67,11 @@ def mobilenet_v2(shape=(32, 32, 3), classes=10):
     return keras.applications.MobileNetV2(input_shape=shape, alpha=0.35, weights=None, classes=classes)
 
 
-def _kernel_layers(tflite_path, left_out=()):
-    """The flatbuffer's Conv2D/Dense kernels (TFMOT neither prunes nor clusters depthwise ones), except
-    those of layers a technique left out; and whether every kernel is int8."""
-    with open(tflite_path, "rb") as f:
-        layers = flatbuffer.layer_stats(f.read())
-    return [l for l in layers if l["op"] != "DEPTHWISE_CONV_2D" and l["layer"] not in left_out], \
-        all(l["dtype"] == "int8" for l in layers)
+_kernel_layers = int8_kernel_layers
 
 
 def _assert_int8_io(tflite_path):
-    it = flatbuffer.interpreter(model_path=tflite_path)
-    assert [d["dtype"] for d in it.get_input_details() + it.get_output_details()] == [np.int8, np.int8]
+    assert int8_io(tflite_path)
 
 
 # ---------------------------------------------------------------- the pipeline: a trained ResNet
