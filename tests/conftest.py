@@ -65,7 +65,7 @@ def firmware_models(firmware_data):
 
 # The heaviest files first (minutes each; `--durations`): xdist (`--dist loadfile
 # --no-loadscope-reorder`, Makefile) hands out whole files in this order, so the long ones start at once
-# on both workers instead of leaving one worker alone at the end. The tree (local_run) and the KFP
+# on the workers instead of leaving one worker alone at the end. The tree (local_run) and the KFP
 # emulator start first, on different workers; the files that read local_run come after it is built.
 HEAVY_FIRST = ("tests/test_tree.py", "tests/test_kfp_emulator.py", "tests/test_search.py", "tests/test_resume.py",
                "tests/test_user_models.py", "tests/test_bad_input_runs.py", "tests/test_mlperf_tiny_models.py",
