@@ -125,6 +125,13 @@ def check(case, earlier, tmp_path, capsys, caplog, untouched=True):
     assert_intact(earlier, before)
 
 
+def _sigint_as_on_a_terminal():
+    """SIGINT at its default in the command, as a terminal starts it: a shell's background job (and so
+    a CI job or a `nohup ... &` test run) starts with SIGINT ignored, an ignored signal stays ignored
+    across exec, and Python then installs no KeyboardInterrupt handler: Ctrl-C would do nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def collabopt(*argv, interrupt_after=None, timeout=300):
     """`python -m collabopt.cli <argv>` in a fresh interpreter: (exit code, stdout, stderr). With
     `interrupt_after` (a regex), Ctrl-C (SIGINT) once a line of stderr matches it: the phase is an event
@@ -132,7 +139,8 @@ def collabopt(*argv, interrupt_after=None, timeout=300):
     `timeout` only catches a hang: a loaded machine (the full suite on two workers, importing
     TensorFlow in each process) can take minutes to reach a phase."""
     p = subprocess.Popen([sys.executable, "-m", "collabopt.cli", *map(str, argv)], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, env={**os.environ, "TF_USE_LEGACY_KERAS": "1"})
+                         stderr=subprocess.PIPE, text=True, env={**os.environ, "TF_USE_LEGACY_KERAS": "1"},
+                         preexec_fn=_sigint_as_on_a_terminal)
     out, err = [], []
     drain = threading.Thread(target=lambda: out.append(p.stdout.read()), daemon=True)
     watchdog = threading.Timer(timeout, p.kill)  # nothing hangs: a hung command fails the test
