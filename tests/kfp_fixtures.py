@@ -22,12 +22,14 @@ def demo_raw():
         return yaml.safe_load(f)
 
 
-# The demo's tree (PTQ, prune+cluster PTQ, PCQAT; two NPU targets) on small data, its blessed leaves
-# pushed (packages["run"] pushes to a fresh folder). A size requirement instead of the demo's accuracy
-# one (noisy on 300 images) blesses the two pruned+clustered leaves and not the PTQ one, so both
-# branches of the push conditions run.
-RUN_CONFIG = {**demo_raw(), "name": "collabopt-kfp-test", "data": {"train_limit": 2000, "eval_limit": 300},
-              "prune": {"target_sparsity": 0.5, "epochs": 1}, "requirements": {"max_gzip_bytes": 24000}}
+# The demo's tree on small data, its blessed leaves pushed (packages["run"] pushes to a fresh folder):
+# its PCQAT path and the PTQ leaf it is judged against, one NPU target (each task is a fresh
+# process: the demo's third leaf and second target would add 7 tasks' work and test nothing more). A
+# size requirement instead of the demo's accuracy one (noisy on 300 images) blesses the PCQAT leaf and
+# not the PTQ one, so both branches of the push conditions run.
+RUN_CONFIG = {**demo_raw(), "name": "collabopt-kfp-test", "paths": ["ptq", "prune_cluster_pcqat"],
+              "data": {"train_limit": 2000, "eval_limit": 300}, "prune": {"target_sparsity": 0.5, "epochs": 1},
+              "npu": {"targets": ["ethos-u55-128"]}, "requirements": {"max_gzip_bytes": 24000}}
 # Production: retraining from what a Pusher deployed, on Examples at a URI, pushing blessed leaves;
 # resources per task (default, by component class, by node id), node selectors, caching, service account.
 PROD_CONFIG = {**demo_raw(), "name": "collabopt-prod", "baseline": {"pushed_models": "gs://collabopt-test/serving"},
