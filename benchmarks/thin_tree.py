@@ -4,6 +4,9 @@
 ratio to `ptq`, the Vela-encoded weights, the INT8 accuracy and its drop vs the original `ptq` (the
 tree's one reference), and the thinned widths read from the leaf's flatbuffer.
     .venv/bin/python benchmarks/thin_tree.py [--train-limit 10000 --eval-limit 2000 --keep-ratio 0.5]
+With --arch kws|ic|vww, an MLPerf Tiny reference model instead, on its Fashion-MNIST data and baseline
+training (benchmarks/mlperf_tiny.py: sizes, and its prune / cluster settings below the thinned model).
+    .venv/bin/python benchmarks/thin_tree.py --arch kws --thin-epochs 4 --thin-lr 1e-3
 """
 import argparse
 import os
@@ -25,8 +28,33 @@ def leaf(model_dir, spec, out, target):
             "widths": {l["layer"]: l["shape"][0] for l in kernels}, "preservation_failures": stats["preservation_failures"]}
 
 
+def baseline(a, d):
+    """(DataSpec, clusters) of --arch; the baseline trained under d("baseline") unless it is there (kept:
+    a rerun with other thin / fine-tuning flags reuses it)."""
+    from collabopt.core import stages
+    if a.arch == "dscnn":
+        spec = stages.DataSpec(common.write_fashion_mnist(d("examples"), train_limit=a.train_limit,
+                                                          eval_limit=a.eval_limit))
+        if not os.path.isdir(d("baseline")):
+            stages.train_baseline(spec, d("baseline"), width=a.width, blocks=a.blocks,
+                                  fit=stages.FitSpec(epochs=a.baseline_epochs, batch_size=64, learning_rate=1e-3))
+        return spec, 8
+    from collabopt.benchmarks import mlperf_tiny
+    from collabopt.benchmarks.mlperf_tiny_models import ARCHITECTURES
+    shape = ARCHITECTURES[a.arch].input_shape
+    train_limit, eval_limit, epochs = mlperf_tiny.SIZES[a.arch]
+    if not os.path.isdir(d("baseline")):
+        mlperf_tiny.prepare(a.arch, d("examples"), train_limit, eval_limit)
+        common.train_baseline(mlperf_tiny.build(a.arch), d("examples"), d("baseline"), feature_shape=shape,
+                              epochs=epochs)
+    return (stages.DataSpec(d("examples"), feature_key="image", feature_shape=tuple(shape)),
+            mlperf_tiny.settings(a.arch, argparse.Namespace())["clusters"])
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--arch", default="dscnn", choices=("dscnn", "kws", "ic", "vww"),
+                    help="dscnn: the demo's model (--width, --blocks); else an MLPerf Tiny model")
     ap.add_argument("--width", type=int, default=64)
     ap.add_argument("--blocks", type=int, default=4)
     ap.add_argument("--train-limit", type=int, default=10000)
@@ -36,23 +64,21 @@ def main():
     ap.add_argument("--thin-epochs", type=int, default=2)
     ap.add_argument("--thin-lr", type=float, default=5e-4)
     ap.add_argument("--epochs", type=int, default=1, help="prune, cluster and PCQAT epochs each")
-    ap.add_argument("--clusters", type=int, default=8)
+    ap.add_argument("--clusters", type=int, default=None, help="default 8 (MLPerf Tiny: its SETTINGS)")
     ap.add_argument("--target", default=TARGET)
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
     common.log_progress()
     from collabopt.core import stages
-    out = common.results_dir("thin_tree", a.out)
-    spec = stages.DataSpec(common.write_fashion_mnist(os.path.join(out, "examples"), train_limit=a.train_limit,
-                                                      eval_limit=a.eval_limit))
+    out = common.results_dir("thin_tree" if a.arch == "dscnn" else f"thin_tree_{a.arch}", a.out)
     d = lambda name: os.path.join(out, name)  # noqa: E731
     fit = lambda epochs, lr: stages.FitSpec(epochs=epochs, batch_size=64, learning_rate=lr)  # noqa: E731
-    if not os.path.isdir(d("baseline")):  # kept: a rerun with other thin / fine-tuning flags reuses it
-        stages.train_baseline(spec, d("baseline"), width=a.width, blocks=a.blocks, fit=fit(a.baseline_epochs, 1e-3))
+    spec, clusters = baseline(a, d)
+    clusters = a.clusters or clusters
     thin = stages.thin(d("baseline"), spec, d("thin"), keep_ratio=a.keep_ratio, npu_target=a.target,
                        fit=fit(a.thin_epochs, a.thin_lr))
     stages.prune(d("thin"), spec, d("thin_prune"), target_sparsity=0.5, fit=fit(a.epochs, 1e-4))
-    stages.cluster(d("thin_prune"), spec, d("thin_prune_cluster"), number_of_clusters=a.clusters,
+    stages.cluster(d("thin_prune"), spec, d("thin_prune_cluster"), number_of_clusters=clusters,
                    fit=fit(a.epochs, 1e-4))
     stages.preserving_qat(d("thin_prune_cluster"), spec, d("thin_pcqat"), fit=fit(a.epochs, 1e-5))
     leaves = {"ptq": leaf(d("baseline"), spec, d("leaf_ptq"), a.target),
