@@ -64,6 +64,8 @@ def main():
     ap.add_argument("--thin-epochs", type=int, default=2)
     ap.add_argument("--thin-lr", type=float, default=5e-4)
     ap.add_argument("--epochs", type=int, default=1, help="prune, cluster and PCQAT epochs each")
+    ap.add_argument("--sparsity", type=float, default=0.5)
+    ap.add_argument("--prune-lr", type=float, default=1e-4)
     ap.add_argument("--clusters", type=int, default=None, help="default 8 (MLPerf Tiny: its SETTINGS)")
     ap.add_argument("--target", default=TARGET)
     ap.add_argument("--out", default=None)
@@ -77,7 +79,7 @@ def main():
     clusters = a.clusters or clusters
     thin = stages.thin(d("baseline"), spec, d("thin"), keep_ratio=a.keep_ratio, npu_target=a.target,
                        fit=fit(a.thin_epochs, a.thin_lr))
-    stages.prune(d("thin"), spec, d("thin_prune"), target_sparsity=0.5, fit=fit(a.epochs, 1e-4))
+    stages.prune(d("thin"), spec, d("thin_prune"), target_sparsity=a.sparsity, fit=fit(a.epochs, a.prune_lr))
     stages.cluster(d("thin_prune"), spec, d("thin_prune_cluster"), number_of_clusters=clusters,
                    fit=fit(a.epochs, 1e-4))
     stages.preserving_qat(d("thin_prune_cluster"), spec, d("thin_pcqat"), fit=fit(a.epochs, 1e-5))
