@@ -61,6 +61,7 @@ def main():
     ap.add_argument("--eval-limit", type=int, default=2000)
     ap.add_argument("--baseline-epochs", type=int, default=3)
     ap.add_argument("--keep-ratio", type=float, default=0.5)
+    ap.add_argument("--min-keep", type=int, default=None, help="narrowest width (default: the ChannelPruner's)")
     ap.add_argument("--thin-epochs", type=int, default=2)
     ap.add_argument("--thin-lr", type=float, default=5e-4)
     ap.add_argument("--epochs", type=int, default=1, help="prune, cluster and PCQAT epochs each")
@@ -77,7 +78,8 @@ def main():
     fit = lambda epochs, lr: stages.FitSpec(epochs=epochs, batch_size=64, learning_rate=lr)  # noqa: E731
     spec, clusters = baseline(a, d)
     clusters = a.clusters or clusters
-    thin = stages.thin(d("baseline"), spec, d("thin"), keep_ratio=a.keep_ratio, npu_target=a.target,
+    floor = {} if a.min_keep is None else {"min_keep": a.min_keep}
+    thin = stages.thin(d("baseline"), spec, d("thin"), keep_ratio=a.keep_ratio, npu_target=a.target, **floor,
                        fit=fit(a.thin_epochs, a.thin_lr))
     stages.prune(d("thin"), spec, d("thin_prune"), target_sparsity=a.sparsity, fit=fit(a.epochs, a.prune_lr))
     stages.cluster(d("thin_prune"), spec, d("thin_prune_cluster"), number_of_clusters=clusters,
