@@ -61,7 +61,8 @@ def main():
     ap.add_argument("--eval-limit", type=int, default=2000)
     ap.add_argument("--baseline-epochs", type=int, default=3)
     ap.add_argument("--keep-ratio", type=float, default=0.5)
-    ap.add_argument("--min-keep", type=int, default=None, help="narrowest width (default: the ChannelPruner's)")
+    ap.add_argument("--min-keep", type=float, default=None,
+                    help="narrowest width as a fraction of a channel group's (default: the ChannelPruner's)")
     ap.add_argument("--thin-epochs", type=int, default=2)
     ap.add_argument("--thin-lr", type=float, default=5e-4)
     ap.add_argument("--epochs", type=int, default=1, help="prune, cluster and PCQAT epochs each")
