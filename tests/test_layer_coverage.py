@@ -144,3 +144,34 @@ def test_conv1d_and_separable_conv_keep_zeros_and_clusters_through_pcqat(tmp_pat
     for name in ("sep", "c1d", "head"):
         assert layers[name]["dtype"] == "int8" and layers[name]["sparsity"] >= 0.45, layers[name]
         assert layers[name]["max_unique_per_channel"] <= 8, layers[name]
+
+
+def hard_swish_se_1x1(shape=(2, 2, 3)):
+    """MobileNetV3Small's last blocks at a 32x32 input: hard-swish and squeeze-excite on a 1x1 map."""
+    def hard_sigmoid(x):
+        return L.ReLU(6.0)(x + 3.0) * (1.0 / 6.0)
+    i = keras.Input(shape)
+    x = L.BatchNormalization()(L.Conv2D(16, 3, strides=2, padding="same", use_bias=False)(i))
+    x = L.Multiply(name="stem_hswish")([x, hard_sigmoid(x)])
+    x = L.BatchNormalization()(L.DepthwiseConv2D(5, padding="same", use_bias=False, name="dw")(x))
+    x = L.Multiply(name="dw_hswish")([x, hard_sigmoid(x)])
+    s = L.Conv2D(16, 1)(L.ReLU()(L.Conv2D(8, 1)(L.GlobalAveragePooling2D(keepdims=True)(x))))
+    x = L.Multiply(name="se_mul")([x, hard_sigmoid(s)])
+    x = L.BatchNormalization()(L.Conv2D(16, 1, use_bias=False)(x))
+    return keras.Model(i, L.Dense(4, activation="softmax")(L.GlobalAveragePooling2D()(x)))
+
+
+@pytest.mark.slow  # 20-40 s: a QAT fine-tuning and an INT8 conversion of a 40-layer graph
+def test_qat_quantizes_multiply_outputs_so_a_1x1_squeeze_excite_converts_full_int8(tmp_path):
+    """Was: QAT left Multiply out (no TFMOT config) and MobileNetV3Small's QAT leaves held a float MUL
+    (DEQUANTIZE -> MUL -> QUANTIZE) where a hard-swish fed a squeeze-excite on a 1x1 map: the NPU
+    node refused them."""
+    from collabopt.core.npu import vela
+    m = hard_swish_se_1x1()
+    left_out = layer_support.plan(m, "qat")
+    assert not {"stem_hswish", "dw_hswish", "se_mul"} & set(left_out)
+    x, y = _data((2, 2, 3))
+    q, _ = optimize.preserving_qat(m, x, y, scheme="qat", epochs=1, batch_size=16, left_out=left_out)
+    path = tmp_path / "q.tflite"
+    path.write_bytes(convert.to_int8(q, convert.representative(x, 16)))
+    vela.check_int8(str(path))  # NotInt8Error naming the float tensors otherwise

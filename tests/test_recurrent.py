@@ -92,3 +92,31 @@ def test_an_lstm_gru_keyword_spotter_goes_through_the_tree_and_a_crashed_convers
         _assert_int8_leaf(leaves[p])
     assert leaves[crash]["failed"] and leaves[crash]["error"].endswith("INT8 conversion crashed (signal 11)")
     assert f"FAILED path {crash}: " in log
+
+
+def test_a_layer_left_out_of_preserving_qat_keeps_its_clusters(caplog):
+    """Was: CQAT left the LSTM out and fine-tuned it freely: its 8-value kernels came out with ~350
+    values, 9 per INT8 output channel, and the preservation gate failed the zoo's `cluster_cqat` leaf."""
+    import logging
+
+    from collabopt.core.techniques import optimize
+    r = np.random.default_rng(0)
+    x, y = r.random((64, STEPS, FEATURES), dtype=np.float32), r.integers(0, CLASSES, 64)
+    c = optimize.cluster(recurrent.unroll(kws("LSTM"))[0], x, y, number_of_clusters=8, epochs=1)
+    clustered = [w.numpy() for w in c.get_layer("rnn").weights[:2]]  # kernel, recurrent_kernel
+    assert all(len(np.unique(w)) <= 8 for w in clustered)
+    with caplog.at_level(logging.INFO, logger="collabopt"):
+        q, scheme = optimize.preserving_qat(c, x, y, scheme="cqat", epochs=1, batch_size=16, learning_rate=1e-2,
+                                            left_out=layer_support.plan(c, "qat"))
+    assert scheme == "cqat"
+    assert "[cqat] left out of QAT, kept as they are (not fine-tuned): rnn" in caplog.messages
+    rnn = next(l.layer for l in q.layers if getattr(l, "layer", None) is not None and l.layer.name == "rnn")
+    for before, after in zip(clustered, rnn.weights[:2]):
+        np.testing.assert_array_equal(after.numpy(), before)
+    head = next(l for l in q.layers if getattr(l, "layer", None) is not None and l.layer.name == "head")
+    assert head.trainable  # the layers QAT quantizes are fine-tuned as before
+    from collabopt.core.evaluation import gates
+    from collabopt.core.tflite import convert, flatbuffer
+    layers = flatbuffer.layer_stats(convert.to_int8(q, convert.representative(x, 16)))
+    assert {l["dtype"] for l in layers} == {"int8"} and len(layers) == 2 * STEPS + 1
+    assert gates.preservation(layers, {"number_of_clusters": 8}) == []

@@ -12,6 +12,7 @@ import pytest
 
 from collabopt.core.tflite import convert
 from collabopt.core.tflite.flatbuffer import interpreter
+from collabopt.core.tree_paths import PathError
 from collabopt.core.npu.vela import NotInt8Error, VelaError, check_int8, compile_for_npu, parse_summary
 
 
@@ -86,6 +87,7 @@ def test_float_model_rejected(models, tmp_path):
     assert "input 'serving_default_image:0'" in msg
     assert re.search(r"CONV_2D weights '[^']*conv2d", msg)
     assert not (tmp_path / "out").exists()  # rejected before vela ran
+    assert isinstance(e.value, PathError)  # fails its path alone, the tree goes on
 
 
 def test_unknown_accelerator(models, tmp_path):

@@ -30,8 +30,9 @@ class VelaError(tree_paths.PathError, RuntimeError):
     """Vela is missing, failed, or did not write the outputs we expect: the path's leaf has no NPU model."""
 
 
-class NotInt8Error(ValueError):
-    """The TFLite model still has float tensors, so Vela would leave it (mostly) on the CPU."""
+class NotInt8Error(tree_paths.PathError, ValueError):
+    """The TFLite model still has float tensors, so Vela would leave it (mostly) on the CPU: the path's
+    own result, which fails that path alone (was: the whole run stopped at MobileNetV3's QAT leaf)."""
 
 
 def _vela_exe() -> str:

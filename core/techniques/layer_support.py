@@ -16,11 +16,15 @@ import tensorflow_model_optimization as tfmot  # noqa: E402  (after tfenv: needs
 from tensorflow_model_optimization.python.core.clustering.keras import (  # noqa: E402
     clusterable_layer, clustering_registry)
 from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (  # noqa: E402
-    default_8bit_quantize_registry, default_8bit_transforms)
+    default_8bit_quantize_configs, default_8bit_quantize_registry, default_8bit_transforms)
 from tensorflow_model_optimization.python.core.sparsity.keras import (  # noqa: E402
     prunable_layer, prune_registry)
 
 TECHNIQUES = ("prune", "cluster", "qat")
+# Weightless merge layers TFMOT's 8-bit registry has no config for: QAT quantizes their output, as
+# TFMOT does its Add. Left float, MobileNetV3's hard-swish Multiply before a squeeze-excite on a 1x1
+# map (32x32 input) came out of the converter as a float MUL between DEQUANTIZE / QUANTIZE.
+OUTPUT_ONLY = (keras.layers.Multiply,)
 # TFMOT folds a BatchNormalization into the Conv2D/DepthwiseConv2D/Dense it follows, and only there.
 _FOLDS_INTO = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
 
@@ -60,7 +64,7 @@ def _why_not(layer, technique):
     if isinstance(layer, keras.layers.BatchNormalization):
         return None if _bn_folds(layer) else \
             "a BatchNormalization that does not follow a Conv2D/DepthwiseConv2D/Dense cannot be folded for QAT"
-    ok = default_8bit_quantize_registry.Default8BitQuantizeRegistry().supports(layer)
+    ok = default_8bit_quantize_registry.Default8BitQuantizeRegistry().supports(layer) or isinstance(layer, OUTPUT_ONLY)
     return None if ok else f"{kind} is not in TFMOT's 8-bit quantization registry"
 
 
@@ -151,7 +155,11 @@ def quantize_annotated(model, left_out):
     def one(layer):
         if is_op_layer(layer):
             return layer
-        return annotate(layer, quantize_config=LeftOut()) if layer.name in skip else annotate(layer)
+        if layer.name in skip:
+            return annotate(layer, quantize_config=LeftOut())
+        if isinstance(layer, OUTPUT_ONLY):
+            return annotate(layer, quantize_config=default_8bit_quantize_configs.Default8BitOutputQuantizeConfig())
+        return annotate(layer)
     return wrap(model, (), one)
 
 
