@@ -5,7 +5,7 @@ from ml_metadata.proto import metadata_store_pb2
 
 from collabopt.mlmd import results
 from collabopt import runners
-from collabopt.components import NPUCompiler, Pruner, SparseClusterer, TFLiteModel
+from collabopt.components import NPUCompiler, Pruner, SparseClusterer, TFLiteModel, keys
 from collabopt.core.tfenv import keras, tf
 from collabopt.tests.helpers import dense_model, save_model_dir, subclassed_model
 
@@ -104,8 +104,19 @@ def test_float_tflite_rejected_by_npu_compiler(tmp_path):
     d = tmp_path / "float_tflite"
     d.mkdir()
     (d / "model.tflite").write_bytes(tf.lite.TFLiteConverter.from_keras_model(dense_model()).convert())
-    _assert_failed(_run_failing(tmp_path, NPUCompiler, tflite_uri=str(d)),
-                   "NPUCompiler needs a fully INT8 TFLite model", "float32 tensors")
+    # The path's own result (NotInt8Error is a PathError): that path fails, the run goes on.
+    imp = importer.Importer(source_uri=str(d), artifact_type=TFLiteModel).with_id("ImportTFLite")
+    comp = NPUCompiler(tflite_model=imp.outputs["result"])
+    root, mlmd = runners.paths(tmp_path / "run")
+    runners.run(pipeline.Pipeline(pipeline_name="bad-input", pipeline_root=root,
+                                  components=[imp, comp],
+                                  metadata_connection_config=metadata.sqlite_metadata_connection_config(mlmd)), "local")
+    execs = {e["node"]: e for e in results.executions(results.connect(mlmd))}
+    assert execs[comp.id]["state"] == "COMPLETE"
+    [npu] = [a for arts in execs[comp.id]["outputs"].values() for a in arts]
+    error = results.props(npu)[keys.ERROR]
+    assert results.props(npu)[keys.FAILED] == 1 and error.startswith(f"{comp.id}: ")
+    assert "NPUCompiler needs a fully INT8 TFLite model" in error and "float32 tensors" in error
 
 
 def test_unknown_accelerator_config(examples_uri):
