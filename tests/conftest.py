@@ -6,7 +6,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 import pytest  # noqa: E402
 
 from collabopt.core.data import examples_io  # noqa: E402
-from collabopt.tests.helpers import PCQAT_CONFIG, TREE_CONFIG, run_tree  # noqa: E402
+from collabopt.tests.helpers import TREE_CONFIG, run_tree  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -39,11 +39,6 @@ def once_per_machine(tmp_path_factory, name, build):
 def local_run(tmp_path_factory):
     """paths: all under LocalDagRunner (8 leaves, loose requirements), built once per test run."""
     return once_per_machine(tmp_path_factory, "local", lambda d: run_tree(d, TREE_CONFIG))
-
-
-@pytest.fixture(scope="session")
-def beam_run(tmp_path_factory):
-    return once_per_machine(tmp_path_factory, "beam", lambda d: run_tree(d, PCQAT_CONFIG, "beam"))
 
 
 @pytest.fixture(scope="session")

@@ -21,9 +21,6 @@ TREE_CONFIG = {
     "requirements": {"max_int8_accuracy_drop_pp": 30.0},  # loose: blesses
     "npu": {"targets": ["ethos-u55-128", "ethos-u65-256"]},
 }
-# The PCQAT path alone (and its PTQ reference), for the Beam runner.
-PCQAT_CONFIG = {**TREE_CONFIG, "name": "pcqat-test", "paths": ["prune_cluster_pcqat"],
-                "npu": {"targets": ["ethos-u55-128"]}}
 
 
 def prop(artifact, name):

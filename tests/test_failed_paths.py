@@ -16,6 +16,7 @@ from collabopt.mlmd import results
 from collabopt.cli import main
 from collabopt.components import keys
 from collabopt.core.model import keras_io
+from collabopt.tests.helpers import by_node, lineage
 from collabopt.tests.kfp_fixtures import compile_config
 from collabopt.tests.test_kfp_emulator import task_env  # noqa: F401 - a fixture
 from collabopt.tests.test_layer_support import preprocessing
@@ -27,6 +28,8 @@ WHY = ("Pruner: prune: 2 layer(s) TFMOT cannot prune (strict: true): scale (Resc
        "or drop strict to leave them out.")
 FAILED = ["prune_ptq", "prune_cluster_ptq"]  # both under the Pruner
 FINE = ["ptq", "cluster_ptq"]
+BEAM_NODES = ["ExamplesImporter", "BaselineImporter", "Preflight", "Pruner", "Clusterer", "Reporter",
+              *[f"{node}_{path}" for path in ("ptq", "prune_ptq", "cluster_ptq") for node in ("Convert", "Evaluate", "NPU")]]
 TARGET = "ethos-u55-128"
 
 
@@ -135,13 +138,21 @@ def test_a_failure_is_cached_and_no_cache_executes_it_again(broken, capsys):
         assert results.props(art)[keys.ERROR] == WHY
 
 
-def test_beam_runner_runs_on_past_a_failed_path(broken_config, tmp_path):
+def test_beam_runner_runs_on_past_a_failed_path_with_lineage(broken_config, tmp_path):
+    """BeamDagRunner: one COMPLETE execution per component, a stage's lineage from the imported
+    baseline to the NPU model, and the failed path a result as on the local runner."""
     from collabopt import runners
     from collabopt.pipelines import tree
     pipeline_root, mlmd = runners.paths(tmp_path)
-    runners.run(tree.create_pipeline({**broken_config, "paths": ["prune_ptq"]}, pipeline_root, mlmd), "beam")
-    leaves = {l["path"]: l for l in results.leaves(results.connect(mlmd))}
-    assert leaves["prune_ptq"]["error"] == WHY and not leaves["ptq"]["failed"]
+    runners.run(tree.create_pipeline({**broken_config, "paths": ["prune_ptq", "cluster_ptq"]}, pipeline_root, mlmd),
+                "beam")
+    store, nodes = by_node(mlmd)
+    assert sorted(nodes) == sorted(BEAM_NODES)  # one execution per component
+    assert {n: e["state"] for n, e in nodes.items()} == {n: "COMPLETE" for n in BEAM_NODES}
+    npu = nodes["NPU_cluster_ptq"]["outputs"][keys.NPU_MODEL_KEY][0]
+    assert lineage(store, npu.id) == ["NPU_cluster_ptq", "Convert_cluster_ptq", "Clusterer", "BaselineImporter"]
+    leaves = {l["path"]: l for l in results.leaves(store)}
+    assert leaves["prune_ptq"]["error"] == WHY and not leaves["ptq"]["failed"] and not leaves["cluster_ptq"]["failed"]
 
 
 def test_kubeflow_tasks_pass_a_failed_path_on_as_complete_tasks(broken_config, tmp_path, task_env):  # noqa: F811
