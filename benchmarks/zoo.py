@@ -7,6 +7,7 @@ on 32 examples: what is measured is coverage, size and time, not accuracy.
 
     .venv/bin/python benchmarks/zoo.py                       # every model (hand-built ones 4-7 min each on 2 shared cores)
     .venv/bin/python benchmarks/zoo.py --models conv1d,gru   # some of them
+    .venv/bin/python benchmarks/zoo.py --models efficientnet_b0 --timeout-s 14400   # a keras.applications one on shared cores
 """
 import argparse
 import os
@@ -23,7 +24,10 @@ def parse_args(argv=None):
     ap.add_argument("--models", default=",".join(zoo_models.MODELS), help="comma-separated, of " + ",".join(zoo_models.MODELS))
     ap.add_argument("--out", default=None, help="results folder (default benchmarks/results/zoo)")
     ap.add_argument("--table", nargs="+", metavar="ZOO_JSON", help="print the table of earlier runs' zoo.json only")
+    ap.add_argument("--timeout-s", type=int, default=zoo_models.TREE_TIMEOUT_S,
+                    help="one model's `collabopt run` limit (raise it on cores shared with other work)")
     a = ap.parse_args(argv)
+    zoo_models.TREE_TIMEOUT_S = a.timeout_s
     a.arch = a.models  # common.run_each's loop
     return a
 
