@@ -65,6 +65,8 @@ def main():
                     help="narrowest width as a fraction of a channel group's (default: the ChannelPruner's)")
     ap.add_argument("--thin-epochs", type=int, default=2)
     ap.add_argument("--thin-lr", type=float, default=5e-4)
+    ap.add_argument("--distill", type=float, default=0.0,
+                    help="thin.distill: this fraction of the thin fine-tune's loss from the baseline's outputs")
     ap.add_argument("--epochs", type=int, default=1, help="prune, cluster and PCQAT epochs each")
     ap.add_argument("--sparsity", type=float, default=0.5)
     ap.add_argument("--prune-lr", type=float, default=1e-4)
@@ -81,7 +83,7 @@ def main():
     clusters = a.clusters or clusters
     floor = {} if a.min_keep is None else {"min_keep": a.min_keep}
     thin = stages.thin(d("baseline"), spec, d("thin"), keep_ratio=a.keep_ratio, npu_target=a.target, **floor,
-                       fit=fit(a.thin_epochs, a.thin_lr))
+                       distill=a.distill, fit=fit(a.thin_epochs, a.thin_lr))
     stages.prune(d("thin"), spec, d("thin_prune"), target_sparsity=a.sparsity, fit=fit(a.epochs, a.prune_lr))
     stages.cluster(d("thin_prune"), spec, d("thin_prune_cluster"), number_of_clusters=clusters,
                    fit=fit(a.epochs, 1e-4))

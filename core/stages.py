@@ -132,12 +132,15 @@ def prune(model_path, data_spec, out_dir, *, target_sparsity=PRUNE["target_spars
 
 def thin(model_path, data_spec, out_dir, *, keep_ratio=THIN["keep_ratio"], target_cycles=THIN["target_cycles"],
          npu_target=THIN["npu_target"], score=THIN["score"], min_keep=THIN["min_keep"],
-         exclude_layers=THIN["exclude_layers"], strict=THIN["strict"], fit=fit_defaults("thin"),
-         training=train.TrainingSpec()):
+         exclude_layers=THIN["exclude_layers"], strict=THIN["strict"], distill=THIN["distill"],
+         distill_temperature=THIN["distill_temperature"], fit=fit_defaults("thin"), training=train.TrainingSpec()):
     """Channel pruning for the NPU: widths in npu_target's channel blocks chosen by Vela's per-layer
-    cycles against the channels' importance, cut out by surgery (a smaller dense model), fine-tuned."""
+    cycles against the channels' importance, cut out by surgery (a smaller dense model), fine-tuned;
+    with `distill` > 0, that fraction of the fine-tuning loss is the distance to the input model's
+    outputs (core.model.distill). The saved model is the thinned model itself."""
     import tempfile
 
+    from collabopt.core.model import distill as distillation
     from collabopt.core.techniques.channels import thinning
 
     checks.stage_inputs(data_spec, model_path, classes=metrics.class_labels(training, data_spec.target))
@@ -147,15 +150,17 @@ def thin(model_path, data_spec, out_dir, *, keep_ratio=THIN["keep_ratio"], targe
             model, data_spec.representative(VELA_SAMPLES), npu_target, work, score=score, min_keep=min_keep,
             keep_ratio=None if target_cycles is not None else keep_ratio, target_cycles=target_cycles,
             exclude_layers=exclude_layers, strict=strict)
-    train.fit(thinned, _train(data_spec, fit), epochs=fit.epochs, learning_rate=fit.learning_rate, stage="thin",
-              log_dir=os.path.join(out_dir, LOG_DIR), seed=fit.seed, training=training)
+    teacher = keras_io.load_model(model_path) if distill else None  # its own copy: surgery may share layers
+    distillation.fit(thinned, teacher, _train(data_spec, fit), alpha=distill, temperature=distill_temperature,
+                     epochs=fit.epochs, learning_rate=fit.learning_rate, stage="thin",
+                     log_dir=os.path.join(out_dir, LOG_DIR), seed=fit.seed, training=training)
     # {channel group (named by one of its layers): [width before, after]}
     widths = {r: [choice["sizes"][r], w] for r, w in choice["widths"].items() if w < choice["sizes"][r]}
     return _save(thinned, out_dir, {
         **keras_metrics(thinned, data_spec, training), "technique": "thin", "npu_target": npu_target,
         "channel_widths": widths,
         "vela_cycles_before": int(choice["baseline_cycles"]), "vela_cycles_after": int(choice["cycles"]),
-        "target_met": bool(choice["met"]), "promises": promises(model_path),
+        "target_met": bool(choice["met"]), "distill": float(distill), "promises": promises(model_path),
         **_excluded(model_path, "thin", left_out)}, trace=trace, stage="thinned")
 
 

@@ -22,7 +22,8 @@ DEFAULTS = {
               "layer_sparsity": None, "exclude_layers": [], "strict": False,
               "epochs": 2, "batch_size": 64, "learning_rate": 1e-4, "seed": 0},
     "thin": {"keep_ratio": 0.5, "target_cycles": None, "npu_target": "ethos-u55-128", "score": "l1", "min_keep": 0.25,
-             "exclude_layers": [], "strict": False, "epochs": 2, "batch_size": 64, "learning_rate": 5e-4, "seed": 0},
+             "exclude_layers": [], "strict": False, "distill": 0.0, "distill_temperature": 1.0,  # 0: labels only
+             "epochs": 2, "batch_size": 64, "learning_rate": 5e-4, "seed": 0},
     "cluster": {"number_of_clusters": 8, "centroid_init": "kmeans++", "per_channel": False, "layer_clusters": None,
                 "exclude_layers": [], "strict": False, "epochs": 1, "batch_size": 64, "learning_rate": 1e-4,
                 "seed": 0},

@@ -35,6 +35,8 @@ MISTAKES = [
     ({"paths": "all", "search": {"thin_keep_ratios": [0.5, 1.0]}},
      "search.thin_keep_ratios.1: 1.0 is greater than or equal to the maximum of 1"),
     ({"paths": "all", "search": {"thin_keep_ratios": []}}, "search.thin_keep_ratios: [] should be non-empty"),
+    ({"paths": "all", "thin": {"distill": 1.5}}, "thin.distill: 1.5 is greater than the maximum of 1"),
+    ({"paths": "all", "thin": {"distill": "0.5"}}, "thin.distill: '0.5' is not of type 'number'"),
     ({"paths": "all", "search": {"paths": ["thin_prune_qat"]}},
      "search.paths.0: 'thin_prune_qat' is not one of ['ptq', 'qat', 'prune_ptq'"),
 ]

@@ -34,6 +34,9 @@ class ChannelPruner(base_component.BaseComponent):
       exclude_layers: layer names or regexes to keep at full width; layers surgery cannot see through
         stay at full width too, each named in stats.json (`excluded_layers`).
       strict: fail instead, listing every layer surgery cannot thin.
+      distill: in [0, 1]; this fraction of the fine-tuning loss is the distance to the input model's
+        outputs (KL for a classifier, MSE otherwise), the rest the training loss; 0: labels only.
+      distill_temperature: softens both class distributions of distill's KL.
       epochs, batch_size, learning_rate, seed: the fine-tuning.
       training: the config's `training` section; None: defaults.
       **data_kwargs: as Pruner's.
@@ -43,12 +46,13 @@ class ChannelPruner(base_component.BaseComponent):
 
     def __init__(self, model: types.BaseChannel, examples: types.BaseChannel, keep_ratio=D["keep_ratio"],
                  target_cycles=D["target_cycles"], npu_target=D["npu_target"], score=D["score"],
-                 min_keep=D["min_keep"], exclude_layers=D["exclude_layers"], strict=D["strict"], epochs=D["epochs"],
-                 batch_size=D["batch_size"], learning_rate=D["learning_rate"], seed=D["seed"], training=None,
-                 **data_kwargs):
+                 min_keep=D["min_keep"], exclude_layers=D["exclude_layers"], strict=D["strict"], distill=D["distill"],
+                 distill_temperature=D["distill_temperature"], epochs=D["epochs"], batch_size=D["batch_size"],
+                 learning_rate=D["learning_rate"], seed=D["seed"], training=None, **data_kwargs):
         super().__init__(spec=ChannelPrunerSpec(
             model=model, examples=examples, thinned_model=types.Channel(type=standard_artifacts.Model),
             **common.encode(SECTION, keep_ratio=keep_ratio, target_cycles=target_cycles, npu_target=npu_target,
-                            score=score, min_keep=min_keep, exclude_layers=list(exclude_layers), strict=strict),
+                            score=score, min_keep=min_keep, exclude_layers=list(exclude_layers), strict=strict,
+                            distill=distill, distill_temperature=distill_temperature),
             **common.fit_params(SECTION, epochs, batch_size, learning_rate, seed), **common.data_params(**data_kwargs),
             **common.training_params(training)))

@@ -17,7 +17,7 @@ def test_construct_with_defaults():
     assert thin.EXECUTOR_SPEC.executor_class is executor.Executor
     assert thin.exec_properties == {
         "keep_ratio": 0.5, "target_cycles": "", "npu_target": "ethos-u55-128", "score": "l1", "min_keep": 0.25,
-        "exclude_layers": "[]", "strict": "false", "epochs": 2, "batch_size": 64, "learning_rate": 5e-4, "seed": 0,
+        "exclude_layers": "[]", "strict": "false", "distill": 0.0, "distill_temperature": 1.0, "epochs": 2, "batch_size": 64, "learning_rate": 5e-4, "seed": 0,
         **encoded_data(), **encoded_training()}
 
 
@@ -25,6 +25,9 @@ def test_construct_with_defaults():
     ({"keep_ratio": 1.5}, "thin.keep_ratio: 1.5 is greater than the maximum of 1"),
     ({"target_cycles": 0}, "thin.target_cycles: 0 is less than or equal to the minimum of 0"),
     ({"score": "l2"}, "thin.score: 'l2' is not one of ['l1', 'bn']"),
+    ({"distill": 1.5}, "thin.distill: 1.5 is greater than the maximum of 1"),
+    ({"distill": "half"}, "thin.distill: 'half' is not of type 'number'"),
+    ({"distill_temperature": 0}, "thin.distill_temperature: 0 is less than or equal to the minimum of 0"),
 ])
 def test_bad_parameter_is_a_config_error(params, message):
     assert config_error(ChannelPruner, **model_stage_channels(), **params) == message
