@@ -89,7 +89,7 @@ def _excluded(model_path, technique, left_out):
 
 def _save(model, out_dir, metrics, *, trace=(None, {}), stage=None):
     """SavedModel + stats.json + the kernel trace (the input's, then this stage's kernel)."""
-    keras_io.save_model(model, os.path.join(out_dir, MODEL_DIR))
+    keras_io.save_model(model, os.path.join(out_dir, MODEL_DIR), traces=False)  # built-in layers (+ TFMOT's QAT wrappers)
     write_json(os.path.join(out_dir, STATS_FILE), metrics)
     layer, history = trace
     if stage:

@@ -200,10 +200,19 @@ def saved_model(path):
         yield save_model(load_model(path, check=False), os.path.join(tmp, SERVING_DIR))
 
 
-def save_model(model, path):
-    """Save as a tf_keras SavedModel (what TFX Pusher and our components read)."""
+def save_model(model, path, traces=True):
+    """Save as a tf_keras SavedModel (what TFX Pusher and our components read). `traces=False`: without
+    each layer's traced call functions, for models of built-in layers that tf_keras rebuilds from their
+    config: saving, converting and loading a QAT model take seconds instead of ~15 s each. The serving
+    signature is saved either way (the converter, Beam evaluation and the checks read it); a QAT model
+    saved so is loaded by Keras inside TFMOT's quantize_scope()."""
     os.makedirs(path, exist_ok=True)
-    model.save(path, include_optimizer=False, save_format="tf")
+    if traces:
+        model.save(path, include_optimizer=False, save_format="tf")
+    else:
+        from tf_keras.src.saving.legacy import saving_utils  # the signature Keras itself would trace
+        model.save(path, include_optimizer=False, save_format="tf", save_traces=False,
+                   signatures=saving_utils.trace_model_call(model))
     return path
 
 
