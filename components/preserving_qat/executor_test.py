@@ -30,6 +30,19 @@ def test_auto_scheme_keeps_the_zeros_of_a_pruned_model(tmp_path, sparse_model_ur
     assert layer == "pw_1" and list(history) == ["baseline"]
     np.testing.assert_array_equal(history["baseline"], saved_kernel(sparse_model_uri, layer))
 
+    # Saved without per-layer traces: Keras rebuilds it in collabopt's quantize scope, and it computes
+    # what its serving signature (the converter's input) computes.
+    from collabopt.core.techniques import layer_support
+    from collabopt.core.tfenv import keras, tf
+    saved = keras_io.saved_model_dir(out.uri)
+    with layer_support.quantize_scope():
+        rebuilt = keras.models.load_model(saved, compile=False)
+    x = tf.random.stateless_uniform((4, *rebuilt.input_shape[1:]), seed=(1, 2))
+    serve = tf.saved_model.load(saved).signatures["serving_default"]
+    (name,) = serve.structured_input_signature[1]
+    (served,) = serve(**{name: x}).values()
+    np.testing.assert_allclose(rebuilt(x, training=False).numpy(), served.numpy(), atol=1e-6)
+
     # What the QAT model is for: an INT8 flatbuffer with the QAT ranges and the zeros kept.
     tflite = tmp_path / "tflite"
     conv = stages.to_tflite(out.uri, data_spec(examples_uri), str(tflite), representative_samples=10, evaluate=False)
