@@ -34,7 +34,7 @@ $(UV):
 demo: setup
 	.venv/bin/collabopt demo
 
-# The full suite: what CI and the README run (26-29 min on 2 cores), on three workers: the CPU stays busy
+# The full suite: what CI and the README run (about 25 min on 2 cores), on three workers: the CPU stays busy
 # while a worker waits on a child process or a server (a module on one worker; tests/conftest.py
 # builds the shared pipeline runs once for all).
 PYTEST_WORKERS := -n 3 --dist loadfile --no-loadscope-reorder  # files in conftest's order: heaviest first
