@@ -205,7 +205,7 @@ def save_model(model, path, traces=True):
     each layer's traced call functions, for models of built-in layers that tf_keras rebuilds from their
     config: saving, converting and loading a QAT model take seconds instead of ~15 s each. The serving
     signature is saved either way (the converter, Beam evaluation and the checks read it); a QAT model
-    saved so is loaded by Keras inside layer_support.quantize_scope() (TFMOT's, plus collabopt's left-out config)."""
+    saved so is loaded by Keras inside layer_support.quantize_scope() (TFMOT's plus the left-out config)."""
     os.makedirs(path, exist_ok=True)
     if traces:
         model.save(path, include_optimizer=False, save_format="tf")
