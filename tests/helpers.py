@@ -209,8 +209,7 @@ def run_executor(executor, component, inputs, out_root, **exec_overrides):
 
 def beam_executor(executor_cls, made=None):
     """A Beam executor with a TFX context whose pipelines are in-memory DirectRunner ones (given as
-    make_beam_pipeline_fn: beam_pipeline_args would make TFX package itself for the workers); each
-    pipeline it makes is appended to `made`."""
+    make_beam_pipeline_fn, so a test sees each one); each pipeline it makes is appended to `made`."""
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
     from tfx.dsl.components.base import base_beam_executor

@@ -1,6 +1,7 @@
 """LeafEvaluator executor: decode (and check the requirements again), call core.leaves.evaluate_leaf
 with this executor's Beam pipeline (the TFX pipeline's beam_pipeline_args), record metrics and the
 blessing."""
+import copy
 import json
 import os
 
@@ -10,7 +11,7 @@ from tfx.types import artifact_utils
 from collabopt import schemas
 from collabopt.components import common, keys
 from collabopt.core import artifact_files
-from collabopt.core.evaluation import leaf_evaluation
+from collabopt.core.evaluation import beam_eval, leaf_evaluation
 
 
 def encode_requirements(requirements, training=None):
@@ -44,6 +45,18 @@ def without_reference(leaf, evaluation_dir, error, requirements):
 
 class Executor(common.PathStage, base_beam_executor.BaseBeamExecutor):
     REFERENCE_INPUTS = (keys.BASELINE_KEY,)  # a failed reference leaves this leaf unjudged on the drop, not failed
+
+    def __init__(self, context=None):
+        # TFX packages itself for remote Beam workers on every execution (a 45 MB sdist left in a temp
+        # dir); an in-process runner's workers need no package, so the base class sees no args.
+        args = list(getattr(context, "beam_pipeline_args", None) or [])
+        local = bool(args) and beam_eval.runs_in_process(args)
+        if local:
+            context = copy.copy(context)
+            context.beam_pipeline_args = []
+        super().__init__(context)
+        if local:
+            self._beam_pipeline_args = args
 
     def stage(self, input_dict, output_dict, exec_properties):
         evaluation = common.output(output_dict, keys.EVALUATION_KEY)

@@ -3,6 +3,7 @@ executor's Beam pipeline, the NPUModel's numbers judged (no Vela run here), the 
 baseline leaf and the requirements, and bad requirements failing before any evaluation."""
 import json
 import os
+import tempfile
 
 import pytest
 from tfx.types import standard_artifacts
@@ -180,3 +181,27 @@ def test_a_failed_reference_leaves_the_drop_unjudged_not_the_leaf_failed(tmp_pat
     assert leaf["reasons"] == reasons and leaf["blessed"] is False
     assert prop(blessing, keys.BLESSED) == 0
     assert json.loads(prop(blessing, keys.REASONS)) == reasons
+
+
+@pytest.mark.parametrize("args", [["--direct_running_mode=in_memory"],  # the default: beam_args adds FnApiRunner
+                                  ["--runner=DirectRunner", "--direct_num_workers=2"], ["--runner=direct"]])
+def test_an_in_process_runner_leaves_no_package_of_tfx_behind(tmp_path, monkeypatch, args):
+    """TFX builds a 45 MB sdist of itself for remote Beam workers in a temp dir it never deletes; with
+    in-process workers the evaluator keeps its Beam args but builds nothing."""
+    from tfx.dsl.components.base import base_beam_executor
+
+    from collabopt.core.evaluation import beam_eval
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    args = beam_eval.beam_args(args)
+    executor = Executor(base_beam_executor.BaseBeamExecutor.Context(beam_pipeline_args=args))
+    assert os.listdir(tmp_path) == []
+    assert executor._make_beam_pipeline().options.get_all_options()["runner"] == args[0].split("=")[1]
+
+
+@pytest.mark.parametrize("args, local", [(["--runner=FnApiRunner"], True), ([], True),
+                                         (["--runner=apache_beam.runners.direct.DirectRunner"], True),
+                                         (["--runner=DataflowRunner", "--project=p"], False),
+                                         (["--runner=FlinkRunner"], False)])
+def test_which_runners_need_no_package(args, local):
+    from collabopt.core.evaluation import beam_eval
+    assert beam_eval.runs_in_process(args) is local

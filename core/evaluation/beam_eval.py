@@ -12,7 +12,7 @@ import tempfile
 
 import apache_beam as beam
 import numpy as np
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from collabopt.core.tflite import flatbuffer
 from collabopt.core.data import examples_io, inputs
@@ -62,6 +62,19 @@ def beam_args(args=()):
     Prism runner binary from the internet, then falls back to the FnApiRunner this picks directly."""
     args = list(args)
     return args if any(a.startswith("--runner") for a in args) else ["--runner=FnApiRunner", *args]
+
+
+# Runners whose workers are this process or its children, in this Python environment.
+IN_PROCESS_RUNNERS = ("directrunner", "fnapirunner", "bundlebaseddirectrunner", "switchingdirectrunner")
+
+
+def runs_in_process(args):
+    """True when the Beam args pick a runner whose workers already have this environment (no runner
+    counts: beam_args picks the FnApiRunner), so nothing needs packaging for them."""
+    if not all(isinstance(a, str) for a in args):  # placeholders: resolved later, maybe to a remote runner
+        return False
+    runner = (PipelineOptions(list(args)).view_as(StandardOptions).runner or "FnApiRunner").rsplit(".", 1)[-1].lower()
+    return (runner if runner.endswith("runner") else runner + "runner") in IN_PROCESS_RUNNERS
 
 
 def metric(tflite_path, examples_uri, split="eval", *, saved_model_dir=None, feature_key="image",
