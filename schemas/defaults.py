@@ -39,7 +39,7 @@ DEFAULTS = {
     "report": {"title": "collabopt optimization report"},
     "beam_pipeline_args": ["--direct_running_mode=in_memory"],
     "kubeflow": {"resources": {}, "service_account": None, "enable_caching": False},  # compile only
-    "search": {"paths": None, "sparsities": [0.5, 0.75], "clusters": [16, 8], "thin_keep_ratios": [0.75, 0.5],
+    "search": {"paths": None, "sparsities": [0.5, 0.75], "clusters": [16, 8], "thin_keep_ratios": None,
                "per_layer": True,
                "schedule_budgets": [1.0, 2.0], "sensitivity_sample": 500, "npu_target": "ethos-u55-128",
                "requirements": {}, "strategy": "halving", "epochs": {"min": 1, "max": 2, "eta": 2},

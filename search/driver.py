@@ -94,6 +94,8 @@ def run(config, root, runner="local", log=print):
     inputs = nodes[rnd.leaves[reference.id].evaluate][2]
     est = search_estimates.load_or_measure(cfg, inputs[keys.MODEL_KEY], inputs[keys.EXAMPLES_KEY], work_dir,
                                            say=log, out_of_time=out_of_time)
+    if est["keeps"]:  # fitted to the latency limit
+        cfg = space.with_keeps(cfg, est["keeps"])
     cands = [c for c in space.of_config(cfg, est["schedules"]) if c.id in est["estimates"]]
     executed, last = [], dict(known)
 
@@ -118,6 +120,7 @@ def run(config, root, runner="local", log=print):
         s["npu_target"]
     record.executions, record.schedules, record.sensitivity = executed, est["schedules"], est["sensitivity"]
     record.base, record.estimates, record.failed = est["base"], est["estimates"], est["failed"]
+    record.thin_keep_ratios = space.keep_ratios(cfg)
     record.reference = known[reference.id]
     record.wall_time_s = time.monotonic() - started
     record.epochs_executed = sum(e["epochs"][n] for e in executed for n, st in e["fine_tune_nodes"].items()

@@ -5,7 +5,9 @@ no TFX).
 They are kept in search_estimates.json next to the pipeline root, keyed by the baseline model and the
 parts of the config they depend on, and saved after every measurement (atomically), so a search
 killed during its estimates and started again measures only what it had not. The wall-time budget is
-checked before every measurement: a search out of time goes on with what it has measured. A
+checked before every measurement: a search out of time goes on with what it has measured. With a
+latency limit and no search.thin_keep_ratios, the thin keep ratios are fitted to the limit first
+(search.space.fit_keeps; each probe a thinned one-shot model, saved like the rest). A
 candidate whose one-shot model cannot be converted or evaluated is a named failure, not a failed
 search.
 """
@@ -32,6 +34,8 @@ def key(cfg, model_uri):
     used["thin"] = {k: cfg["thin"][k] for k in THIN_KEYS}
     used["paths"] = [c.id for c in space.of_config(cfg)]
     used["max_metric_drop"] = s["requirements"].get("max_metric_drop")
+    if space.fits_latency(cfg):  # the keep ratios follow the latency limits
+        used["latency"] = {r: s["requirements"].get(r) for r in space.LATENCY}
     return hashlib.sha256(json.dumps([model_uri, used, cfg["data"], cfg["training"]],
                                      sort_keys=True).encode()).hexdigest()
 
@@ -39,7 +43,7 @@ def key(cfg, model_uri):
 def read(path, want_key, say):
     """The saved estimates for `want_key`, else a fresh record; an unreadable file is absent (one line)."""
     fresh = {"key": want_key, "base": None, "sensitivity": [], "sensitivity_done": False, "estimates": {},
-             "failed": {}}
+             "failed": {}, "fit": {}, "keeps": None}
     if not os.path.isfile(path):
         return fresh
     try:
@@ -132,6 +136,17 @@ def load_or_measure(cfg, model_uri, examples_uri, work_dir, *, say=print, out_of
             raise models[keep]
         return models[keep], layers[keep]
 
+    if space.fits_latency(cfg) and state["keeps"] is None:
+        state["keeps"] = fit_keeps(cfg, state, lambda keep: measure(start(keep)[0], os.path.join("fit", f"t{keep}")),
+                                   out_of_time, save=lambda: write_json(path, state))
+        if state["keeps"] is None:
+            return {**state, "schedules": schedules, "complete": False}
+        write_json(path, state)
+        say(f"collabopt search: thin keep ratios {', '.join(map(str, state['keeps']))}, fitted to "
+            + ", ".join(f"{r} {s['requirements'][r]:g}" for r in space.LATENCY if s["requirements"].get(r) is not None)
+            + f" by one-shot {target} numbers")
+    if state["keeps"]:
+        cfg = space.with_keeps(cfg, state["keeps"])
     for c in space.of_config(cfg, schedules):
         if c.id in state["estimates"] or c.id in state["failed"]:
             continue
@@ -145,14 +160,49 @@ def load_or_measure(cfg, model_uri, examples_uri, work_dir, *, say=print, out_of
             model, names = start(c.keep)
             ls = dict(c.layer_sparsity) or ({n: c.sparsity for n in names["prune"]} if c.sparsity else None)
             lc = dict(c.layer_clusters) or ({n: c.clusters for n in names["cluster"]} if c.clusters else None)
-            m = base if not (ls or lc or c.keep) else measure(sensitivity.one_shot(model, ls, lc),
-                                                               os.path.join("estimates", c.id))
+            fitted = state["fit"].get(str(c.keep), {}) if c.keep is not None and not (ls or lc) else {}
+            if not (ls or lc or c.keep):
+                m = base
+            elif fitted and "error" not in fitted:  # this very model, measured while fitting the keep ratios
+                m = fitted
+            else:
+                m = measure(sensitivity.one_shot(model, ls, lc), os.path.join("estimates", c.id))
             state["estimates"][c.id] = {**m, "drop": space.metric_drop(m, base, t["eval_metric"])}
         except Exception as e:  # noqa: BLE001 - a candidate that cannot be measured is a named failure
             state["failed"][c.id] = f"its one-shot model could not be converted or evaluated: {_reason(e)}"
             say(f"collabopt search: candidate {c.id} left out: {state['failed'][c.id]}")
         write_json(path, state)
     return {**state, "schedules": schedules, "complete": complete}
+
+
+class _OutOfTime(Exception):
+    pass
+
+
+def fit_keeps(cfg, state, measure_keep, out_of_time, save):
+    """space.fit_keeps with each probe's one-shot numbers measured once (`measure_keep(keep)`), kept in
+    state["fit"] and saved (`save()`); None when out of time first. A keep ratio whose thinned model cannot be measured
+    does not meet the limit."""
+    limits = {r: v for r, v in cfg["search"]["requirements"].items() if r in space.LATENCY}
+
+    def meets(keep):
+        k = str(keep)
+        if k not in state["fit"]:
+            if out_of_time():
+                raise _OutOfTime
+            try:
+                state["fit"][k] = measure_keep(keep)
+            except _OutOfTime:
+                raise
+            except Exception as e:  # noqa: BLE001 - this keep ratio misses; a smaller one may measure
+                state["fit"][k] = {"error": _reason(e)}
+            save()
+        m = state["fit"][k]
+        return "error" not in m and not space.misses(m, limits)
+    try:
+        return space.fit_keeps(meets)
+    except _OutOfTime:
+        return None
 
 
 def build_schedules(cfg, state):

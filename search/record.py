@@ -46,6 +46,7 @@ class Record:
     sensitivity: list = dataclasses.field(default_factory=list)  # the per-layer sensitivity table
     schedules: list = dataclasses.field(default_factory=list)  # the per-layer schedules built from it
     failed: dict = dataclasses.field(default_factory=dict)  # candidate id -> why it could not be estimated
+    thin_keep_ratios: list = None  # the space's: search.thin_keep_ratios, or fitted to the latency limit
 
     def add_round(self, epochs, batch, cost, leaves, screen=False):
         self.epochs_spent += cost

@@ -30,6 +30,8 @@ FINE_TUNED = (tree_paths.THIN, "prune", "cluster", "qat")
 # on Ethos-U55/U65 MAC cycles depend on shapes only): with one of them and no search.paths, every path
 # is searched below channel pruning too
 LATENCY = ("max_npu_inference_time_s", "max_npu_cycles")
+DEFAULT_KEEPS = [0.75, 0.5]  # thin keep ratios without search.thin_keep_ratios or a latency limit to fit them to
+KEEP_GRID = [round(0.95 - 0.05 * i, 2) for i in range(16)]  # 0.95 ... 0.2: where a fitted keep ratio is sought
 
 
 def metric_drop(leaf, reference, eval_metric):
@@ -143,9 +145,45 @@ def searched_paths(cfg):
 
 
 def of_config(cfg, schedules=()):
-    """The candidates of a merged config's search section (searched_paths)."""
+    """The candidates of a merged config's search section (searched_paths; keep_ratios)."""
     s = cfg["search"]
-    return space(searched_paths(cfg), s["sparsities"], s["clusters"], schedules, s["thin_keep_ratios"])
+    return space(searched_paths(cfg), s["sparsities"], s["clusters"], schedules, keep_ratios(cfg))
+
+
+def keep_ratios(cfg):
+    """The thin keep ratios of a merged config: search.thin_keep_ratios (given, or fitted by the estimates:
+    with_keeps), else DEFAULT_KEEPS."""
+    return cfg["search"]["thin_keep_ratios"] or DEFAULT_KEEPS
+
+
+def with_keeps(cfg, keeps):
+    """`cfg` with the thin keep ratios set to `keeps` (fitted to its latency limit)."""
+    return {**cfg, "search": {**cfg["search"], "thin_keep_ratios": list(keeps)}}
+
+
+def fits_latency(cfg):
+    """True when the keep ratios are to be fitted to a latency limit: none given, a LATENCY requirement
+    set, and a thinned path in the space."""
+    s = cfg["search"]
+    return (s["thin_keep_ratios"] is None and any(s["requirements"].get(r) is not None for r in LATENCY)
+            and any(tree_paths.THIN in tree_paths.PATHS[p] for p in searched_paths(cfg)))
+
+
+def fit_keeps(meets, grid=KEEP_GRID):
+    """The keep ratios a latency limit asks for: the largest of `grid` (descending) whose thinned model
+    meets it (`meets(keep)`: by its one-shot NPU numbers; fewer channels never cost more), found by
+    bisection, and the one 0.1 below it (a margin: the one-shot time is not the trial's to the cycle).
+    When none meets it: the smallest, whose trial then misses it by name."""
+    if not meets(grid[-1]):
+        return [grid[-1]]
+    lo, hi = 0, len(grid) - 1  # grid[hi] meets it
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if meets(grid[mid]):
+            hi = mid
+        else:
+            lo = mid + 1
+    return [grid[hi]] + ([grid[hi + 2]] if hi + 2 < len(grid) else [])
 
 
 def misses(leaf, requirements):

@@ -185,8 +185,9 @@ def test_a_prefix_search_trains_its_best_group_from_the_baseline(tmp_path):
 
 def test_a_time_limit_below_ptqs_is_met_by_a_thinned_leaf(tmp_path):
     """No search.paths and a max_npu_inference_time_s below the ptq leaf's: the time limit brings the
-    thin paths in, no unthinned candidate can meet it by estimate, and the search answers with a
-    thinned leaf (the ChannelPruner at the candidate's keep ratio, one node) that meets it."""
+    thin paths in, their keep ratios are fitted to it (no search.thin_keep_ratios), no unthinned
+    candidate can meet it by estimate, and the search answers with a thinned leaf (the ChannelPruner
+    at the candidate's keep ratio, one node per keep ratio) that meets it."""
     from collabopt.core.stages import DataSpec
     from collabopt.core.model import keras_io
     from collabopt.search import sensitivity
@@ -199,20 +200,27 @@ def test_a_time_limit_below_ptqs_is_met_by_a_thinned_leaf(tmp_path):
     limit = 0.9 * ptq
     cfg = {**CONFIG, "name": "search-thin", "paths": ["prune_ptq"], "baseline": {"model_uri": model},
            "examples": {"uri": examples},
-           "search": {"sparsities": [0.5], "thin_keep_ratios": [0.5], "per_layer": False, "sensitivity_sample": 100,
+           "search": {"sparsities": [0.5], "per_layer": False, "sensitivity_sample": 100,
                       "epochs": {"min": 1, "max": 1},
                       "requirements": {"max_metric_drop": 0.5, "max_npu_inference_time_s": limit}}}
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     code, log = collabopt("search", str(tmp_path / "c.yaml"), "--root", str(tmp_path / "root"), log=tmp_path / "s.log")
     assert code == 0, log[-3000:]
     record = Record.load(tmp_path / "root" / "search.json")
-    assert sorted(record.estimates) == ["prune_ptq_s50", "ptq", "thin_prune_ptq_t50_s50", "thin_ptq_t50"]
-    assert record.feasible_by_estimate == 2 and all(cid.startswith("thin_") for r in record.rounds for cid in r.ids)
-    assert record.chosen.startswith("thin_") and record.leaf[KEEP_RATIO] == 0.5
+    keeps = record.thin_keep_ratios
+    assert f"collabopt search: thin keep ratios {', '.join(map(str, keeps))}, fitted to max_npu_inference_time_s" in log
+    tokens = [space.keep_token(k) for k in keeps]
+    assert sorted(record.estimates) == sorted(["prune_ptq_s50", "ptq"] + [f"thin_ptq_{t}" for t in tokens]
+                                              + [f"thin_prune_ptq_{t}_s50" for t in tokens])
+    assert all(record.estimates[f"thin_ptq_{t}"]["inference_time_s"] <= limit for t in tokens)
+    assert record.feasible_by_estimate >= 2 and all(cid.startswith("thin_") for r in record.rounds for cid in r.ids)
+    assert record.chosen.startswith("thin_") and record.leaf[KEEP_RATIO] in keeps
     assert record.leaf["inference_time_s"] <= limit < record.reference["inference_time_s"]
     assert not space.misses(record.leaf, record.requirements)
     states = {n: s for states in _all_executions(str(tmp_path / "root" / "metadata.sqlite")).values()
               for n, s in states.items()}
-    assert states["ChannelPruner_t50_e1"] == "COMPLETE"  # one thinning for both thinned candidates
-    assert not [n for n in states if n.startswith("ChannelPruner") and n != "ChannelPruner_t50_e1"]
-    assert f"chosen: {record.chosen} (1 epoch(s)): channels kept 50%, " in log
+    thinned = {t for r in record.rounds for cid in r.ids for t in tokens if f"_{t}_" in f"{cid}_"}
+    # one thinning per keep ratio, shared by its thinned candidates
+    assert {n: st for n, st in states.items() if n.startswith("ChannelPruner")} == {
+        f"ChannelPruner_{t}_e1": "COMPLETE" for t in thinned}
+    assert f"chosen: {record.chosen} (1 epoch(s)): channels kept {round(record.leaf[KEEP_RATIO] * 100)}%, " in log

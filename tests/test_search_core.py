@@ -300,3 +300,34 @@ def test_a_latency_requirement_brings_thinned_candidates_in():
         return {c.id: {**estimates[c.id], "drop": 0.004} for c in batch}
     rec = halving.run(found, estimates, {**req, "max_metric_drop": 0.01}, run_round, max_epochs=1)
     assert rec.chosen == "thin_prune_ptq_t50_s50" and rec.rounds[0].ids == ["thin_prune_ptq_t50_s50", "thin_ptq_t50"]
+
+
+@pytest.mark.parametrize("limit, keeps, probes", [
+    (0.62, [0.6, 0.5], 5),  # the largest keep ratio that meets it, and a margin 0.1 below
+    (0.99, [0.95, 0.85], 5),
+    (0.2, [0.2], 5),  # only the smallest: no margin below the grid
+    (0.1, [0.2], 1),  # none meets it: the smallest, whose trial misses by name
+])
+def test_keep_ratios_fitted_to_a_latency_limit_by_bisection(limit, keeps, probes):
+    asked = []
+
+    def meets(keep):  # one-shot time ~ the keep ratio (as measured on the DS-CNN: 0.6 -> 0.603x)
+        asked.append(keep)
+        return keep <= limit
+    assert space.fit_keeps(meets) == keeps
+    assert len(asked) <= probes and len(set(asked)) == len(asked)
+
+
+def test_keep_ratios_are_fitted_only_to_a_latency_limit_with_thinned_paths_and_none_given():
+    from collabopt.pipelines import config as tree_config
+    base = {"paths": ["prune_ptq"], "search": {"requirements": {"max_npu_cycles": 1000}}}
+    assert space.fits_latency(tree_config.merge(base))
+    assert space.keep_ratios(tree_config.merge(base)) == space.DEFAULT_KEEPS  # until the estimates fit them
+    given = tree_config.merge({**base, "search": {**base["search"], "thin_keep_ratios": [0.5]}})
+    unthinned = tree_config.merge({**base, "search": {**base["search"], "paths": ["prune_ptq"]}})
+    no_limit = tree_config.merge({**base, "search": {"requirements": {"max_encoded_weights_bytes": 1000}}})
+    assert not any(space.fits_latency(c) for c in (given, unthinned, no_limit))
+    fitted = space.with_keeps(tree_config.merge(base), [0.6, 0.5])
+    assert [c.id for c in space.of_config(fitted) if c.keep] == [
+        "thin_ptq_t60", "thin_ptq_t50", "thin_prune_ptq_t60_s50", "thin_prune_ptq_t60_s75", "thin_prune_ptq_t50_s50",
+        "thin_prune_ptq_t50_s75"]

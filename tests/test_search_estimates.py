@@ -14,7 +14,7 @@ from collabopt.pipelines import config as tree_config
 from collabopt.search import estimates, sensitivity
 from collabopt.search.record import Record
 from collabopt.tests.cli_processes import call, collabopt
-from collabopt.tests.helpers import fashion_mnist_examples, tiny_model
+from collabopt.tests.helpers import data_spec, fashion_mnist_examples, tiny_model
 
 SIGKILL = -9
 CONFIG = {"name": "estimates-test", "paths": ["prune_ptq"], "data": {"train_limit": 300, "eval_limit": 100},
@@ -149,3 +149,48 @@ def test_a_thinned_candidate_is_estimated_by_channel_prunings_own_surgery(made, 
     assert widths and all(w % block == 0 and w < 16 for w in widths), widths  # 16 channels kept to 8
     other = tree_config.merge({**cfg, "thin": {"score": "bn"}})
     assert estimates.key(other, made[0]) != estimates.key(cfg, made[0])
+
+
+
+def _thinned_cycles(made, keep, work):
+    """ethos-u55-128 cycles of the tiny model thinned to `keep` by channel pruning's own choice."""
+    from collabopt.core.model import keras_io
+    sample = sensitivity.Sample(data_spec(made[1]), representative=32, eval_limit=32)
+    thin = sensitivity.thinned(keras_io.load_model(made[0]), keep, sample, "ethos-u55-128", str(work / "thin"))
+    return sensitivity.measure(thin, sample, str(work / "m"), "ethos-u55-128")["npu_cycles"]
+
+
+def test_a_latency_limit_fits_the_keep_ratios_on_one_shot_thinned_models(made, tmp_path, monkeypatch):
+    """No thin_keep_ratios and a cycles limit: the keep ratios are the largest whose thinned model's
+    one-shot cycles meet it (and 0.1 below); the next larger one misses it; each probe is measured
+    once, saved, and reused as that candidate's estimate; a search started again fits nothing."""
+    from collabopt.search import space
+    limit = _thinned_cycles(made, 0.5, tmp_path / "at_half")  # met at keep 0.5 at least
+    cfg = tree_config.merge({**CONFIG, "search": {**CONFIG["search"], "paths": ["thin_ptq"],
+                                                  "requirements": {"max_npu_cycles": limit}}})
+    measured, said, measure = [], [], sensitivity.measure
+
+    def counted(model, sample, out_dir, *args, **kwargs):
+        measured.append(os.path.relpath(out_dir, tmp_path))
+        return measure(model, sample, out_dir, *args, **kwargs)
+    monkeypatch.setattr(sensitivity, "measure", counted)
+    est = estimates.load_or_measure(cfg, made[0], made[1], str(tmp_path), say=said.append)
+    keep, fit = est["keeps"][0], est["fit"]
+    assert keep >= 0.5 and est["keeps"] == [keep, round(keep - 0.1, 2)]
+    assert fit[str(keep)]["npu_cycles"] <= limit
+    if keep != space.KEEP_GRID[0]:  # the next keep ratio up misses it: the largest that meets it
+        above = space.KEEP_GRID[space.KEEP_GRID.index(keep) - 1]
+        assert fit[str(above)]["npu_cycles"] > limit
+        assert _thinned_cycles(made, above, tmp_path / "above") > limit
+    probes = [m for m in measured if m.startswith("fit/")]
+    assert len(probes) == len(set(probes)) == len(fit) <= 5
+    assert sorted(est["estimates"]) == sorted(["ptq"] + [f"thin_ptq_t{round(k * 100)}" for k in est["keeps"]])
+    assert est["estimates"][f"thin_ptq_t{round(keep * 100)}"]["npu_cycles"] == fit[str(keep)]["npu_cycles"]
+    # the probes' numbers are the candidates' estimates where they were measured
+    assert [m for m in measured if m.startswith("estimates/")] == [
+        f"estimates/thin_ptq_t{round(k * 100)}" for k in est["keeps"] if str(k) not in fit]
+    assert said[0] == (f"collabopt search: thin keep ratios {', '.join(map(str, est['keeps']))}, fitted to "
+                       f"max_npu_cycles {limit:g} by one-shot ethos-u55-128 numbers")
+    measured.clear()
+    again = estimates.load_or_measure(cfg, made[0], made[1], str(tmp_path), say=lambda line: None)
+    assert measured == [] and again["keeps"] == est["keeps"] and again["estimates"] == est["estimates"]
