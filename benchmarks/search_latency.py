@@ -28,6 +28,7 @@ def parse_args(argv):
     p.add_argument("--min-epochs", type=int, default=2, help="search.epochs.min (first rung)")
     p.add_argument("--max-epochs", type=int, default=4, help="search.epochs.max (last rung)")
     p.add_argument("--thin-lr", type=float, default=1e-3, help="thin.learning_rate (thin_tree.py's recovering one)")
+    p.add_argument("--distill", type=float, default=0.0, help="thin.distill: the thin fine-tune's weight on the baseline's outputs")
     p.add_argument("--out", default=None)
     return p.parse_args(argv)
 
@@ -47,7 +48,7 @@ def setup(a, work):
     ptq = sensitivity.measure(keras_io.load_model(base), sensitivity.Sample(spec, eval_limit=100),
                               os.path.join(work, "ptq_vela"), TARGET)
     return {"name": "search-latency", "paths": a.paths.split(","), "baseline": {"model_uri": base},
-            "examples": {"uri": examples}, "thin": {"learning_rate": a.thin_lr},
+            "examples": {"uri": examples}, "thin": {"learning_rate": a.thin_lr, "distill": a.distill},
             "search": {"requirements": {"max_metric_drop": a.max_drop_pp / 100,
                                         "max_npu_inference_time_s": a.time_fraction * ptq["inference_time_s"]},
                        "budget": {"max_epochs": a.budget_epochs},
@@ -78,7 +79,7 @@ def main(argv=None):
     ptq = built["ptq@0"] = record.reference
     res = {"provenance": common.provenance(a), "requirements": cfg["search"]["requirements"],
            "considered": record.considered, "feasible_by_estimate": record.feasible_by_estimate,
-           "searched_paths": space.searched_paths(cfg), "chosen": record.chosen, "stopped": record.stopped,
+           "searched_paths": space.searched_paths(cfg), "thin_keep_ratios": record.thin_keep_ratios, "chosen": record.chosen, "stopped": record.stopped,
            "epochs_spent": record.epochs_spent, "search_seconds": round(t.s, 1),
            "front": front_span(built, ptq["inference_time_s"]),
            "leaves": {k: {"drop": l["drop"], "time_ratio": l["inference_time_s"] / ptq["inference_time_s"],
@@ -99,7 +100,7 @@ def main(argv=None):
     print(f"chosen {record.chosen} ({record.stopped}): NPU time {res.get('chosen_time_ratio', float('nan')):.3f}x ptq, "
           f"drop {100 * res.get('chosen_drop', float('nan')):+.2f} pp; confirmed {res.get('confirmed')}; "
           f"front NPU time {f['min']:.3f}-{f['max']:.3f}x ptq (span {f['span']:.1%}); "
-          f"{record.considered} candidates, {record.feasible_by_estimate} within the requirements by estimate; "
+          f"keep ratios {record.thin_keep_ratios}; {record.considered} candidates, {record.feasible_by_estimate} within the requirements by estimate; "
           f"{record.epochs_spent} fine-tuning epochs; {t.s / 60:.0f} min")
     return res
 
