@@ -317,3 +317,24 @@ def pcqat_stages(model_dir, data_spec, out, representative_samples=32, training=
     tflite = os.path.join(out, "t", artifact_files.TFLITE_FILE)
     npu = stages.compile_npu(tflite, os.path.join(out, "npu"))["ethos-u55-128"]
     return qat, stats, tflite, npu
+
+
+def tflm_child(function, *args):
+    """collabopt.core.firmware.tflm.<function>(*args) in a fresh Python without TensorFlow (arguments and
+    result pickled): its arena probes fork, which a test worker running TensorFlow's threads must not."""
+    import pickle
+    import subprocess
+    import sys
+    import tempfile
+
+    code = ("import pickle, sys; from collabopt.core.firmware import tflm; "
+            "a = pickle.load(open(sys.argv[2], 'rb')); pickle.dump(getattr(tflm, sys.argv[1])(*a), open(sys.argv[3], 'wb'))")
+    with tempfile.TemporaryDirectory(prefix="collabopt-tflm-test-") as d:
+        inp, out = os.path.join(d, "args.pkl"), os.path.join(d, "result.pkl")
+        with open(inp, "wb") as f:
+            pickle.dump(args, f)
+        done = subprocess.run([sys.executable, "-c", code, function, inp, out], capture_output=True, text=True,
+                              timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        with open(out, "rb") as f:
+            return pickle.load(f)

@@ -6,8 +6,9 @@ import subprocess
 
 import pytest
 
-from collabopt.core.firmware import c_bundle, tflite_file, tflm
+from collabopt.core.firmware import c_bundle, tflite_file
 from collabopt.tests.firmware_models import NAMES
+from collabopt.tests.helpers import tflm_child
 
 # Method names of the REAL tensorflow/lite/micro/micro_mutable_op_resolver.h (tflite-micro main,
 # 2026-08), copied name by name; the stand-in below declares only these.
@@ -177,7 +178,8 @@ def test_arena_header(bundles, which, tmp_path):
 def test_published_arena_from_bundle_allocates_and_10_percent_less_fails(bundles, firmware_models):
     for name in NAMES:
         size = bundles[name][1]["arena"]["published"]
-        assert tflm.fits(firmware_models[name], size) and not tflm.fits(firmware_models[name], int(0.9 * size))
+        m = firmware_models[name]
+        assert tflm_child("fits", m, size) and not tflm_child("fits", m, int(0.9 * size))
 
 
 def test_vela_estimate_covers_velas_scratch(firmware_models):

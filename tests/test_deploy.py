@@ -9,8 +9,8 @@ import re
 import pytest
 
 from collabopt.core import deploy
-from collabopt.core.firmware import tflm
 from collabopt.core.tfenv import tf
+from collabopt.tests.helpers import tflm_child
 
 PATH = "ptq"
 # Every tf.io.gfile function a push (or its clean-up) may call; GFile's writes and closes count too.
@@ -129,7 +129,7 @@ def test_a_push_switches_latest_in_one_step(firmware_models, tmp_path):
     cpu, npu = dest / PATH / v1 / deploy.FIRMWARE / "cpu", dest / PATH / v1 / deploy.FIRMWARE / "ethos-u55-128"
     names = ["README.md", f"{PATH}_arena.h", f"{PATH}_model.c", f"{PATH}_model.h", f"{PATH}_op_resolver.h"]
     assert sorted(os.listdir(cpu)) == sorted(os.listdir(npu)) == names
-    arena = tflm.arena(firmware_models["tiny_cnn"])["published"]
+    arena = tflm_child("arena", firmware_models["tiny_cnn"])["published"]
     assert f"#define PTQ_ARENA_SIZE {arena}\n" in (cpu / f"{PATH}_arena.h").read_text()
     assert "resolver.AddConv2D()" in (cpu / f"{PATH}_op_resolver.h").read_text()
     assert re.findall(r"resolver\.(Add\w+)\(\)", (npu / f"{PATH}_op_resolver.h").read_text()) == ["AddEthosU"]

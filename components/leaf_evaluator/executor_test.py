@@ -18,7 +18,7 @@ from collabopt.core.npu import vela
 from collabopt.core.artifact_files import write_json
 from collabopt.schemas import ConfigError
 from collabopt.tests.helpers import (prop, TINY_DATA, artifact, beam_executor, channel, examples_artifact, failed_artifact,
-                                     failure_of, read_json, run_executor)
+                                     failure_of, read_json, run_executor, tflm_child)
 
 TARGET = "ethos-u55-128"  # what the npu_uri fixture compiled for
 CHECKED = 40  # tflm.check_examples: not the default, so the parameter is seen to reach TFLM
@@ -92,8 +92,8 @@ def test_evaluates_with_the_npu_models_numbers(tmp_path, tflite_uri, model_uri, 
     assert abs(prop(evaluation, "tflm_metric") - prop(evaluation, "tflm_litert_metric")) <= 0.05
     assert 0 <= prop(evaluation, "tflm_max_lsb") <= 3 and prop(evaluation, "tflm_top1_differ_rate") <= 0.05
     arena = prop(evaluation, "tflm_arena_bytes")
-    assert arena == tflm.arena(tflite_bytes)["published"] == leaf["tflm_arena"]["published"]
-    assert tflm.fits(tflite_bytes, arena) and not tflm.fits(tflite_bytes, int(0.9 * arena))
+    assert arena == tflm_child("arena", tflite_bytes)["published"] == leaf["tflm_arena"]["published"]
+    assert tflm_child("fits", tflite_bytes, arena) and not tflm_child("fits", tflite_bytes, int(0.9 * arena))
     assert not evaluation.has_custom_property("tflm_error") and leaf["tflm_error"] is None
     assert sum(leaf["tflm_lsb_counts"].values()) == n
 

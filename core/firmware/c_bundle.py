@@ -170,15 +170,15 @@ def measured_arena(a):
 
 
 def measure_arena(tflite_bytes):
-    """{'published', 'how', ...}: TFLM-measured for a plain model (tflm.arena), Vela's plan-based
+    """{'published', 'how', ...}: TFLM-measured for a plain model (tflm.arena, in a child process), Vela's plan-based
     estimate for a model with an ethos-u operator (tflite_file.vela_arena_estimate)."""
     if uses_npu(tflite_bytes):
         est = tflite_file.vela_arena_estimate(tflite_bytes)
         return {**est, "published": -(-est["estimate"] // 16) * 16 + 16, "measured": False,
                 "how": f"ESTIMATE (not checked by TFLM: no host interpreter runs ethos-u): head {est['head']} B "
                        f"(Vela's offline plan) + tail {est['tail']} B (TFLM structs) + 16 B alignment."}
-    from collabopt.core.firmware import tflm
-    return measured_arena(tflm.arena(tflite_bytes))
+    from collabopt.core.firmware import isolated
+    return measured_arena(isolated.arena(tflite_bytes))
 
 
 def readme(name, methods, arena, io, source="model"):

@@ -1,11 +1,8 @@
 """A leaf on the device runtime: TFLM's interpreter runs its INT8 model on the first few eval examples
 next to LiteRT, and measures its tensor arena. The leaf.json fields these numbers go to."""
-import json
 import logging
-import os
 
 from collabopt.core.evaluation import gates
-from collabopt.core import isolation
 from collabopt.core.firmware import tflm
 
 log = logging.getLogger("collabopt")
@@ -21,8 +18,6 @@ def leaf_numbers(tflite_bytes, data_spec, training, max_examples=tflm.CHECK_EXAM
     """{FIELDS..., 'tflm_lsb_counts', 'tflm_arena': {recorded, minimal, published, head, tail}} of an
     INT8 leaf on the eval split (data_spec.eval_split, its first `max_examples` examples). TFLM failing
     to load or run the model is a finding, not an error: tflm_error says why, the numbers are None."""
-    import subprocess
-    import sys
     import tempfile
 
     from collabopt.core.data import examples_io  # TensorFlow: not for the readers of FIELDS (mlmd.results)
@@ -33,15 +28,7 @@ def leaf_numbers(tflite_bytes, data_spec, training, max_examples=tflm.CHECK_EXAM
     with tempfile.TemporaryDirectory(prefix="collabopt-tflm-") as folder:
         isolated.write_inputs(folder, tflite_bytes, features, labels, training.eval_metric, training.top_k,
                               data_spec.target)
-        # a child process: TFLM is native code, and its crash must not end the run
-        done = subprocess.run([sys.executable, "-m", "collabopt.core.firmware.isolated", folder],
-                              capture_output=True, text=True, timeout=TIMEOUT_S)
-        result = os.path.join(folder, isolated.RESULT)
-        if done.returncode or not os.path.exists(result):
-            found = {"error": isolation.crash_reason("TFLM's interpreter", done.returncode, done.stderr)}
-        else:
-            with open(result) as f:
-                found = json.load(f)
+        found = isolated.run(folder, TIMEOUT_S)  # a child process: TFLM's crash must not end the run
     if "error" in found:
         log.info("TFLM cannot run the leaf: %s", found["error"])
         return {**dict.fromkeys(FIELDS), ERROR: found["error"]}

@@ -13,6 +13,7 @@ import contextlib
 import ctypes
 import os
 import re
+import sys
 import tempfile
 import time
 
@@ -89,7 +90,12 @@ def allocations(it):
 def fits(tflite_bytes, size):
     """Does TFLM's interpreter construct (allocate every tensor) with an arena of `size` bytes? Tried in
     a forked child: on some arenas just too small TFLM segfaults instead of refusing (seen on the
-    autoencoder's leaves), and that is a "no", not the end of the arena search."""
+    autoencoder's leaves), and that is a "no", not the end of the arena search. A forked copy of a
+    process running TensorFlow's (or Beam's) threads can deadlock on a lock one of them held, so this
+    refuses to fork there: call it from a process without TensorFlow (core/firmware/isolated.py)."""
+    if "tensorflow" in sys.modules:
+        raise RuntimeError("tflm.fits forks a child: call it from a process without TensorFlow "
+                           "(core/firmware/isolated.py), a fork of TensorFlow's threads can hang")
     pid = os.fork()
     if pid == 0:  # the child: construct, answer by exit code, never return into the caller's stack
         code = 1
