@@ -17,7 +17,7 @@ IMAGE = (32, 32, 3)  # the smallest input keras.applications takes
 SEQUENCE = (16, 16)  # 16 time steps x 16 features: short enough to unroll the recurrent models
 TARGET = "ethos-u55-128"
 TRAIN, EVAL = 64, 32  # examples
-TREE_TIMEOUT_S = 3600  # one model's `collabopt run` (a hung one fails the test); MobileNetV2 took > 30 min at nice 19 beside the full suite
+TREE_TIMEOUT_S = 3600  # one model's `collabopt run` (a hung one fails the test); the slowest, EfficientNetB0, takes ~8 min
 
 
 def _app(fn, **kwargs):
