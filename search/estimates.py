@@ -181,8 +181,8 @@ class _OutOfTime(Exception):
 
 def fit_keeps(cfg, state, measure_keep, out_of_time, save):
     """space.fit_keeps with each probe's one-shot numbers measured once (`measure_keep(keep)`), kept in
-    state["fit"] and saved (`save()`); None when out of time first. A keep ratio whose thinned model cannot be measured
-    does not meet the limit."""
+    state["fit"] and saved (`save()`); None when out of time first. A keep ratio whose thinned model
+    cannot be measured does not meet the limit."""
     limits = {r: v for r, v in cfg["search"]["requirements"].items() if r in space.LATENCY}
 
     def meets(keep):
@@ -192,8 +192,6 @@ def fit_keeps(cfg, state, measure_keep, out_of_time, save):
                 raise _OutOfTime
             try:
                 state["fit"][k] = measure_keep(keep)
-            except _OutOfTime:
-                raise
             except Exception as e:  # noqa: BLE001 - this keep ratio misses; a smaller one may measure
                 state["fit"][k] = {"error": _reason(e)}
             save()
